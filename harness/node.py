@@ -1,0 +1,64 @@
+"""A lab node as the rest of the harness sees it, after the inventory file was validated.
+
+Plain frozen dataclasses: the inventory loader (harness/inventory.py) builds them, every
+other module only reads them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["host", "vm"]
+OS = Literal["linux", "windows"]
+Family = Literal["hyperv", "vsock", "tcp"]
+AccessKind = Literal["local", "ssh", "psexec"]
+HostKeyPolicy = Literal["reject", "accept-new", "ignore"]
+
+
+@dataclass(frozen=True)
+class Access:
+    """How the controller reaches a node. Secrets are references, never values."""
+
+    kind: AccessKind = "local"
+    host: str | None = None  # hostname or IP (ssh, psexec)
+    port: int | None = None  # 22 for ssh, 445 for psexec when None
+    user: str | None = None
+    key_file: str | None = None  # ssh private key path (~ expanded by the transport)
+    password_env: str | None = None  # NAME of an environment variable holding a password
+    jump: str | None = None  # name of another inventory node used as ssh jump host
+    known_hosts: str | None = None  # path; default ~/.ssh/known_hosts
+    host_key_policy: HostKeyPolicy = "reject"
+    use_ssh_config: bool = True  # honour ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump)
+    connect_timeout: float = 30.0  # nested lab guests need ~300
+    python: str | None = None  # interpreter on the node; default python3 / py -3
+    workdir: str | None = None  # where the probe is copied; default /tmp/hvsock-matrix or %TEMP%
+    netns: str | None = None  # local only: run inside this network namespace (ip netns exec)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: Role
+    os: OS
+    family: Family  # default: windows -> hyperv, linux -> vsock
+    access: Access = field(default_factory=Access)
+    parent: str | None = None  # name of the host node, for role == "vm"
+    vm_id: str | None = None  # canonical lowercase GUID (Hyper-V VM ID)
+    cid: int | None = None  # vsock CID of this node (guest-cid), if known
+    address: str | None = None  # IP address for the tcp family
+    lab_node: bool = False  # True: a real lab node or a lab guest; AF_VSOCK allowed there
+    facts: dict = field(default_factory=dict, compare=False, hash=False)
+    source: str = ""  # "file:line" where the node was defined, for error messages
+
+
+@dataclass(frozen=True)
+class Inventory:
+    name: str
+    path: str
+    nodes: dict[str, Node]
+
+    def node(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def children(self, name: str) -> list[Node]:
+        return [n for n in self.nodes.values() if n.parent == name]
