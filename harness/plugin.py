@@ -1,0 +1,1 @@
+"""pytest plugin: collection of scenarios/*.yaml into cells (being built)."""
