@@ -1,0 +1,708 @@
+#!/usr/bin/env python3
+"""hvsock-matrix probe: the one file copied to every node (stdlib only, Python >= 3.8).
+
+It plays both sides of the documents' program -- a server that answers "Hello: " + payload and
+a client that sends a payload and checks the echo -- over AF_HYPERV, AF_VSOCK or TCP, and says
+what happened as JSON lines so the controller never has to parse prose.
+
+    probe.py serve   --family F --addr A --port P [--service GUID] [--count N] [--timeout T] [--lab-node]
+    probe.py connect --family F --addr A --port P [--service GUID] --payload S [--timeout T]
+                     [--connect-timeout C] [--lab-node]
+    probe.py info    [--lab-node]
+    probe.py session [--idle-timeout T] [--lab-node]
+
+`session` keeps one process per node alive for a whole run and serves JSON-line requests
+concurrently: on nested lab guests a process start costs 10-50 s, a request a round-trip.
+
+Safety: AF_VSOCK sockets and the /dev/vsock ioctl are refused (event "refused", exit 3) unless
+this is a lab node: --lab-node, HVSOCK_MATRIX_LAB_NODE=1, or /run/hvsock-matrix-lab-guest exists.
+"""
+import argparse
+import errno as _errno
+import json
+import os
+import platform
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+AF_VSOCK = getattr(socket, "AF_VSOCK", 40)
+SO_VM_SOCKETS_CONNECT_TIMEOUT = 6  # level AF_VSOCK; value: struct timeval
+IOCTL_VM_SOCKETS_GET_LOCAL_CID = 0x7B9  # _IO(7, 0xb9) on /dev/vsock
+VMADDR_CID_ANY = 0xFFFFFFFF
+
+AF_HYPERV = 34
+HV_PROTOCOL_RAW = 1
+HVSOCKET_CONNECT_TIMEOUT = 1  # level HV_PROTOCOL_RAW; value: u32 milliseconds
+SOCKADDR_HV_SIZE = 36
+
+LAB_MARKER = "/run/hvsock-matrix-lab-guest"
+LAB_ENV = "HVSOCK_MATRIX_LAB_NODE"
+EXIT_REFUSED = 3
+REPLY_PREFIX = "Hello: "
+MAX_READ = 1024
+
+WSA_NAMES = {
+    10013: "WSAEACCES",
+    10022: "WSAEINVAL",
+    10047: "WSAEAFNOSUPPORT",
+    10048: "WSAEADDRINUSE",
+    10049: "WSAEADDRNOTAVAIL",
+    10051: "WSAENETUNREACH",
+    10054: "WSAECONNRESET",
+    10060: "WSAETIMEDOUT",
+    10061: "WSAECONNREFUSED",
+    10065: "WSAEHOSTUNREACH",
+}
+IS_WINDOWS = os.name == "nt"
+
+
+class Refused(Exception):
+    """AF_VSOCK asked for on a machine that is not a lab node."""
+
+
+def errno_name(number):
+    """Symbolic name of an errno (Windows sockets: the WSA name)."""
+    if number is None:
+        return None
+    if number in WSA_NAMES and (IS_WINDOWS or number >= 10000):
+        return WSA_NAMES[number]
+    return _errno.errorcode.get(number) or WSA_NAMES.get(number) or "ERRNO_%d" % number
+
+
+def timeout_errno():
+    return 10060 if IS_WINDOWS else _errno.ETIMEDOUT
+
+
+def lab_allowed(flag=False):
+    """True only on a lab node, where AF_VSOCK belongs to the project."""
+    return bool(flag) or os.environ.get(LAB_ENV) == "1" or os.path.exists(LAB_MARKER)
+
+
+def now_ms(start):
+    return round((time.monotonic() - start) * 1000.0, 3)
+
+
+# ---------------------------------------------------------------- Hyper-V addresses
+
+def pack_sockaddr_hv(vm_id, service_id):
+    """The 36-byte SOCKADDR_HV: family u16 = 34, reserved u16, VmId GUID, ServiceId GUID.
+
+    GUIDs use the Windows in-memory (mixed-endian) layout, i.e. uuid.UUID(...).bytes_le.
+    """
+    return struct.pack("<HH", AF_HYPERV, 0) + uuid.UUID(str(vm_id)).bytes_le + uuid.UUID(str(service_id)).bytes_le
+
+
+def unpack_sockaddr_hv(data):
+    """(vm_id, service_id) as lowercase GUID text, from a SOCKADDR_HV buffer."""
+    vm = uuid.UUID(bytes_le=bytes(data[4:20]))
+    svc = uuid.UUID(bytes_le=bytes(data[20:36]))
+    return str(vm), str(svc)
+
+
+def service_for_port(port):
+    """The Linux-compatible service GUID: the vsock template with the port in Data1."""
+    return "%08x-facb-11e6-bd58-64006a7986d3" % int(port)
+
+
+class _Ws2(object):
+    """ctypes access to Winsock for AF_HYPERV when socket.AF_HYPERV is missing (Python < 3.12)."""
+
+    def __init__(self):
+        import ctypes
+        self.ctypes = ctypes
+        self.lib = ctypes.WinDLL("ws2_32", use_last_error=True)
+        handle = ctypes.c_size_t
+        self.lib.socket.restype = handle
+        self.lib.socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.lib.bind.argtypes = [handle, ctypes.c_char_p, ctypes.c_int]
+        self.lib.connect.argtypes = [handle, ctypes.c_char_p, ctypes.c_int]
+        self.lib.listen.argtypes = [handle, ctypes.c_int]
+        self.lib.accept.restype = handle
+        self.lib.accept.argtypes = [handle, ctypes.c_void_p, ctypes.c_void_p]
+        self.lib.setsockopt.argtypes = [handle, ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self.lib.closesocket.argtypes = [handle]
+        self.invalid = handle(-1).value
+
+    def _err(self, what):
+        code = self.ctypes.get_last_error()
+        return OSError(code, "%s failed (WSA %d)" % (what, code))
+
+    def socket(self):
+        h = self.lib.socket(AF_HYPERV, socket.SOCK_STREAM, HV_PROTOCOL_RAW)
+        if h == self.invalid:
+            raise self._err("socket(AF_HYPERV)")
+        return h
+
+    def call(self, name, h, *args):
+        if getattr(self.lib, name)(h, *args) != 0:
+            raise self._err(name)
+
+    def accept(self, h):
+        buf = self.ctypes.create_string_buffer(SOCKADDR_HV_SIZE)
+        size = self.ctypes.c_int(SOCKADDR_HV_SIZE)
+        c = self.lib.accept(h, buf, self.ctypes.byref(size))
+        if c == self.invalid:
+            raise self._err("accept")
+        return c, buf.raw[:SOCKADDR_HV_SIZE]
+
+    def close(self, h):
+        self.lib.closesocket(h)
+
+
+class HvSocket(object):
+    """An AF_HYPERV socket through ctypes, with the few methods the probe uses."""
+
+    def __init__(self, ws2=None, handle=None):
+        self.ws2 = ws2 or _Ws2()
+        self.h = self.ws2.socket() if handle is None else handle
+        self._py = None
+
+    def setsockopt(self, level, opt, value):
+        self.ws2.call("setsockopt", self.h, level, opt, value, len(value))
+
+    def bind(self, vm_id, service_id):
+        self.ws2.call("bind", self.h, pack_sockaddr_hv(vm_id, service_id), SOCKADDR_HV_SIZE)
+
+    def connect(self, vm_id, service_id):
+        self.ws2.call("connect", self.h, pack_sockaddr_hv(vm_id, service_id), SOCKADDR_HV_SIZE)
+
+    def listen(self, backlog):
+        if self.ws2.lib.listen(self.h, backlog) != 0:
+            raise self.ws2._err("listen")
+
+    def accept(self):
+        c, raw = self.ws2.accept(self.h)
+        return HvSocket(self.ws2, c), unpack_sockaddr_hv(raw)
+
+    def pysock(self):
+        """A Python socket over the same handle, for send/recv with timeouts."""
+        if self._py is None:
+            self._py = socket.socket(fileno=self.h)
+        return self._py
+
+    def settimeout(self, t):
+        self.pysock().settimeout(t)
+
+    def sendall(self, data):
+        self.pysock().sendall(data)
+
+    def recv(self, n):
+        return self.pysock().recv(n)
+
+    def shutdown(self, how):
+        self.pysock().shutdown(how)
+
+    def close(self):
+        if self._py is not None:
+            self._py.close()
+        else:
+            self.ws2.close(self.h)
+
+
+# ---------------------------------------------------------------- sockets per family
+
+def check_family(family, lab_node):
+    if family not in ("tcp", "vsock", "hyperv"):
+        raise ValueError("unknown family %r (expected tcp, vsock or hyperv)" % (family,))
+    if family == "vsock" and not lab_allowed(lab_node):
+        raise Refused("AF_VSOCK refused: not a lab node (pass --lab-node, set %s=1, or create %s on a lab guest)"
+                      % (LAB_ENV, LAB_MARKER))
+
+
+def make_socket(family, addr, lab_node):
+    """A fresh stream socket of `family`; vsock only on lab nodes."""
+    check_family(family, lab_node)
+    if family == "tcp":
+        return socket.socket(socket.AF_INET6 if ":" in str(addr) else socket.AF_INET, socket.SOCK_STREAM)
+    if family == "vsock":
+        return socket.socket(AF_VSOCK, socket.SOCK_STREAM)
+    if hasattr(socket, "AF_HYPERV"):
+        return socket.socket(socket.AF_HYPERV, socket.SOCK_STREAM, HV_PROTOCOL_RAW)
+    if not IS_WINDOWS:
+        raise OSError(_errno.EAFNOSUPPORT, "AF_HYPERV exists only on Windows")
+    return HvSocket()
+
+
+def sock_address(family, addr, port, service):
+    if family == "tcp":
+        return (str(addr), int(port))
+    if family == "vsock":
+        return (int(addr), int(port))
+    return (str(uuid.UUID(str(addr))), str(uuid.UUID(service or service_for_port(port))))
+
+
+def do_bind(sock, family, address):
+    if isinstance(sock, HvSocket):
+        sock.bind(*address)
+    else:
+        sock.bind(address)
+
+
+def do_connect(sock, family, address):
+    if isinstance(sock, HvSocket):
+        sock.connect(*address)
+    else:
+        sock.connect(address)
+
+
+def set_connect_timeout(sock, family, seconds):
+    """Explicit connect timeouts: Python exports neither socket option."""
+    if family == "vsock":
+        sec = int(seconds)
+        usec = int(round((seconds - sec) * 1e6))
+        sock.setsockopt(AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, struct.pack("ll", sec, usec))
+    elif family == "hyperv":
+        sock.setsockopt(HV_PROTOCOL_RAW, HVSOCKET_CONNECT_TIMEOUT, struct.pack("<I", int(seconds * 1000)))
+
+
+def peer_text(family, peer):
+    if isinstance(peer, tuple):
+        return ":".join(str(p) for p in peer[:2])
+    return str(peer)
+
+
+def os_error_fields(exc):
+    num = getattr(exc, "winerror", None) if IS_WINDOWS else None
+    num = num or exc.errno
+    if num is None and isinstance(exc, socket.timeout):
+        num = timeout_errno()
+    return {"errno": num, "errno_name": errno_name(num), "message": str(exc) or exc.__class__.__name__}
+
+
+# ---------------------------------------------------------------- server
+
+class Listener(object):
+    """One bound, listening socket answering "Hello: " + payload until count or timeout."""
+
+    def __init__(self, family, addr, port, service=None, count=1, timeout=30.0, lab_node=False, emit=None):
+        self.family = family
+        self.addr = addr
+        self.port = int(port)
+        self.service = service
+        self.count = int(count) if count else 0  # 0 = unlimited until timeout/stop
+        self.timeout = float(timeout)
+        self.lab_node = lab_node
+        self.emit = emit or (lambda event: None)
+        self.accepted = 0
+        self.peers = []
+        self.errors = []
+        self.sock = None
+        self.stopped = threading.Event()
+        self.finished = threading.Event()
+        self.thread = None
+
+    def open(self):
+        """Bind and listen; returns the listening or bind_failed event (raises Refused)."""
+        self.sock = make_socket(self.family, self.addr, self.lab_node)
+        try:
+            if self.family == "tcp":
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            address = sock_address(self.family, self.addr, self.port, self.service)
+            do_bind(self.sock, self.family, address)
+            self.sock.listen(8)
+        except OSError as exc:
+            self.close_socket()
+            event = {"event": "bind_failed"}
+            event.update(os_error_fields(exc))
+            return event
+        event = {"event": "listening", "family": self.family, "addr": str(self.addr), "port": self.port}
+        if self.family == "tcp":
+            event["port"] = self.sock.getsockname()[1]
+            self.port = event["port"]
+        if self.family == "hyperv":
+            event["service"] = address[1]
+        return event
+
+    def start(self):
+        self.thread = threading.Thread(target=self.serve, name="listener", daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        deadline = time.monotonic() + self.timeout
+        try:
+            while not self.stopped.is_set() and (not self.count or self.accepted < self.count):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # short accept slices so stop() and the deadline are noticed promptly
+                pysock = self.sock.pysock() if isinstance(self.sock, HvSocket) else self.sock
+                pysock.settimeout(min(left, 0.5))
+                try:
+                    conn, peer = pysock.accept()
+                except socket.timeout:
+                    continue
+                self.answer(conn, peer, deadline)
+        except OSError as exc:
+            if not self.stopped.is_set():
+                self.errors.append(str(exc))
+        finally:
+            self.close_socket()
+            self.finished.set()
+
+    def answer(self, conn, peer, deadline):
+        self.accepted += 1
+        text = peer_text(self.family, peer)
+        self.peers.append(text)
+        try:
+            conn.settimeout(max(0.5, min(10.0, deadline - time.monotonic())))
+            data = conn.recv(MAX_READ)
+            conn.sendall((REPLY_PREFIX + data.decode("utf-8", "replace")).encode("utf-8"))
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            event = {"event": "accepted", "peer": text, "received": data.decode("utf-8", "replace")}
+        except OSError as exc:
+            event = {"event": "accepted", "peer": text, "error": str(exc)}
+        finally:
+            conn.close()
+        self.emit(event)
+
+    def stop(self, wait=5.0):
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(wait)
+        self.close_socket()
+        return {"event": "stopped", "accepted": self.accepted, "peers": list(self.peers), "errors": list(self.errors)}
+
+    def close_socket(self):
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------- client
+
+def connect_once(family, addr, port, service=None, payload="World!", timeout=10.0, connect_timeout=None,
+                 lab_node=False):
+    """Connect, send, read the echo: the result event (X only when connect() itself failed)."""
+    timeout = float(timeout)
+    connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
+    start = time.monotonic()
+    result = {"event": "result", "family": family, "addr": str(addr), "port": int(port),
+              "errno": None, "errno_name": None, "reply": None}
+    try:
+        sock = make_socket(family, addr, lab_node)
+    except Refused:
+        raise
+    except (OSError, ValueError) as exc:
+        result.update({"outcome": "E", "phase": "socket", "elapsed_ms": now_ms(start), "message": str(exc)})
+        if isinstance(exc, OSError):
+            result.update(os_error_fields(exc))
+        return result
+    try:
+        try:
+            address = sock_address(family, addr, port, service)
+            set_connect_timeout(sock, family, connect_timeout)
+            sock.settimeout(connect_timeout + (1.0 if family != "tcp" else 0.0))
+            do_connect(sock, family, address)
+        except OSError as exc:
+            result.update({"outcome": "X", "phase": "connect", "elapsed_ms": now_ms(start)})
+            result.update(os_error_fields(exc))
+            return result
+        connected_ms = now_ms(start)
+        result["connect_ms"] = connected_ms
+        expected = REPLY_PREFIX + payload
+        try:
+            sock.settimeout(max(0.1, timeout - (time.monotonic() - start)))
+            sock.sendall(payload.encode("utf-8"))
+            chunks = []
+            total = 0
+            while total < len(expected.encode("utf-8")) + MAX_READ:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                if b"".join(chunks).decode("utf-8", "replace") == expected:
+                    break
+            reply = b"".join(chunks).decode("utf-8", "replace")
+        except OSError as exc:
+            result.update({"outcome": "E", "phase": "reply", "elapsed_ms": now_ms(start)})
+            result.update(os_error_fields(exc))
+            return result
+        result.update({"phase": "reply", "elapsed_ms": now_ms(start), "reply": reply,
+                       "outcome": "O" if reply == expected else "E"})
+        if reply != expected:
+            result["message"] = "connected but the reply was %r, expected %r" % (reply, expected)
+        return result
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- info
+
+def local_cid():
+    import fcntl
+    with open("/dev/vsock", "rb") as f:
+        buf = bytearray(4)
+        fcntl.ioctl(f.fileno(), IOCTL_VM_SOCKETS_GET_LOCAL_CID, buf, True)
+        return struct.unpack("I", bytes(buf))[0]
+
+
+def windows_vm_id():
+    try:
+        import winreg
+        key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters")
+        value, _ = winreg.QueryValueEx(key, "VirtualMachineId")
+        return str(uuid.UUID(str(value)))
+    except Exception:
+        return None
+
+
+def info_facts(lab_node=False):
+    facts = {"event": "info", "hostname": socket.gethostname(), "os": platform.system().lower(),
+             "kernel": platform.release(), "python": platform.python_version(),
+             "local_cid": None, "dev_vsock": os.path.exists("/dev/vsock"), "vsock_modules": [],
+             "socat_version": None, "vm_id": None, "lab_node": lab_allowed(lab_node),
+             "af_hyperv": hasattr(socket, "AF_HYPERV") or IS_WINDOWS}
+    if facts["dev_vsock"]:
+        if facts["lab_node"]:
+            try:
+                facts["local_cid"] = local_cid()
+            except OSError as exc:
+                facts["local_cid_error"] = str(exc)
+        else:
+            facts["refused"] = ["/dev/vsock ioctl: not a lab node"]
+    try:
+        with open("/proc/modules") as f:
+            facts["vsock_modules"] = sorted(
+                line.split()[0] for line in f
+                if "vsock" in line.split()[0] or line.split()[0] in ("hv_sock", "vmw_vmci"))
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["socat", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5)
+        for line in out.stdout.decode("utf-8", "replace").splitlines():
+            if "socat version" in line:
+                facts["socat_version"] = line.split("socat version", 1)[1].split()[0]
+                break
+    except (OSError, subprocess.SubprocessError):
+        pass
+    if IS_WINDOWS:
+        facts["vm_id"] = windows_vm_id()
+    return facts
+
+
+# ---------------------------------------------------------------- session mode
+
+class Session(object):
+    """Resident JSON-lines server: requests run concurrently, answers carry the request id."""
+
+    def __init__(self, out, idle_timeout=900.0, lab_node=False):
+        self.out = out
+        self.idle_timeout = float(idle_timeout)
+        self.lab_node = lab_node
+        self.lock = threading.Lock()
+        self.listeners = {}
+        self.next_listener = 0
+        self.last_activity = time.monotonic()
+        self.busy = 0
+        self.closing = threading.Event()
+
+    def write(self, obj):
+        line = json.dumps(obj, sort_keys=True) + "\n"
+        with self.lock:
+            try:
+                self.out.write(line)
+                self.out.flush()
+            except (OSError, ValueError):
+                self.closing.set()
+
+    def touch(self, delta=0):
+        with self.lock:
+            self.last_activity = time.monotonic()
+            self.busy += delta
+
+    def handle_line(self, line):
+        line = line.strip()
+        if not line:
+            return
+        self.touch()
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict):
+                raise ValueError("a request is a JSON object")
+        except ValueError as exc:
+            self.write({"id": None, "event": "error", "message": "malformed request: %s" % exc})
+            return
+        if req.get("op") == "bye":
+            self.write({"id": req.get("id"), "event": "bye"})
+            self.closing.set()
+            return
+        t = threading.Thread(target=self.run_request, args=(req,), daemon=True)
+        t.start()
+
+    def run_request(self, req):
+        rid = req.get("id")
+        self.touch(+1)
+        try:
+            resp = self.dispatch(req)
+        except Refused as exc:
+            resp = {"event": "refused", "message": str(exc)}
+        except Exception as exc:  # one answer per request, whatever went wrong
+            resp = {"event": "error", "message": "%s: %s" % (exc.__class__.__name__, exc)}
+        finally:
+            self.touch(-1)
+        resp["id"] = rid
+        self.write(resp)
+
+    def dispatch(self, req):
+        op = req.get("op")
+        if op == "listen":
+            return self.op_listen(req)
+        if op == "connect":
+            return connect_once(req["family"], req["addr"], req["port"], req.get("service"),
+                                req.get("payload", "World!"), req.get("timeout", 10.0),
+                                req.get("connect_timeout"), self.lab_node)
+        if op == "stop":
+            with self.lock:
+                listener = self.listeners.pop(req.get("listener"), None)
+            if listener is None:
+                return {"event": "error", "message": "no listener %r" % (req.get("listener"),)}
+            return listener.stop()
+        if op == "info":
+            return info_facts(self.lab_node)
+        if op == "ping":
+            return {"event": "pong", "listeners": sorted(self.listeners)}
+        return {"event": "error", "message": "unknown op %r" % (op,)}
+
+    def op_listen(self, req):
+        with self.lock:
+            self.next_listener += 1
+            name = "L%d" % self.next_listener
+        listener = Listener(req["family"], req["addr"], req["port"], req.get("service"), req.get("count", 1),
+                            req.get("timeout", 30.0), self.lab_node,
+                            emit=lambda event: self.write(dict(event, listener=name)))
+        event = listener.open()
+        if event["event"] == "listening":
+            event["listener"] = name
+            with self.lock:
+                self.listeners[name] = listener
+            listener.start()
+        return event
+
+    def idle_watch(self):
+        while not self.closing.wait(1.0):
+            with self.lock:
+                idle = time.monotonic() - self.last_activity
+                busy = self.busy
+            if busy == 0 and idle > self.idle_timeout:
+                self.write({"id": None, "event": "idle_timeout", "idle_s": round(idle, 1)})
+                self.closing.set()
+
+    def close_all(self):
+        with self.lock:
+            listeners = list(self.listeners.values())
+            self.listeners.clear()
+        for listener in listeners:
+            listener.stop(wait=1.0)
+
+
+def read_lines(stream, session):
+    for line in iter(stream.readline, ""):
+        session.handle_line(line)
+        if session.closing.is_set():
+            return
+    session.closing.set()
+
+
+def run_session(args):
+    session = Session(sys.stdout, args.idle_timeout, args.lab_node)
+    session.write({"id": None, "event": "ready", "pid": os.getpid(), "python": platform.python_version(),
+                   "lab_node": lab_allowed(args.lab_node)})
+    reader = threading.Thread(target=read_lines, args=(sys.stdin, session), daemon=True)
+    reader.start()
+    watcher = threading.Thread(target=session.idle_watch, daemon=True)
+    watcher.start()
+    session.closing.wait()
+    session.close_all()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------- command line
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="probe.py", description="hvsock-matrix probe (JSON lines on stdout)")
+    sub = p.add_subparsers(dest="command")
+
+    def common(sp, with_target=True):
+        sp.add_argument("--lab-node", action="store_true", help="allow AF_VSOCK (lab nodes only)")
+        if with_target:
+            sp.add_argument("--family", required=True, choices=["tcp", "vsock", "hyperv"])
+            sp.add_argument("--addr", required=True, help="CID integer, GUID or IPv4")
+            sp.add_argument("--port", required=True, type=int)
+            sp.add_argument("--service", default=None, help="Hyper-V service GUID (default: vsock template)")
+
+    s = sub.add_parser("serve")
+    common(s)
+    s.add_argument("--count", type=int, default=1)
+    s.add_argument("--timeout", type=float, default=30.0)
+    c = sub.add_parser("connect")
+    common(c)
+    c.add_argument("--payload", required=True)
+    c.add_argument("--timeout", type=float, default=10.0)
+    c.add_argument("--connect-timeout", type=float, default=None)
+    i = sub.add_parser("info")
+    common(i, with_target=False)
+    se = sub.add_parser("session")
+    common(se, with_target=False)
+    se.add_argument("--idle-timeout", type=float, default=900.0)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            listener = Listener(args.family, args.addr, args.port, args.service, args.count, args.timeout,
+                                args.lab_node, emit=emit)
+            event = listener.open()
+            emit(event)
+            if event["event"] != "listening":
+                return 1
+            listener.serve()
+            emit({"event": "done", "accepted": listener.accepted, "peers": listener.peers})
+            return 0
+        if args.command == "connect":
+            result = connect_once(args.family, args.addr, args.port, args.service, args.payload, args.timeout,
+                                  args.connect_timeout, args.lab_node)
+            emit(result)
+            return 0 if result["outcome"] == "O" else 1
+        if args.command == "info":
+            emit(info_facts(args.lab_node))
+            return 0
+        if args.command == "session":
+            return run_session(args)
+    except Refused as exc:
+        emit({"event": "refused", "message": str(exc)})
+        return EXIT_REFUSED
+    except ValueError as exc:
+        emit({"event": "error", "message": str(exc)})
+        return 2
+    build_parser().print_usage(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
