@@ -1,0 +1,273 @@
+"""Inventory files: which lab nodes exist, how they relate, how the controller reaches them.
+
+Format (YAML; every error names "path:line"):
+
+```yaml
+inventory: hyperv-lab              # name of the lab (required; tells the file apart from a scenario)
+description: free text             # optional
+nodes:                             # a list; order is kept (selectors expand in this order)
+  - name: hv-host                  # [A-Za-z0-9][A-Za-z0-9._-]*, unique; not a selector word
+    role: host                     # host | vm
+    os: windows                    # windows | linux
+    family: hyperv                 # optional: windows -> hyperv, linux -> vsock; or tcp
+    vm_id: null                    # Hyper-V VM ID (GUID, any case, braces allowed) of a VM
+    cid: null                      # vsock CID of the node (3..4294967294; 2 = a host)
+    address: null                  # IPv4, used by the tcp family (and parent targets in tcp)
+    lab_node: false                # true: a lab machine where AF_VSOCK may be opened
+    note: free text                # optional
+    access:                        # how to reach it; default {kind: local}
+      kind: psexec                 # local | ssh | psexec
+      host: hv-host.lab.invalid    # ssh/psexec: hostname or IP (or an ~/.ssh/config alias)
+      port: 445                    # 1..65535; default 22 (ssh) / 445 (psexec)
+      user: Administrator
+      password_env: HVSOCK_HV_PASSWORD   # NAME of an environment variable, never the password
+      key_file: ~/.ssh/id_ed25519        # ssh private key path (ssh-agent is used too)
+      jump: kvm-host               # ssh: another node of this inventory used as jump host
+      known_hosts: ~/.ssh/known_hosts
+      host_key_policy: reject      # reject (default) | accept-new | ignore
+      use_ssh_config: true         # honour ~/.ssh/config
+      connect_timeout: 30          # seconds
+      python: python3              # interpreter on the node (default python3 / py -3)
+      workdir: /tmp/hvsock-matrix  # where the probe is copied
+      netns: null                  # local only: run inside this network namespace
+  - name: win-vm
+    role: vm
+    parent: hv-host                # a vm names its host; the parent must exist and be a host
+    os: windows
+    vm_id: B50F20E6-CF19-1796-BA60-D9CFE2D8FE29
+```
+
+Rules: credentials only by reference — a `password:`, `secret:`, `token:` or `passphrase:` key
+anywhere is rejected; a Windows node speaks hyperv or tcp, a Linux node vsock or tcp;
+`lab_node: true` on an `access: local` node is refused unless HVSOCK_MATRIX_I_AM_A_LAB_NODE=1
+(the controller itself must never open AF_VSOCK). Only a vm has a parent.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
+
+from harness import addresses, yamlfile
+from harness.errors import InputError
+from harness.node import Access, Inventory, Node
+
+RESERVED_NAMES = frozenset({"host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm",
+                            "server", "self", "any"})
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LAB_NODE_ENV = "HVSOCK_MATRIX_I_AM_A_LAB_NODE"
+DEFAULT_FAMILY = {"windows": "hyperv", "linux": "vsock"}
+FAMILIES_FOR_OS = {"windows": ("hyperv", "tcp"), "linux": ("vsock", "tcp")}
+RESERVED_CIDS = {addresses.VMADDR_CID_HYPERVISOR: "VMADDR_CID_HYPERVISOR",
+                 addresses.VMADDR_CID_LOCAL: "VMADDR_CID_LOCAL",
+                 addresses.VMADDR_CID_ANY: "VMADDR_CID_ANY"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccessModel(_Strict):
+    kind: Literal["local", "ssh", "psexec"] = "local"
+    host: Optional[str] = None
+    port: Optional[StrictInt] = None
+    user: Optional[str] = None
+    key_file: Optional[str] = None
+    password_env: Optional[str] = None
+    jump: Optional[str] = None
+    known_hosts: Optional[str] = None
+    host_key_policy: Literal["reject", "accept-new", "ignore"] = "reject"
+    use_ssh_config: StrictBool = True
+    connect_timeout: float = 30.0
+    python: Optional[str] = None
+    workdir: Optional[str] = None
+    netns: Optional[str] = None
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v):
+        if v is not None and not 1 <= v <= 65535:
+            raise ValueError(f"port {v} out of range 1..65535")
+        return v
+
+    @field_validator("password_env")
+    @classmethod
+    def _env(cls, v):
+        if v is not None and not ENV_NAME_RE.match(v):
+            raise ValueError(f"password_env must be the NAME of an environment variable, not {v!r}")
+        return v
+
+    @field_validator("connect_timeout")
+    @classmethod
+    def _timeout(cls, v):
+        if not v > 0:
+            raise ValueError(f"connect_timeout must be > 0, not {v}")
+        return v
+
+
+class NodeModel(_Strict):
+    name: str
+    role: Literal["host", "vm"]
+    os: Literal["linux", "windows"]
+    family: Optional[Literal["hyperv", "vsock", "tcp"]] = None
+    parent: Optional[str] = None
+    vm_id: Optional[str] = None
+    cid: Optional[StrictInt] = None
+    address: Optional[str] = None
+    lab_node: StrictBool = False
+    note: Optional[str] = None
+    facts: dict[str, Any] = {}
+    access: AccessModel = AccessModel()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not NAME_RE.match(v):
+            raise ValueError(f"bad node name {v!r} (letters, digits, . _ - ; not starting with . _ -)")
+        if v.lower() in RESERVED_NAMES:
+            raise ValueError(f"node name {v!r} is a reserved selector word "
+                             f"({', '.join(sorted(RESERVED_NAMES))})")
+        return v
+
+    @field_validator("vm_id")
+    @classmethod
+    def _vm_id(cls, v):
+        return None if v is None else addresses.parse_guid(v)
+
+    @field_validator("cid")
+    @classmethod
+    def _cid(cls, v):
+        if v is None:
+            return v
+        if not addresses.CID_MIN <= v <= addresses.CID_MAX:
+            raise ValueError(f"cid {v} out of range {addresses.CID_MIN}..{addresses.CID_MAX}")
+        if v in RESERVED_CIDS:
+            raise ValueError(f"cid {v} is {RESERVED_CIDS[v]} and cannot be a node's own CID")
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v):
+        if v is None:
+            return v
+        try:
+            return str(ipaddress.IPv4Address(v))
+        except ValueError:
+            raise ValueError(f"address must be an IPv4 address, not {v!r}") from None
+
+
+class InventoryModel(_Strict):
+    inventory: str
+    description: Optional[str] = None
+    nodes: list[NodeModel]
+
+    @field_validator("inventory")
+    @classmethod
+    def _name(cls, v):
+        if not NAME_RE.match(v):
+            raise ValueError(f"bad inventory name {v!r}")
+        return v
+
+    @field_validator("nodes")
+    @classmethod
+    def _nonempty(cls, v):
+        if not v:
+            raise ValueError("an inventory needs at least one node")
+        return v
+
+
+def _fields_for(loc: tuple) -> list[str]:
+    if not loc:
+        return list(InventoryModel.model_fields)
+    if loc[-1] == "access":
+        return list(AccessModel.model_fields)
+    return list(NodeModel.model_fields)
+
+
+def parse_inventory(path: str, data: Any) -> Inventory:
+    """Validate loaded YAML data into an Inventory; InputError("path:line: ...") on the first problem."""
+    if not isinstance(data, dict):
+        raise InputError(f"{path}:{getattr(data, 'line', 1)}", "an inventory file must be a mapping with 'inventory:' and 'nodes:'")
+    yamlfile.reject_inline_secrets(path, data)
+    try:
+        model = InventoryModel.model_validate(data)
+    except ValidationError as exc:
+        raise yamlfile.input_error_from_pydantic(path, data, exc, fields_for=_fields_for) from None
+
+    def at(i: int, *loc: Any) -> str:
+        return yamlfile.where(path, data, ("nodes", i) + loc)
+
+    by_name: dict[str, tuple[int, NodeModel]] = {}
+    for i, n in enumerate(model.nodes):
+        if n.name in by_name:
+            first = yamlfile.line_of(data, ("nodes", by_name[n.name][0]))
+            raise InputError(at(i, "name"), f"duplicate node name {n.name!r} (first at line {first})")
+        by_name[n.name] = (i, n)
+
+    nodes: dict[str, Node] = {}
+    for i, n in enumerate(model.nodes):
+        family = n.family or DEFAULT_FAMILY[n.os]
+        if family not in FAMILIES_FOR_OS[n.os]:
+            raise InputError(at(i, "family"), f"node {n.name}: family {family} does not exist on {n.os} "
+                             f"(use {' or '.join(FAMILIES_FOR_OS[n.os])})")
+        if n.role == "vm":
+            if n.parent is None:
+                raise InputError(at(i), f"node {n.name}: a vm needs parent: <name of its host node>")
+        elif n.parent is not None:
+            raise InputError(at(i, "parent"), f"node {n.name}: only a vm has a parent (role is host)")
+        if n.parent is not None:
+            if n.parent not in by_name:
+                raise InputError(at(i, "parent"), f"node {n.name}: parent {n.parent!r} is not a node of this inventory")
+            if by_name[n.parent][1].role != "host":
+                raise InputError(at(i, "parent"), f"node {n.name}: parent {n.parent!r} is not a host (role vm)")
+        a = n.access
+        if a.kind in ("ssh", "psexec") and not a.host:
+            raise InputError(at(i, "access"), f"node {n.name}: access kind {a.kind} needs host:")
+        if a.jump is not None:
+            if a.kind != "ssh":
+                raise InputError(at(i, "access", "jump"), f"node {n.name}: jump is only for access kind ssh")
+            if a.jump == n.name:
+                raise InputError(at(i, "access", "jump"), f"node {n.name}: a node cannot be its own jump host")
+            if a.jump not in by_name:
+                raise InputError(at(i, "access", "jump"), f"node {n.name}: jump {a.jump!r} is not a node of this inventory")
+            if by_name[a.jump][1].access.kind != "ssh":
+                raise InputError(at(i, "access", "jump"), f"node {n.name}: jump host {a.jump!r} is not reached by ssh")
+        if a.netns is not None and a.kind != "local":
+            raise InputError(at(i, "access", "netns"), f"node {n.name}: netns is only for access kind local")
+        if n.lab_node and a.kind == "local" and os.environ.get(LAB_NODE_ENV) != "1":
+            raise InputError(at(i, "lab_node"),
+                             f"node {n.name}: lab_node: true on an access: local node would let the probe open "
+                             f"AF_VSOCK on this controller; refused unless {LAB_NODE_ENV}=1")
+        nodes[n.name] = Node(
+            name=n.name, role=n.role, os=n.os, family=family, parent=n.parent, vm_id=n.vm_id, cid=n.cid,
+            address=n.address, lab_node=n.lab_node, facts=dict(n.facts), source=at(i),
+            access=Access(**a.model_dump()),
+        )
+    _check_jump_cycles(path, data, nodes)
+    return Inventory(name=model.inventory, path=path, nodes=nodes)
+
+
+def _check_jump_cycles(path: str, data: Any, nodes: dict[str, Node]) -> None:
+    for start in nodes.values():
+        seen = [start.name]
+        cur = start
+        while cur.access.jump is not None:
+            cur = nodes[cur.access.jump]
+            if cur.name in seen:
+                raise InputError(start.source, f"node {start.name}: jump hosts form a loop ({' -> '.join(seen + [cur.name])})")
+            seen.append(cur.name)
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Load and validate one inventory file."""
+    path = str(path)
+    data = yamlfile.load(path)
+    if not isinstance(data, dict) or "inventory" not in data:
+        line = getattr(data, "line", 1)
+        raise InputError(f"{path}:{line}", "not an inventory file (no top-level 'inventory:' key)")
+    return parse_inventory(path, data)

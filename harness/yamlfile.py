@@ -1,0 +1,178 @@
+"""YAML loading that remembers where every key and list item was written.
+
+Why: every bad-input message must name "path:line". PyYAML's node marks carry the line;
+this loader keeps them on plain dict/list subclasses (LineDict, LineList) so the rest of the
+code works with ordinary Python data and can still ask `where(data, loc)` for a line.
+Duplicate keys, which PyYAML silently overwrites, are errors here. libyaml (CSafeLoader) is
+used when available: it keeps a 10,000-cell scenario fast to load.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from harness.errors import InputError
+
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class LineDict(dict):
+    """A mapping plus `line` (its own first line) and `key_lines` {key: line}."""
+
+    __slots__ = ("line", "key_lines")
+
+
+class LineList(list):
+    """A sequence plus `line` and `item_lines` [line of each item]."""
+
+    __slots__ = ("line", "item_lines")
+
+
+class _LineLoader(_Base):  # type: ignore[misc, valid-type]
+    path = "<yaml>"
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode):
+    data = LineDict()
+    data.line = node.start_mark.line + 1
+    data.key_lines = {}
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise InputError(f"{loader.path}:{line}", "a mapping key must be a plain value") from None
+        if key in data:
+            first = data.key_lines[key]
+            raise InputError(f"{loader.path}:{line}", f"duplicate key {key!r} (first at line {first})")
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.key_lines[key] = line
+
+
+def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode):
+    data = LineList()
+    data.line = node.start_mark.line + 1
+    data.item_lines = [child.start_mark.line + 1 for child in node.value]
+    yield data
+    data.extend(loader.construct_object(child, deep=True) for child in node.value)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+def load(path: str | Path, text: str | None = None) -> Any:
+    """Parse one YAML document; YAML errors become InputError("path:line", ...)."""
+    path = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise InputError(f"{path}:1", f"cannot read file: {err.strerror or err}") from None
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}:1", f"not UTF-8 text ({err.reason})") from None
+    loader = _LineLoader(text)
+    loader.path = path
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = err.problem or err.context or "bad YAML"
+        context = f" ({err.context})" if err.context and err.problem else ""
+        raise InputError(f"{path}:{line}", f"bad YAML: {problem}{context}") from None
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}:1", f"bad YAML: {str(err).splitlines()[0]}") from None
+    finally:
+        loader.dispose()
+
+
+def line_of(data: Any, loc: Iterable[Any]) -> int:
+    """The line of the deepest element of `loc` (keys and list indexes) that exists in `data`."""
+    line = getattr(data, "line", 1)
+    cur = data
+    for step in loc:
+        if isinstance(cur, LineDict) and step in cur:
+            line = cur.key_lines.get(step, line)
+            cur = cur[step]
+        elif isinstance(cur, LineList) and isinstance(step, int) and 0 <= step < len(cur):
+            line = cur.item_lines[step]
+            cur = cur[step]
+        else:
+            break
+    return line
+
+
+def where(path: str, data: Any, loc: Iterable[Any] = ()) -> str:
+    """"path:line" for a location inside loaded data."""
+    return f"{path}:{line_of(data, loc)}"
+
+
+SECRET_KEYS = frozenset({"password", "secret", "token", "passphrase"})
+SECRET_MESSAGE = "secrets must not be written inline; use password_env: NAME"
+
+
+def reject_inline_secrets(path: str, data: Any) -> None:
+    """Credentials only by reference: any password/secret/token/passphrase key is an error."""
+    stack = [data]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            for key, value in cur.items():
+                if isinstance(key, str) and key.lower() in SECRET_KEYS:
+                    line = cur.key_lines.get(key, 1) if isinstance(cur, LineDict) else 1
+                    raise InputError(f"{path}:{line}", f"{key}: {SECRET_MESSAGE}")
+                stack.append(value)
+        elif isinstance(cur, list):
+            stack.extend(cur)
+
+
+def top_level_kind(path: str | Path, data: Any = None) -> str | None:
+    """"scenario" or "inventory" by the file's top-level key; None when neither."""
+    if data is None:
+        data = load(path)
+    if isinstance(data, dict):
+        if "scenario" in data:
+            return "scenario"
+        if "inventory" in data:
+            return "inventory"
+    return None
+
+
+def _describe_pydantic_error(err: dict, model_fields: Iterable[str] | None = None) -> str:
+    loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith("function-")]
+    kind = err.get("type", "")
+    field = loc[-1] if loc else ""
+    if kind == "extra_forbidden":
+        allowed = f" (allowed: {', '.join(model_fields)})" if model_fields else ""
+        return f"unknown key {field!r}{allowed}"
+    if kind == "missing":
+        return f"missing key {field!r}"
+    msg = err.get("msg", "invalid")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind == "literal_error":
+        msg = msg.replace("Input should be", "expected")
+        return f"{field}: {msg}, not {err.get('input')!r}"
+    if kind in ("int_type", "int_parsing", "float_type", "float_parsing", "bool_type", "bool_parsing",
+                "string_type", "dict_type", "list_type", "model_type"):
+        msg = msg.replace("Input should be", "expected")
+        return f"{field}: {msg}, not {err.get('input')!r}"
+    return f"{field}: {msg}" if field and not msg.startswith(f"{field}") else msg
+
+
+def input_error_from_pydantic(path: str, data: Any, exc: Any, loc_prefix: tuple = (),
+                              fields_for: Any = None) -> InputError:
+    """The first error of a pydantic ValidationError as one "path:line: message".
+
+    `fields_for(loc)` may return the allowed keys at a location, to list them on unknown keys.
+    """
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(loc_prefix) + tuple(p for p in err.get("loc", ()) if not str(p).startswith("function-"))
+    allowed = fields_for(loc[:-1]) if fields_for and err.get("type") == "extra_forbidden" else None
+    return InputError(where(path, data, loc), _describe_pydantic_error(err, allowed))
