@@ -1,0 +1,113 @@
+"""The HTML matrix: one self-contained file (inline CSS and JS, no network) rendered by Jinja2.
+
+The view model is flattened to plain strings here so the template stays a simple loop; that is
+also what keeps a 10,000-cell report fast to render (see benchmarks/bench_report.py).
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from harness.matrix import Matrix, MatrixReport
+from harness.outcome import Outcome
+from harness.report import cells as words
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
+
+
+def _json_script(data: Any) -> Markup:
+    """JSON safe inside <script>: every '<' escaped, so no '</script>' can end it early."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return Markup(text.replace("<", "\\u003c"))
+
+
+def _matrix_view(matrix: Matrix, details: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = []
+    for row in matrix.rows:
+        tds = []
+        for column in matrix.columns:
+            entries = []
+            for cell in matrix.at(row, column):
+                classes = ["k", words.css_class(cell.observed.outcome)]
+                if cell.mismatch:
+                    classes.append("mm")
+                if cell.flipped:
+                    classes.append("fl")
+                details.append(words.details(cell))
+                entries.append({
+                    "cls": " ".join(classes),
+                    "i": len(details) - 1,
+                    "title": words.title(cell),
+                    "sym": cell.observed.outcome.value,
+                    "exp": words.expected_text(cell),
+                    "sub": words.short(cell),
+                    "strip": words.strip(cell),
+                    "flip": cell.flip,
+                    "mm": cell.mismatch,
+                })
+            tds.append(entries)
+        rows.append((row, tds))
+    return {"scenario": matrix.scenario, "columns": matrix.columns, "rows": rows,
+            "count": sum(len(v) for v in matrix.grid.values())}
+
+
+def _change_view(cells) -> list[dict[str, Any]]:
+    return [{"id": c.id, "line": words.change_line(c), "cls": words.css_class(c.observed.outcome),
+             "title": words.title(c)} for c in cells]
+
+
+def _meta_view(report: MatrixReport) -> dict[str, Any]:
+    meta = report.run.meta
+    inventory = meta.get("inventory")
+    if isinstance(inventory, dict):
+        inventory = " ".join(str(v) for v in (inventory.get("name"), inventory.get("path")) if v)
+    items = [("run", report.run.run_id), ("started", meta.get("started")),
+             ("finished", meta.get("finished")), ("inventory", inventory),
+             ("baseline", report.baseline_label or "none"),
+             ("harness", meta.get("harness_version")),
+             ("pytest args", " ".join(meta.get("pytest_args") or []) or None)]
+    counts = meta.get("counts") or {}
+    facts = []
+    for node, data in sorted((meta.get("node_facts") or {}).items()):
+        if isinstance(data, dict):
+            text = ", ".join(f"{k}: {data[k]}" for k in ("os", "kernel", "windows_build", "build",
+                                                            "hostname", "socat_version")
+                             if data.get(k) not in (None, ""))
+        else:
+            text = str(data)
+        facts.append((node, text))
+    return {"items": [(k, v) for k, v in items if v], "counts": counts, "facts": facts}
+
+
+def render_html(report: MatrixReport, history_runs: int | None = None) -> str:
+    details: list[dict[str, Any]] = []
+    matrices = [_matrix_view(m, details) for m in report.matrices]
+    history_runs = len(report.history) if history_runs is None else history_runs
+    return _environment().get_template("matrix.html.j2").render(
+        run=report.run,
+        meta=_meta_view(report),
+        flips=_change_view(report.flips),
+        mismatches=_change_view(report.mismatches),
+        matrices=matrices,
+        details=_json_script(details),
+        history_runs=history_runs,
+        baseline=report.baseline_label,
+        outcomes=[(o.value, words.css_class(o), words.MEANING[o]) for o in Outcome],
+    )
+
+
+def write_html(report: MatrixReport, path: Path) -> Path:
+    from harness.results import write_text_atomic
+
+    return write_text_atomic(Path(path), render_html(report))

@@ -1,0 +1,56 @@
+"""The matrix printed at the end of `pytest scenarios/` and by `hvsock-matrix diff`: plain text.
+
+Plain text on purpose: it survives CI logs, `| tee`, and copy-paste into a bug report, and it
+uses the documents' own O/X symbols. Marks: `!O` = documented O but observed otherwise,
+`*` = changed since the baseline (listed first, above the matrices).
+"""
+from __future__ import annotations
+
+from harness.matrix import Matrix, MatrixCell, MatrixReport
+from harness.report import cells as words
+
+
+def cell_text(cell: MatrixCell) -> str:
+    out = ("*" if cell.flipped else "") + cell.observed.outcome.value
+    if cell.mismatch:
+        out += f"!{cell.expected.value}"
+    elif cell.expected is None:
+        out += "?"
+    return out
+
+
+def render_matrix(matrix: Matrix) -> list[str]:
+    corner = "server:bind \\ client:target"
+    table = [[corner] + matrix.columns]
+    for row in matrix.rows:
+        table.append([row] + ["/".join(cell_text(c) for c in matrix.at(row, col)) or "."
+                              for col in matrix.columns])
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = []
+    for index, row in enumerate(table):
+        lines.append("  ".join(text.ljust(widths[i]) if i == 0 else text.center(widths[i])
+                               for i, text in enumerate(row)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def change_lines(report: MatrixReport) -> list[str]:
+    """Flips first, then mismatches: the lines every output starts with."""
+    lines = []
+    if report.baseline_label:
+        lines.append(f"Changed since baseline {report.baseline_label}: {len(report.flips)}")
+        lines += [f"  * {words.change_line(c)}" for c in report.flips]
+    lines.append(f"Differs from the documented expectation: {len(report.mismatches)}")
+    lines += [f"  ! {words.change_line(c)}" for c in report.mismatches]
+    return lines
+
+
+def render_terminal(report: MatrixReport) -> str:
+    lines = change_lines(report)
+    for matrix in report.matrices:
+        lines += ["", f"Scenario {matrix.scenario}"] + render_matrix(matrix)
+    lines += ["", "O echo came back, X connect failed, B bind failed, E harness/lab failure, "
+              "n/a not applicable; X!O = documented O, O? = no documented expectation, "
+              "* = changed since baseline"]
+    return "\n".join(lines)

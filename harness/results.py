@@ -1,0 +1,449 @@
+"""Results store: one JSON file per run, a history of runs, and the baseline a run is judged against.
+
+Why this shape: a nightly run must survive a crashed xdist worker and a killed controller, so
+every process appends its cells to its own part file (JSON lines, flushed per cell) inside the
+run folder, and the controller merges the parts into one `results.json` written atomically
+(temp file + os.replace). Layout under the results directory (default `reports/`):
+
+    runs/<run-id>/parts/<part>.jsonl   while the run is going (removed after the merge)
+    runs/<run-id>/results.json         the merged run (plus matrix.html, matrix.md from harness.report)
+    history/<run-id>.json              the same file, kept for `--baseline last`, `diff` and strips
+    latest -> runs/<run-id>            symlink (a text file holding the run id where symlinks fail)
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness import __version__
+from harness.cell import Cell
+from harness.errors import InputError
+from harness.outcome import Observation, Outcome
+
+SCHEMA = 1
+MAIN_PART = "main"
+
+# The cell fields a results file keeps; enough to lay out a matrix and explain a cell without the
+# scenario file.
+CELL_FIELDS = ("scenario", "label", "server_on", "bind", "client_on", "target", "port",
+               "disputed", "source", "note", "service", "payload", "defined_at")
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def new_run_id(now: _dt.datetime | None = None) -> str:
+    """Sortable by time, unique across controllers started in the same second."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def flip_between(before: Observation | None, after: Observation | None) -> str | None:
+    """"O->X" when the outcome changed, None when it did not or one side is missing.
+
+    Any change of outcome counts (O->X, X->O, anything->E, E->O, ->n/a): a nightly run's job is
+    to say what is different from last night; errno or timing changes alone are not flips.
+    """
+    if before is None or after is None or before.outcome is after.outcome:
+        return None
+    return f"{before.outcome.value}->{after.outcome.value}"
+
+
+@dataclass
+class CellResult:
+    """One cell as stored in a results file: the cell's description plus what was observed."""
+
+    id: str
+    observation: Observation
+    expected: Outcome | None = None
+    driver: str = "probe"
+    fields: dict[str, Any] = field(default_factory=dict)  # CELL_FIELDS
+    baseline: Observation | None = None  # the baseline run's observation of this cell, if any
+    flip: str | None = None  # "O->X" against that baseline
+
+    def __getattr__(self, name: str) -> Any:  # scenario, label, server_on, ... from fields
+        fields = self.__dict__.get("fields", {})
+        if name in CELL_FIELDS:
+            return fields.get(name)
+        raise AttributeError(name)
+
+    @property
+    def mismatch(self) -> bool:
+        """Observed differs from a known expectation."""
+        return self.expected is not None and self.observation.outcome is not self.expected
+
+    @classmethod
+    def from_cell(cls, cell: Cell, observation: Observation,
+                  baseline: Observation | None = None) -> "CellResult":
+        return cls(
+            id=cell.id,
+            observation=observation,
+            expected=cell.expected,
+            driver=cell.driver.kind,
+            fields={name: getattr(cell, name) for name in CELL_FIELDS},
+            baseline=baseline,
+            flip=flip_between(baseline, observation),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id}
+        data.update(self.fields)
+        data["driver"] = self.driver
+        data["expected"] = self.expected.value if self.expected else None
+        data["observation"] = self.observation.to_dict()
+        data["baseline"] = self.baseline.to_dict() if self.baseline else None
+        data["flip"] = self.flip
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CellResult":
+        expected = data.get("expected")
+        baseline = data.get("baseline")
+        return cls(
+            id=data["id"],
+            observation=Observation.from_dict(data["observation"]),
+            expected=Outcome.parse(expected) if expected else None,
+            driver=data.get("driver") or "probe",
+            fields={name: data.get(name) for name in CELL_FIELDS},
+            baseline=Observation.from_dict(baseline) if baseline else None,
+            flip=data.get("flip"),
+        )
+
+
+@dataclass
+class Run:
+    """A loaded results file."""
+
+    run_id: str
+    meta: dict[str, Any]
+    cells: list[CellResult]
+    path: Path | None = None
+
+    def cell(self, cell_id: str) -> CellResult | None:
+        return self._index().get(cell_id)
+
+    def _index(self) -> dict[str, CellResult]:
+        index = self.__dict__.get("_by_id")
+        if index is None or len(index) != len(self.cells):
+            index = {c.id: c for c in self.cells}
+            self.__dict__["_by_id"] = index
+        return index
+
+    @property
+    def flips(self) -> list[CellResult]:
+        return [c for c in self.cells if c.flip]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "run_id": self.run_id, "meta": self.meta,
+                "cells": [c.to_dict() for c in self.cells]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path | None = None) -> "Run":
+        return cls(run_id=data["run_id"], meta=data.get("meta") or {},
+                   cells=[CellResult.from_dict(c) for c in data.get("cells") or []], path=path)
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """Write JSON so a reader never sees half a file: temp file in the same folder + os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def load_run(path: Path | str) -> Run:
+    """Read a results file; a missing or broken file is one clear line (InputError)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(path), "results file not found") from None
+    except OSError as err:
+        raise InputError(str(path), f"cannot read results file: {err.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}:{err.lineno}", f"not valid JSON: {err.msg}") from None
+    if not isinstance(data, dict) or "run_id" not in data or not isinstance(data.get("cells"), list):
+        raise InputError(str(path), "not an hvsock-matrix results file (no run_id / cells)")
+    try:
+        return Run.from_dict(data, path=path)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(str(path), f"malformed cell in results file: {err}") from None
+
+
+def history_dir(results_dir: Path) -> Path:
+    return Path(results_dir) / "history"
+
+
+def run_dir(results_dir: Path, run_id: str) -> Path:
+    return Path(results_dir) / "runs" / run_id
+
+
+def list_history(results_dir: Path) -> list[Path]:
+    """History files, oldest first (run ids start with a UTC timestamp)."""
+    folder = history_dir(results_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+
+
+def resolve_run(ref: str, results_dir: Path | str = "reports") -> Path:
+    """A results file from a path, a run id, `last` (newest run) or `previous` (the one before)."""
+    results_dir = Path(results_dir)
+    if ref in ("last", "latest", "previous"):
+        runs = list_history(results_dir)
+        need = 2 if ref == "previous" else 1
+        if len(runs) < need:
+            raise InputError(str(history_dir(results_dir)),
+                             f"`{ref}`: only {len(runs)} run(s) in the history")
+        return runs[-need]
+    candidate = Path(ref)
+    if candidate.is_dir() and (candidate / "results.json").is_file():
+        return candidate / "results.json"
+    if candidate.is_file():
+        return candidate
+    by_id = history_dir(results_dir) / f"{ref}.json"
+    if by_id.is_file():
+        return by_id
+    raise InputError(ref, f"no such results file or run id (looked in {history_dir(results_dir)})")
+
+
+def load_history(results_dir: Path, before: str | None = None, limit: int = 10) -> list[Run]:
+    """The last `limit` runs older than run id `before` (oldest first); unreadable ones skipped."""
+    paths = [p for p in list_history(results_dir) if before is None or p.stem < before]
+    runs = []
+    for path in paths[-limit:] if limit > 0 else []:
+        try:
+            runs.append(load_run(path))
+        except InputError:
+            continue
+    return runs
+
+
+def point_latest(results_dir: Path, run_id: str) -> Path:
+    """Make `latest` point at runs/<run_id>: a symlink swapped atomically, else a pointer file."""
+    results_dir = Path(results_dir)
+    latest = results_dir / "latest"
+    tmp = results_dir / f".latest.{os.getpid()}.tmp"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(Path("runs") / run_id, tmp, target_is_directory=True)
+        if latest.is_dir() and not latest.is_symlink():
+            shutil.rmtree(latest)
+        os.replace(tmp, latest)
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()
+        if latest.is_symlink():
+            latest.unlink()
+        write_text_atomic(latest, run_id + "\n")
+    return latest
+
+
+# ---------------------------------------------------------------------------------------------
+# recording
+
+
+class Recorder:
+    """Collects one pytest run's cells; every process (controller or xdist worker) has one.
+
+    `Recorder(results_dir, meta)`; `record(cell, observation)`; `finish() -> Path`.
+    meta keys used: run_id, started, worker_id (None on the controller), baseline_path,
+    inventory, pytest_args, node_facts. A worker's finish() only closes its part; the
+    controller's finish() merges every part of the run into results.json and history.
+    """
+
+    def __init__(self, results_dir: Path | str, meta: dict[str, Any] | None = None):
+        self.results_dir = Path(results_dir)
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.run_id: str = self.meta.setdefault("run_id", new_run_id())
+        self.meta.setdefault("started", utc_now())
+        self.meta.setdefault("harness_version", __version__)
+        self.worker_id: str | None = self.meta.pop("worker_id", None)
+        self.node_facts: dict[str, dict[str, Any]] = dict(self.meta.pop("node_facts", None) or {})
+        self.cells: dict[str, CellResult] = {}
+        self._part_handle = None
+        self._facts_written: dict[str, dict[str, Any]] = {}
+        self.run: Run | None = None  # set by the controller's finish()
+        self.baseline: Run | None = None
+        baseline_path = self.meta.get("baseline_path")
+        if baseline_path:
+            self.baseline = load_run(baseline_path)
+            self.meta["baseline"] = {"run_id": self.baseline.run_id, "path": str(baseline_path)}
+
+    # -- the calls harness/session.py makes ------------------------------------------------------
+
+    @property
+    def is_controller(self) -> bool:
+        return self.worker_id is None
+
+    @property
+    def part_name(self) -> str:
+        return self.worker_id or MAIN_PART
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir(self.results_dir, self.run_id)
+
+    def baseline_observation(self, cell_id: str) -> Observation | None:
+        if self.baseline is None:
+            return None
+        found = self.baseline.cell(cell_id)
+        return found.observation if found else None
+
+    def flip_of(self, cell_id: str, observation: Observation) -> str | None:
+        """"O->X" when this cell's outcome changed since the baseline run, else None."""
+        return flip_between(self.baseline_observation(cell_id), observation)
+
+    def set_node_facts(self, node: str, facts: dict[str, Any]) -> None:
+        self.node_facts[node] = dict(facts)
+        self._write_facts()
+
+    def update_meta(self, **values: Any) -> None:
+        """E.g. inventory={"name":..., "path":...}; workers pass theirs to the controller."""
+        self.meta.update(values)
+        self._write_line({"kind": "meta", "meta": values})
+
+    def record(self, cell: Cell, observation: Observation) -> CellResult:
+        result = CellResult.from_cell(cell, observation, self.baseline_observation(cell.id))
+        self.cells[result.id] = result
+        self._write_facts()
+        self._write_line({"kind": "cell", "cell": result.to_dict()})
+        return result
+
+    def finish(self) -> Path:
+        """Worker: close the part, return its path. Controller: merge parts, write the run."""
+        self._write_facts()
+        part = self._part_path()
+        if self._part_handle is not None:
+            self._part_handle.close()
+            self._part_handle = None
+        if not self.is_controller:
+            return part
+        run = self.merged_run()
+        path = write_json_atomic(self.run_dir / "results.json", run.to_dict())
+        run.path = path
+        write_json_atomic(history_dir(self.results_dir) / f"{self.run_id}.json", run.to_dict())
+        point_latest(self.results_dir, self.run_id)
+        shutil.rmtree(self.run_dir / "parts", ignore_errors=True)
+        self.run = run
+        return path
+
+    # -- merging ------------------------------------------------------------------------------
+
+    def has_results(self) -> bool:
+        """Anything recorded by this process or by any worker of this run."""
+        return bool(self.cells) or any(self._parts())
+
+    def merged_run(self) -> Run:
+        meta = dict(self.meta)
+        facts: dict[str, dict[str, Any]] = {}
+        cells: dict[str, CellResult] = {}
+        for part in self._parts():
+            for entry in _read_part(part):
+                kind = entry.get("kind")
+                if kind == "cell":
+                    try:
+                        result = CellResult.from_dict(entry["cell"])
+                    except (KeyError, TypeError, ValueError):
+                        continue
+                    cells[result.id] = result
+                elif kind == "facts":
+                    facts[entry["node"]] = entry["facts"]
+                elif kind == "meta":
+                    for key, value in entry["meta"].items():
+                        meta.setdefault(key, value)
+        cells.update(self.cells)  # this process's own records win over a stale part
+        facts.update(self.node_facts)
+        meta["node_facts"] = facts
+        meta["finished"] = utc_now()
+        meta["parts"] = sorted(p.stem for p in self._parts())
+        meta["counts"] = _counts(cells.values())
+        return Run(run_id=self.run_id, meta=meta, cells=list(cells.values()))
+
+    def _parts(self) -> list[Path]:
+        folder = self.run_dir / "parts"
+        return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+
+    def _part_path(self) -> Path:
+        return self.run_dir / "parts" / f"{self.part_name}.jsonl"
+
+    def _write_line(self, entry: dict[str, Any]) -> None:
+        if self._part_handle is None:
+            path = self._part_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._part_handle = open(path, "a", encoding="utf-8")
+        self._part_handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._part_handle.flush()
+
+    def _write_facts(self) -> None:
+        for node, facts in self.node_facts.items():
+            if self._facts_written.get(node) != facts:
+                self._facts_written[node] = dict(facts)
+                self._write_line({"kind": "facts", "node": node, "facts": facts})
+
+
+def _read_part(path: Path) -> Iterable[dict[str, Any]]:
+    """Lines of a part file; a line cut short by a crashed worker is skipped."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                yield entry
+
+
+def _counts(cells: Iterable[CellResult]) -> dict[str, int]:
+    counts = {o.value: 0 for o in Outcome}
+    counts["mismatch"] = counts["flipped"] = 0
+    for c in cells:
+        counts[c.observation.outcome.value] += 1
+        counts["mismatch"] += c.mismatch
+        counts["flipped"] += bool(c.flip)
+    return counts
