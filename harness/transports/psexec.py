@@ -1,0 +1,453 @@
+"""psexec transport: Windows nodes reached over SMB with pypsexec (PAExec service), no agent installed.
+
+Rules this file exists to keep:
+- ONE pypsexec Client per process per host (registry keyed by (pid, host)): PAExec names its
+  service and pipes after pid and host, so two Clients in one process would collide, and a forked
+  child must not reuse its parent's. Calls on one Client are serialised (its pipe names are fixed).
+- never `Client.cleanup()`: it deletes every PAExec-* service, including other processes' (xdist
+  workers); the last user of a Client removes only its own service.
+- PowerShell always as `-EncodedCommand` (harness.hyperv.powershell), argv quoted with
+  subprocess.list2cmdline (the Windows CRT rules).
+- background servers: PAExec `asynchronous=True` cannot stream output, so a small PowerShell
+  wrapper writes the child's stdout lines, pid and exit code to files under the node's workdir,
+  and the controller reads them back over SMB (admin share).
+- the password comes from os.environ[access.password_env], and is never logged or shown.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import Callable
+
+from harness.errors import NodeError
+from harness.hyperv.powershell import powershell_argv, ps_quote
+
+DEFAULT_WORKDIR = r"C:\Windows\Temp\hvsock-matrix"
+DEFAULT_PYTHON = ["py", "-3"]
+SMB_PORT = 445
+CALL_GRACE = 15.0  # seconds past a command's own timeout before the controller gives up on the Client
+POLL_START, POLL_MAX = 0.05, 0.5
+SPAWN_DIR = "spawn"
+
+try:  # the contract's types; base.py is written by another helper
+    from harness.transports.base import CommandResult, Transport  # type: ignore
+except ImportError:  # pragma: no cover - only until base.py lands
+    @dataclass
+    class CommandResult:  # type: ignore[no-redef]
+        rc: int
+        stdout: str
+        stderr: str
+
+    class Transport:  # type: ignore[no-redef]
+        pass
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", errors="replace").replace("\r\n", "\n")
+
+
+# --- factories the tests replace with fakes ------------------------------------------------------
+
+def _pypsexec_client(server: str, username: str | None, password: str | None, port: int, encrypt: bool):
+    from pypsexec.client import Client
+
+    return Client(server, username=username, password=password, port=port, encrypt=encrypt)
+
+
+class SmbFiles:
+    """Files on a Windows node through its admin share, with smbprotocol's high-level smbclient API."""
+
+    def __init__(self, server: str, username: str | None, password: str | None, port: int, timeout: float):
+        import smbclient
+
+        self._smb = smbclient
+        self.server = server
+        smbclient.register_session(server, username=username, password=password, port=port,
+                                   encrypt=True, connection_timeout=int(max(1, timeout)))
+
+    def write_bytes(self, unc: str, data: bytes) -> None:
+        self._smb.makedirs(str(PureWindowsPath(unc).parent), exist_ok=True)
+        with self._smb.open_file(unc, mode="wb") as handle:
+            handle.write(data)
+
+    def read_from(self, unc: str, offset: int) -> bytes | None:
+        """Bytes from `offset` on, or None when the file does not exist (yet). Opened sharing rwd:
+        the wrapper is still writing it."""
+        try:
+            with self._smb.open_file(unc, mode="rb", share_access="rwd") as handle:
+                handle.seek(offset)
+                return handle.read()
+        except FileNotFoundError:
+            return None
+
+    def remove(self, unc: str) -> None:
+        try:
+            self._smb.remove(unc)
+        except FileNotFoundError:
+            pass
+
+
+client_factory: Callable = _pypsexec_client
+files_factory: Callable = SmbFiles
+
+
+# --- one Client per process per host --------------------------------------------------------------
+
+class _SharedClient:
+    def __init__(self, client, files):
+        self.client = client
+        self.files = files
+        self.lock = threading.Lock()  # one PAExec run at a time on this Client (fixed pipe names)
+        self.users = 0
+        self.broken = False
+        self.deployed: set[str] = set()
+
+
+_REGISTRY: dict[tuple[int, str], _SharedClient] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _registry_key(access) -> tuple[int, str]:
+    return (os.getpid(), f"{access.host.lower()}:{access.port or SMB_PORT}")
+
+
+def shared_clients() -> dict[tuple[int, str], _SharedClient]:
+    """The live registry (for tests and diagnostics)."""
+    return _REGISTRY
+
+
+def _password(node) -> str | None:
+    name = node.access.password_env
+    if not name:
+        return None  # Kerberos / cached credentials
+    value = os.environ.get(name)
+    if value is None:
+        raise NodeError(node.name, f"environment variable {name} is not set (the psexec password for "
+                                   f"{node.access.user or 'the current user'}@{node.access.host})")
+    return value
+
+
+def _acquire(node) -> _SharedClient:
+    access = node.access
+    if not access.host:
+        raise NodeError(node.name, "psexec access needs access.host")
+    key = _registry_key(access)
+    with _REGISTRY_LOCK:
+        shared = _REGISTRY.get(key)
+        if shared is not None and not shared.broken:
+            shared.users += 1
+            return shared
+        password = _password(node)
+        port = access.port or SMB_PORT
+        try:
+            client = client_factory(access.host, access.user, password, port, True)
+            client.connect(timeout=int(math.ceil(access.connect_timeout)))
+            client.create_service()
+            files = files_factory(access.host, access.user, password, port, access.connect_timeout)
+        except NodeError:
+            raise
+        except Exception as exc:
+            raise NodeError(node.name, f"psexec connect to {access.host}:{port} failed: {_one_line(exc)}") from None
+        shared = _SharedClient(client, files)
+        shared.users = 1
+        _REGISTRY[key] = shared
+        return shared
+
+
+def _release(key: tuple[int, str], shared: _SharedClient) -> None:
+    with _REGISTRY_LOCK:
+        shared.users -= 1
+        if shared.users > 0:
+            return
+        if _REGISTRY.get(key) is shared:
+            del _REGISTRY[key]
+    if not shared.lock.acquire(timeout=5 if shared.broken else CALL_GRACE):
+        return  # a stuck call still holds the Client; its service goes with the next cleanup by hand
+    try:
+        for step in (shared.client.remove_service, shared.client.disconnect):
+            try:
+                step()
+            except Exception:  # the node may be gone; nothing left to do on our side
+                pass
+    finally:
+        shared.lock.release()
+
+
+# --- paths -----------------------------------------------------------------------------------------
+
+_DRIVE_RE = re.compile(r"^([A-Za-z]):\\(.*)$")
+
+
+def admin_share_path(host: str, windows_path: str) -> str:
+    r"""`C:\Windows\Temp\x` on `host` -> `\\host\C$\Windows\Temp\x` (the admin share)."""
+    match = _DRIVE_RE.match(windows_path.replace("/", "\\"))
+    if not match:
+        raise ValueError(f"not an absolute Windows path with a drive letter: {windows_path!r}")
+    return f"\\\\{host}\\{match.group(1).upper()}$\\{match.group(2)}"
+
+
+# --- background processes --------------------------------------------------------------------------
+
+def spawn_script(executable: str, arguments: str, base: str) -> str:
+    r"""The wrapper PAExec starts asynchronously: runs argv, appends each stdout line to `<base>.out`
+    (shared for reading, flushed per line), then writes `<base>.err` and `<base>.rc`; `<base>.pid`
+    holds the child's pid for kill()."""
+    lines = [
+        "$ErrorActionPreference = 'Stop'",
+        "$env:PYTHONUNBUFFERED = '1'",
+        "$env:PYTHONIOENCODING = 'utf-8'",
+        f"$null = New-Item -ItemType Directory -Force -Path {ps_quote(str(PureWindowsPath(base).parent))}",
+        "$psi = New-Object System.Diagnostics.ProcessStartInfo",
+        f"$psi.FileName = {ps_quote(executable)}",
+        f"$psi.Arguments = {ps_quote(arguments)}",
+        "$psi.UseShellExecute = $false",
+        "$psi.RedirectStandardOutput = $true",
+        "$psi.RedirectStandardError = $true",
+        "$p = [System.Diagnostics.Process]::Start($psi)",
+        f"[System.IO.File]::WriteAllText({ps_quote(base + '.pid')}, [string]$p.Id)",
+        "$err = $p.StandardError.ReadToEndAsync()",
+        f"$out = [System.IO.File]::Open({ps_quote(base + '.out')}, 'Create', 'Write', 'ReadWrite, Delete')",
+        "$utf8 = New-Object System.Text.UTF8Encoding($false)",
+        "while ($null -ne ($line = $p.StandardOutput.ReadLine())) {",
+        "    $bytes = $utf8.GetBytes($line + \"`n\")",
+        "    $out.Write($bytes, 0, $bytes.Length)",
+        "    $out.Flush()",
+        "}",
+        "$out.Close()",
+        "$p.WaitForExit()",
+        f"[System.IO.File]::WriteAllText({ps_quote(base + '.err')}, $err.Result)",
+        f"[System.IO.File]::WriteAllText({ps_quote(base + '.rc')}, [string]$p.ExitCode)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class PsexecProcess:
+    """A background process on a Windows node; its lines come back over SMB, it has no stdin."""
+
+    def __init__(self, transport: "PsexecTransport", base: str, wrapper_pid: int):
+        self._t = transport
+        self.base = base
+        self.wrapper_pid = wrapper_pid
+        self._offset = 0
+        self._buffer = b""
+        self._child_pid: int | None = None
+        self._rc: int | None = None
+
+    def _unc(self, suffix: str) -> str:
+        return admin_share_path(self._t.node.access.host, self.base + suffix)
+
+    def _read_small(self, suffix: str) -> str | None:
+        data = self._t._files_call(lambda f: f.read_from(self._unc(suffix), 0))
+        return None if data is None else data.decode("utf-8", errors="replace").strip()
+
+    @property
+    def pid(self) -> int:
+        """The child's pid once the wrapper wrote it, else the wrapper's."""
+        if self._child_pid is None:
+            text = self._read_small(".pid")
+            if text and text.isdigit():
+                self._child_pid = int(text)
+        return self._child_pid or self.wrapper_pid
+
+    def _exit_code(self) -> int | None:
+        if self._rc is None:
+            text = self._read_small(".rc")
+            if text and text.lstrip("-").isdigit():
+                self._rc = int(text)
+        return self._rc
+
+    def write_line(self, line: str) -> None:
+        raise NodeError(self._t.node.name, "a psexec background process has no stdin (PAExec asynchronous mode)")
+
+    def write_lines(self, lines) -> None:
+        self.write_line("")
+
+    def _take_line(self) -> str | None:
+        if b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            return line.decode("utf-8", errors="replace").rstrip("\r")
+        return None
+
+    def read_line(self, timeout: float) -> str | None:
+        """Next stdout line; None at EOF (process ended and all read). Raises NodeError on timeout."""
+        deadline = time.monotonic() + timeout
+        pause = POLL_START
+        while True:
+            line = self._take_line()
+            if line is not None:
+                return line
+            ended = self._exit_code() is not None  # .rc is written only after .out is closed
+            data = self._t._files_call(lambda f: f.read_from(self._unc(".out"), self._offset))
+            if data:
+                self._offset += len(data)
+                self._buffer += data
+                pause = POLL_START
+                continue
+            if ended:
+                if self._buffer:
+                    rest, self._buffer = self._buffer, b""
+                    return rest.decode("utf-8", errors="replace").rstrip("\r")
+                return None
+            if time.monotonic() >= deadline:
+                raise NodeError(self._t.node.name, f"no output line from background process within {timeout:g}s")
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, POLL_MAX)
+
+    def stderr_text(self) -> str:
+        return self._read_small(".err") or ""
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        pause = POLL_START
+        while True:
+            rc = self._exit_code()
+            if rc is not None or time.monotonic() >= deadline:
+                return rc
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, POLL_MAX)
+
+    def kill(self) -> None:
+        """taskkill the child (and its tree), then the wrapper: a server never outlives its cell."""
+        if self._exit_code() is not None:
+            return
+        for pid in dict.fromkeys([self.pid, self.wrapper_pid]):
+            self._t.run(["taskkill.exe", "/PID", str(pid), "/T", "/F"], timeout=30)
+
+    def remove_files(self) -> None:
+        for suffix in (".out", ".err", ".pid", ".rc"):
+            try:
+                self._t._files_call(lambda f: f.remove(self._unc(suffix)))
+            except NodeError:
+                pass
+
+
+# --- the transport -------------------------------------------------------------------------------
+
+class PsexecTransport(Transport):
+    """Transport contract over pypsexec: run / spawn / put / close / probe_command."""
+
+    def __init__(self, node, inventory=None):
+        self.node = node
+        self.inventory = inventory
+        access = node.access
+        self.workdir = access.workdir or DEFAULT_WORKDIR
+        if not _DRIVE_RE.match(self.workdir.replace("/", "\\")):
+            raise NodeError(node.name, f"access.workdir must be an absolute Windows path like C:\\dir, not {self.workdir!r}")
+        self.python = [access.python] if access.python else list(DEFAULT_PYTHON)
+        self._key = _registry_key(access) if access.host else None
+        self._shared: _SharedClient | None = None
+        self._closed = False
+
+    # the shared Client, acquired on first use
+    def _client(self) -> _SharedClient:
+        if self._closed:
+            raise NodeError(self.node.name, "transport already closed")
+        if self._shared is None or self._shared.broken:
+            if self._shared is not None:
+                _release(self._key, self._shared)
+            self._shared = _acquire(self.node)
+        return self._shared
+
+    def _call(self, fn: Callable, timeout: float):
+        """fn(client) under the Client's lock, bounded by `timeout` (+ grace); errors -> NodeError."""
+        shared = self._client()
+        box: dict = {}
+
+        def work():
+            try:
+                with shared.lock:
+                    box["value"] = fn(shared.client)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=work, name=f"psexec-{self.node.name}", daemon=True)
+        thread.start()
+        thread.join(timeout + CALL_GRACE)
+        if thread.is_alive():
+            shared.broken = True  # a stuck SMB call: the next call builds a fresh Client
+            raise NodeError(self.node.name, f"psexec call did not return within {timeout + CALL_GRACE:g}s")
+        if "error" in box:
+            exc = box["error"]
+            if isinstance(exc, NodeError):
+                raise exc
+            raise NodeError(self.node.name, f"psexec failed: {_one_line(exc)}") from None
+        return box["value"]
+
+    def _files_call(self, fn: Callable):
+        shared = self._client()
+        try:
+            return fn(shared.files)
+        except NodeError:
+            raise
+        except Exception as exc:
+            raise NodeError(self.node.name, f"SMB file access failed: {_one_line(exc)}") from None
+
+    @staticmethod
+    def split_argv(argv: list[str]) -> tuple[str, str | None]:
+        """(executable, arguments) as PAExec wants them; arguments quoted by Windows CRT rules."""
+        if not argv:
+            raise ValueError("empty argv")
+        return argv[0], (subprocess.list2cmdline(argv[1:]) if len(argv) > 1 else None)
+
+    def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> CommandResult:
+        executable, arguments = self.split_argv(argv)
+        seconds = max(1, int(math.ceil(timeout)))
+
+        def go(client):
+            return client.run_executable(executable, arguments=arguments, asynchronous=False,
+                                         run_elevated=True, timeout_seconds=seconds, stdin=stdin)
+
+        stdout, stderr, rc = self._call(go, timeout)
+        return CommandResult(rc=int(rc), stdout=_text(stdout), stderr=_text(stderr))
+
+    def run_powershell(self, script: str, timeout: float) -> CommandResult:
+        return self.run(powershell_argv(script), timeout)
+
+    def spawn(self, argv: list[str]) -> PsexecProcess:
+        executable, arguments = self.split_argv(argv)
+        base = str(PureWindowsPath(self.workdir, SPAWN_DIR, uuid.uuid4().hex[:16]))
+        wrapper = powershell_argv(spawn_script(executable, arguments or "", base))
+        w_exe, w_args = self.split_argv(wrapper)
+
+        def go(client):
+            return client.run_executable(w_exe, arguments=w_args, asynchronous=True, run_elevated=True)
+
+        _, _, pid = self._call(go, self.node.access.connect_timeout)
+        return PsexecProcess(self, base, int(pid))
+
+    def put(self, local_path: str, remote_path: str) -> None:
+        try:
+            data = Path(local_path).read_bytes()
+            unc = admin_share_path(self.node.access.host, remote_path)
+        except (OSError, ValueError) as exc:
+            raise NodeError(self.node.name, f"put {local_path} -> {remote_path}: {_one_line(exc)}") from None
+        self._files_call(lambda f: f.write_bytes(unc, data))
+
+    def probe_command(self) -> list[str]:
+        """[python..., <workdir>\\probe.py], copying harness/probe.py once per Client (i.e. per run and host)."""
+        remote = str(PureWindowsPath(self.workdir, "probe.py"))
+        shared = self._client()
+        if remote not in shared.deployed:
+            self.put(str(Path(__file__).resolve().parent.parent / "probe.py"), remote)
+            shared.deployed.add(remote)
+        return [*self.python, remote]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._shared is not None:
+            _release(self._key, self._shared)
+            self._shared = None
