@@ -447,3 +447,10 @@ def _counts(cells: Iterable[CellResult]) -> dict[str, int]:
         counts["mismatch"] += c.mismatch
         counts["flipped"] += bool(c.flip)
     return counts
+
+
+def get_recorder(config: Any) -> Recorder:
+    """The Recorder of a pytest process; lives in harness.report.pytest_hooks (needs pytest)."""
+    from harness.report.pytest_hooks import get_recorder as _get_recorder
+
+    return _get_recorder(config)

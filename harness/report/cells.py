@@ -104,5 +104,5 @@ def details(cell: MatrixCell) -> dict[str, Any]:
 def change_line(cell: MatrixCell) -> str:
     """One line for the lists of flips and mismatches printed before the matrices."""
     exp = f"expected {cell.expected.value}" if cell.expected is not None else "expected ?"
-    base = f"{cell.baseline.outcome.value} -> " if cell.baseline is not None else ""
+    base = f"{cell.baseline.outcome.value} -> " if cell.flipped else ""
     return f"{cell.id}: {base}{observed_line(cell.observed)} ({exp})"

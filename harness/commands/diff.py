@@ -1,0 +1,45 @@
+"""`hvsock-matrix diff A B`: what changed between two runs, flips first; exit 1 when any flipped.
+
+A and B are results files, run folders, run ids, `last` or `previous`. B is judged against A,
+exactly as `pytest --baseline A` judges a run, so the two agree cell for cell.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.matrix import build_report
+from harness.report.terminal import render_terminal
+from harness.report import cells as words
+from harness.results import load_run, resolve_run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("before", metavar="A", help="baseline: results file, run id, last or previous")
+    parser.add_argument("after", metavar="B", help="run to judge: results file, run id, last or previous")
+    parser.add_argument("--results-dir", default="reports", help="where run ids are looked up (default: reports)")
+    parser.add_argument("--no-matrix", action="store_true", help="print only the changes, not the matrices")
+
+
+def run(args: argparse.Namespace) -> int:
+    before = load_run(resolve_run(args.before, args.results_dir))
+    after = load_run(resolve_run(args.after, args.results_dir))
+    report = build_report(after, baseline=before)
+    out = sys.stdout
+    print(f"diff {before.run_id} -> {after.run_id}", file=out)
+    if args.no_matrix:
+        from harness.report.terminal import change_lines
+        print("\n".join(change_lines(report)), file=out)
+    else:
+        print(render_terminal(report), file=out)
+    before_ids = {c.id for c in before.cells}
+    after_ids = {c.id for c in after.cells}
+    new = [c for c in after.cells if c.id not in before_ids]
+    gone = [c for c in before.cells if c.id not in after_ids]
+    if new:
+        print(f"\nOnly in {after.run_id}: {len(new)}", file=out)
+        print("\n".join(f"  + {c.id}: {words.observed_line(c.observation)}" for c in new), file=out)
+    if gone:
+        print(f"\nOnly in {before.run_id}: {len(gone)}", file=out)
+        print("\n".join(f"  - {c.id}: {words.observed_line(c.observation)}" for c in gone), file=out)
+    return 1 if report.flips else 0
