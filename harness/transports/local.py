@@ -1,0 +1,113 @@
+"""Local transport: the controller's own machine, optionally inside a network namespace.
+
+`Access.netns` prefixes every command with `ip netns exec <netns>`, which execs the command in
+place, so the pid we hold is the real process and kill() reaches it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, LineQueue, Process, Transport, one_line
+
+
+class LocalProcess(Process):
+    def __init__(self, popen: subprocess.Popen, name: str):
+        self.popen = popen
+        self.pid = popen.pid
+        self._out = LineQueue(popen.stdout, f"{name}-out")
+        self._err = LineQueue(popen.stderr, f"{name}-err", tail=50)
+
+    def write_line(self, text: str) -> None:
+        try:
+            self.popen.stdin.write((text.rstrip("\n") + "\n").encode("utf-8"))
+            self.popen.stdin.flush()
+        except (OSError, ValueError) as exc:
+            raise BrokenPipeError(f"process {self.pid} stdin closed: {exc}") from None
+
+    def read_line(self, timeout: float | None) -> str | None:
+        return self._out.get(timeout)
+
+    def close_stdin(self) -> None:
+        try:
+            self.popen.stdin.close()
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)  # its own session: children go too
+            except (ProcessLookupError, PermissionError):
+                self.popen.kill()
+        self.wait(5)
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stderr_tail(self) -> str:
+        return self._err.text()
+
+
+class LocalTransport(Transport):
+    """subprocess on the controller (or in Access.netns)."""
+
+    def prefix(self) -> list[str]:
+        ns = self.node.access.netns
+        return ["ip", "netns", "exec", ns] if ns else []
+
+    def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> CommandResult:
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(self.prefix() + list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise self.fail(f"cannot run {argv[0]}: {exc}") from None
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = proc.communicate()
+            raise CommandTimeout(self.node.name, one_line(f"{argv[0]} still running after {timeout:g}s; killed"),
+                                 out.decode("utf-8", "replace"), err.decode("utf-8", "replace")) from None
+        return CommandResult(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+                             round((time.monotonic() - start) * 1000, 3))
+
+    def spawn(self, argv: list[str]) -> Process:
+        try:
+            popen = subprocess.Popen(self.prefix() + list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise self.fail(f"cannot start {argv[0]}: {exc}") from None
+        return LocalProcess(popen, self.node.name)
+
+    def put(self, local_path: str, remote_path: str) -> None:
+        try:
+            os.makedirs(os.path.dirname(remote_path) or ".", exist_ok=True)
+            tmp = f"{remote_path}.{os.getpid()}.tmp"
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, remote_path)  # concurrent workers never see half a file
+        except OSError as exc:
+            raise self.fail(f"cannot copy {local_path} to {remote_path}: {exc}") from None
+
+    def python(self) -> str:
+        return self.node.access.python or sys.executable
+
+    def deploy_probe(self) -> str:
+        """Same filesystem: the checkout's probe is used in place, no copy."""
+        if self.node.access.workdir:
+            return super().deploy_probe()
+        return str(PROBE_SOURCE)
+
+    def close(self) -> None:
+        pass
