@@ -8,6 +8,7 @@ used when available: it keeps a 10,000-cell scenario fast to load.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -64,6 +65,15 @@ def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode):
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+# YAML 1.2 booleans: only true/false. YAML 1.1 would read the scenario key `on:` (and yes/no/off)
+# as a boolean, which is never what a scenario or inventory author means.
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()
+}
+_LineLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def load(path: str | Path, text: str | None = None) -> Any:
