@@ -1,0 +1,92 @@
+"""The HTML file itself: self-contained, one table per scenario, details that survive hostile text.
+
+What it looks like in a browser is checked in test_report_chromium.py.
+"""
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+from harness.cell import Cell
+from harness.matrix import build_report
+from harness.outcome import Observation, Outcome
+from harness.report.html import render_html
+from harness.results import CellResult, Run
+
+HOSTILE = '</script><script>document.title="pwned"</script> & "quotes"'
+
+
+def sample_report():
+    spec = [("A", "A1", "host", "wildcard", "vm", "parent", Outcome.O, Observation(Outcome.O, elapsed_ms=2, reply="Hello: World!")),
+            ("A", "A7", "vm", "loopback", "host", "server", Outcome.X, Observation(Outcome.O, reply=HOSTILE,
+                                                                                   commands=["probe connect " + HOSTILE])),
+            ("C", "C2", "host", "wildcard", "guest", "parent", Outcome.O, Observation(Outcome.E, detail="ssh: timed out")),
+            ("C", None, "guest", "wildcard", "host", "children", None, Observation(Outcome.NA, detail="vsock has no CHILDREN"))]
+    cells = [CellResult.from_cell(Cell(s, srv, b, cl, t, 19000, e, label=l, source="000"), o,
+                                  baseline=Observation(Outcome.O))
+             for s, l, srv, b, cl, t, e, o in spec]
+    return build_report(Run("20260102T000000Z-bbbbbb", {"started": "2026-01-02T00:00:00Z",
+                                                        "baseline": {"run_id": "20260101T000000Z-aaaaaa"}}, cells))
+
+
+class Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def parse(page: str) -> Collect:
+    collect = Collect()
+    collect.feed(page)
+    return collect
+
+
+def test_self_contained_no_network():
+    page = render_html(sample_report())
+    tags = parse(page).tags
+    assert not [t for t, a in tags if t in ("link", "img", "iframe") or (t == "script" and "src" in a)]
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "@import" not in page and "url(" not in page
+
+
+def test_one_table_per_scenario_with_cells_and_marks():
+    page = render_html(sample_report())
+    tags = parse(page).tags
+    tables = [a["data-scenario"] for t, a in tags if t == "table"]
+    assert tables == ["A", "C"]
+    cells = [a for t, a in tags if t == "div" and "data-i" in a]
+    assert [c["class"] for c in cells] == ["k O", "k O mm", "k E mm fl", "k NA fl"]
+    assert cells[1]["title"].splitlines()[:3] == [
+        "A7[vm:loopback<-host:server]", "observed: O - echo came back", "expected: X (documented) - DIFFERS"]
+    # flips are listed before the first matrix
+    assert page.index('id="flips"') < page.index('id="scenario-A"')
+
+
+def test_hostile_reply_cannot_break_out_of_the_details_script():
+    page = render_html(sample_report())
+    collect = parse(page)
+    assert HOSTILE not in page  # escaped in the title and in the JSON
+    blob = next(s for s, (t, a) in zip(collect.scripts, [x for x in collect.tags if x[0] == "script"])
+                if a.get("id") == "cell-details")
+    details = json.loads(blob)
+    assert len(details) == 4
+    assert details[1]["commands"] == ["probe connect " + HOSTILE]
+    titles = [a["title"] for t, a in collect.tags if t == "div" and "data-i" in a]
+    assert f"reply: {HOSTILE!r}" in titles[1]
