@@ -365,6 +365,12 @@ class Listener(object):
 
     def stop(self, wait=5.0):
         self.stopped.set()
+        sock = self.sock
+        if sock is not None and not isinstance(sock, HvSocket):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)
+            except OSError:
+                pass
         if self.thread is not None:
             self.thread.join(wait)
         self.close_socket()

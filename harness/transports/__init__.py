@@ -63,3 +63,18 @@ def forget(transport) -> None:
         for key, value in list(_cache.items()):
             if value is transport:
                 del _cache[key]
+
+
+def close_inventory(inventory: Inventory | None) -> None:
+    """Close every cached transport of `inventory` (jump hosts included), tunnelled ones first."""
+    path = inventory.path if inventory is not None else None
+    with _cache_lock:
+        found = [(k, v) for k, v in _cache.items() if k[0] == path]
+        for k, _ in found:
+            del _cache[k]
+    found.sort(key=lambda kv: kv[0][1].access.jump is None)
+    for _, transport in found:
+        try:
+            transport.close()
+        except Exception:
+            pass

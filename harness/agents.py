@@ -1,0 +1,383 @@
+"""Probe agents: the controller's handle on the probe running on each node.
+
+On nested lab guests a fresh SSH connection costs ~55 s and a process start 10-50 s, so the
+default agent keeps ONE resident `probe.py session` per node on one channel for the whole run
+and every cell costs round-trips only. A reader thread dispatches the JSON-line answers to the
+waiting requests by id, so a listen on one node and a connect on another (or the same node)
+run concurrently. The one-shot agent starts `probe.py serve` / `probe.py connect` processes:
+the only way over psexec, and selectable (mode="oneshot") where a resident process is unwanted.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import threading
+import time
+from typing import Any, Callable
+
+from harness.errors import NodeError
+from harness.node import Inventory, Node
+from harness.transports import open_transport
+from harness.transports.base import CommandTimeout, Process, Transport, one_line
+
+DEFAULT_IDLE_TIMEOUT = 900.0  # the session exits by itself when the controller forgets it
+MARGIN = 15.0  # seconds a response may take beyond the operation's own timeout (slow nested guests)
+
+
+class ProbeAgent:
+    """The contract both agents share; every method returns the probe's JSON answer as a dict."""
+
+    node: Node
+    kind = "base"
+
+    def listen(self, family: str, addr: str, port: int, service: str | None, timeout: float,
+               count: int = 1) -> dict: ...
+
+    def connect(self, family: str, addr: str, port: int, service: str | None, payload: str,
+                timeout: float, connect_timeout: float | None = None) -> dict: ...
+
+    def stop(self, listener: str) -> dict: ...
+
+    def info(self) -> dict: ...
+
+    def close(self) -> None: ...
+
+    def lab_args(self) -> list[str]:
+        return ["--lab-node"] if self.node.lab_node else []
+
+
+class SessionAgent(ProbeAgent):
+    """A resident `probe.py session` on one channel; requests multiplexed by id."""
+
+    kind = "session"
+
+    def __init__(self, node: Node, transport: Transport, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 margin: float = MARGIN):
+        self.node = node
+        self.transport = transport
+        self.idle_timeout = idle_timeout
+        self.margin = margin
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pending: dict[int, dict] = {}
+        self._proc: Process | None = None
+        self._reader: threading.Thread | None = None
+        self._dead: str | None = None
+        self._restarts = 0
+        self.events: collections.deque[dict] = collections.deque(maxlen=200)  # unsolicited (accepted, ...)
+        self.starts = 0
+        self.sent: list[str] = []  # every request line, for Observation.commands
+        self.command: list[str] = []
+
+    # -- process ------------------------------------------------------------------------
+    def _start(self) -> None:
+        self.command = self.transport.probe_command() + ["session", "--idle-timeout",
+                                                          f"{self.idle_timeout:g}"] + self.lab_args()
+        proc = self.transport.spawn(self.command)
+        try:
+            first = proc.read_line(float(self.node.access.connect_timeout) + 60.0)
+        except TimeoutError:
+            proc.kill()
+            raise NodeError(self.node.name, "probe session did not start (no 'ready' line)") from None
+        ready = _parse(first)
+        if ready is None or ready.get("event") != "ready":
+            tail = proc.stderr_tail()
+            proc.kill()
+            raise NodeError(self.node.name, one_line(f"probe session failed to start: {first or 'EOF'} {tail}"))
+        self._proc = proc
+        self._dead = None
+        self.starts += 1
+        self._reader = threading.Thread(target=self._read, args=(proc,), name=f"agent-{self.node.name}",
+                                        daemon=True)
+        self._reader.start()
+
+    def _ensure(self) -> Process:
+        with self._lock:
+            if self._proc is None or self._dead is not None:
+                if self._proc is not None:  # it died: one fresh start (the transport rebuilds the connection)
+                    old, self._proc = self._proc, None
+                    try:
+                        old.kill()
+                    except Exception:
+                        pass
+                self._start()
+            return self._proc
+
+    def _read(self, proc: Process) -> None:
+        reason = "probe session ended (EOF)"
+        try:
+            while True:
+                line = proc.read_line(None)
+                if line is None:
+                    tail = proc.stderr_tail()
+                    if tail:
+                        reason += ": " + tail.splitlines()[-1]
+                    break
+                msg = _parse(line)
+                if msg is None:
+                    continue
+                rid = msg.get("id")
+                with self._lock:
+                    slot = self._pending.get(rid) if rid is not None else None
+                if slot is not None:
+                    slot["answer"] = msg
+                    slot["event"].set()
+                else:
+                    self.events.append(msg)
+        except Exception as exc:  # never let the reader die silently
+            reason = f"probe session reader failed: {exc}"
+        with self._lock:
+            if self._proc is proc:
+                self._dead = reason
+            for slot in self._pending.values():
+                slot.setdefault("error", reason)
+                slot["event"].set()
+
+    def request(self, op: str, wait: float, **fields: Any) -> dict:
+        """Send one request; its answer, or NodeError if the node or the session failed."""
+        proc = self._ensure()
+        rid = next(self._ids)
+        req = {"id": rid, "op": op}
+        req.update(fields)
+        line = json.dumps(req, sort_keys=True)
+        slot = {"event": threading.Event()}
+        with self._lock:
+            self._pending[rid] = slot
+        self.sent.append(line)
+        try:
+            try:
+                proc.write_line(line)
+            except (OSError, BrokenPipeError) as exc:
+                with self._lock:
+                    self._dead = self._dead or str(exc)
+                raise NodeError(self.node.name, one_line(f"probe session gone: {exc}")) from None
+            if not slot["event"].wait(wait):
+                raise NodeError(self.node.name, f"no answer to {op} within {wait:g}s")
+            if "answer" not in slot:
+                raise NodeError(self.node.name, one_line(slot.get("error", "probe session ended")))
+            return slot["answer"]
+        finally:
+            with self._lock:
+                self._pending.pop(rid, None)
+
+    # -- the contract -----------------------------------------------------------------------
+    def listen(self, family, addr, port, service, timeout, count=1):
+        return self.request("listen", self.margin + 10.0, family=family, addr=str(addr), port=int(port),
+                            service=service, count=count, timeout=timeout)
+
+    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None):
+        ct = timeout if connect_timeout is None else connect_timeout
+        return self.request("connect", float(timeout) + float(ct) + self.margin, family=family, addr=str(addr),
+                            port=int(port), service=service, payload=payload, timeout=timeout,
+                            connect_timeout=ct)
+
+    def stop(self, listener):
+        return self.request("stop", self.margin + 10.0, listener=listener)
+
+    def info(self):
+        return self.request("info", self.margin + 30.0)
+
+    def close(self) -> None:
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.write_line(json.dumps({"id": 0, "op": "bye"}))
+            proc.close_stdin()
+            if proc.wait(5) is None:
+                proc.kill()
+        except Exception:
+            try:
+                proc.kill()
+            except Exception:
+                pass
+
+
+class OneShotAgent(ProbeAgent):
+    """`probe.py serve` in the background and `probe.py connect` per request (psexec, or by choice)."""
+
+    kind = "oneshot"
+
+    def __init__(self, node: Node, transport: Transport, margin: float = MARGIN):
+        self.node = node
+        self.transport = transport
+        self.margin = margin
+        self._servers: dict[str, tuple[Process, list[dict]]] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.sent: list[str] = []
+
+    def _cmd(self, *args: Any) -> list[str]:
+        return self.transport.probe_command() + [str(a) for a in args] + self.lab_args()
+
+    @staticmethod
+    def _addr_args(family, addr, port, service) -> list[str]:
+        out = ["--family", family, "--addr", str(addr), "--port", str(port)]
+        return out + (["--service", service] if service else [])
+
+    def listen(self, family, addr, port, service, timeout, count=1):
+        argv = self._cmd("serve", *self._addr_args(family, addr, port, service), "--count", count,
+                         "--timeout", f"{float(timeout):g}")
+        self.sent.append(" ".join(argv))
+        proc = self.transport.spawn(argv)
+        deadline = time.monotonic() + float(self.node.access.connect_timeout) + self.margin + 60.0
+        while True:
+            try:
+                line = proc.read_line(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                proc.kill()
+                raise NodeError(self.node.name, "probe serve printed no 'listening' line in time") from None
+            if line is None:
+                tail = proc.stderr_tail()
+                proc.wait(5)
+                raise NodeError(self.node.name, one_line(f"probe serve exited without a word: {tail}"))
+            msg = _parse(line)
+            if msg is None:
+                continue
+            if msg.get("event") == "listening":
+                name = f"P{next(self._ids)}"
+                with self._lock:
+                    self._servers[name] = (proc, [])
+                return dict(msg, listener=name)
+            proc.wait(5)
+            return msg  # bind_failed, refused, error
+
+    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None):
+        args = self._addr_args(family, addr, port, service) + ["--payload", payload, "--timeout", f"{float(timeout):g}"]
+        if connect_timeout is not None:
+            args += ["--connect-timeout", f"{float(connect_timeout):g}"]
+        argv = self._cmd("connect", *args)
+        self.sent.append(" ".join(argv))
+        budget = float(timeout) + float(connect_timeout or 0) + self.margin + float(self.node.access.connect_timeout)
+        try:
+            res = self.transport.run(argv, timeout=budget)
+        except CommandTimeout as exc:
+            raise NodeError(self.node.name, f"probe connect still running after {budget:g}s") from exc
+        msgs = [m for m in (_parse(line) for line in res.stdout.splitlines()) if m]
+        if not msgs:
+            raise NodeError(self.node.name, one_line(f"probe connect rc={res.rc} printed nothing: {res.stderr}"))
+        return msgs[-1]
+
+    def stop(self, listener):
+        with self._lock:
+            entry = self._servers.pop(listener, None)
+        if entry is None:
+            return {"event": "error", "message": f"no listener {listener!r}"}
+        proc, _ = entry
+        accepted, peers = 0, []
+        # collect what it already printed (accepted events), then end it
+        while True:
+            try:
+                line = proc.read_line(0.2)
+            except TimeoutError:
+                break
+            if line is None:
+                break
+            msg = _parse(line) or {}
+            if msg.get("event") == "accepted":
+                accepted += 1
+                peers.append(msg.get("peer"))
+            if msg.get("event") == "done":
+                break
+        if proc.wait(0) is None:
+            proc.kill()
+        return {"event": "stopped", "accepted": accepted, "peers": peers}
+
+    def info(self):
+        argv = self._cmd("info")
+        res = self.transport.run(argv, timeout=self.margin + 60.0)
+        msgs = [m for m in (_parse(line) for line in res.stdout.splitlines()) if m]
+        if not msgs:
+            raise NodeError(self.node.name, one_line(f"probe info rc={res.rc}: {res.stderr}"))
+        return msgs[-1]
+
+    def close(self) -> None:
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+        for proc, _ in servers:
+            try:
+                proc.kill()
+            except Exception:
+                pass
+
+
+class AgentPool:
+    """One agent per node for the whole run; close() ends every session and connection.
+
+    mode: "session" (default; psexec nodes still get one-shot agents) or "oneshot" (every node).
+    """
+
+    def __init__(self, inventory: Inventory, mode: str = "session",
+                 transport_factory: Callable[[Node, Inventory], Transport] = open_transport,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT):
+        if mode not in ("session", "oneshot"):
+            raise ValueError(f"agent mode {mode!r} (expected session or oneshot)")
+        self.inventory = inventory
+        self.mode = mode
+        self.transport_factory = transport_factory
+        self.idle_timeout = idle_timeout
+        self._agents: dict[str, ProbeAgent] = {}
+        self._transports: dict[str, Transport] = {}
+        self._lock = threading.Lock()
+
+    def transport(self, node_name: str) -> Transport:
+        with self._lock:
+            t = self._transports.get(node_name)
+            if t is None:
+                t = self.transport_factory(self.inventory.node(node_name), self.inventory)
+                self._transports[node_name] = t
+            return t
+
+    def agent(self, node_name: str) -> ProbeAgent:
+        if node_name not in self.inventory.nodes:
+            raise NodeError(node_name, "not in the inventory")
+        with self._lock:
+            agent = self._agents.get(node_name)
+        if agent is not None:
+            return agent
+        node = self.inventory.node(node_name)
+        transport = self.transport(node_name)
+        if self.mode == "oneshot" or node.access.kind == "psexec":
+            agent = OneShotAgent(node, transport)
+        else:
+            agent = SessionAgent(node, transport, self.idle_timeout)
+        with self._lock:
+            return self._agents.setdefault(node_name, agent)
+
+    def close(self) -> None:
+        with self._lock:
+            agents, self._agents = list(self._agents.values()), {}
+            transports, self._transports = list(self._transports.values()), {}
+        for agent in agents:
+            try:
+                agent.close()
+            except Exception:
+                pass
+        # jumped nodes first, so a jump host's connection outlives the tunnels through it
+        transports.sort(key=lambda t: t.node.access.jump is None)
+        from harness.transports import close_inventory, forget
+        for t in transports:
+            try:
+                t.close()
+            finally:
+                forget(t)
+        if self.transport_factory is open_transport:
+            close_inventory(self.inventory)  # jump hosts opened on the way
+
+    def __enter__(self) -> "AgentPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _parse(line: str | None) -> dict | None:
+    if not line:
+        return None
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) else None

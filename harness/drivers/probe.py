@@ -1,0 +1,95 @@
+"""Probe driver (default): listen on the server node's agent, connect from the client's, stop.
+
+With resident session agents a cell is three round-trips, no process start. The listener is
+always stopped (finally), and its accept count cross-checks an O: an echo that did not come
+from this cell's listener is E, not O.
+"""
+from __future__ import annotations
+
+import json
+
+from harness.agents import AgentPool
+from harness.drivers import CellPlan
+from harness.errors import NodeError
+from harness.outcome import Observation, Outcome
+
+LISTEN_GRACE = 30.0  # the listener outlives the client's whole attempt by this much, then exits by itself
+
+
+def _record(commands: list[str], node: str, op: str, **fields) -> None:
+    commands.append(f"{node}: {json.dumps(dict(op=op, **fields), sort_keys=True)}")
+
+
+def run(plan: CellPlan, pool: AgentPool) -> Observation:
+    cell, s_node, c_node = plan.cell, plan.server, plan.client
+    obs = Observation(outcome=Outcome.E, server_address=plan.bind.display, client_address=plan.target.display)
+    commands = obs.commands
+    try:
+        server = pool.agent(s_node.name)
+        listen = dict(family=s_node.family, addr=plan.bind.addr, port=cell.port, service=plan.service_for(s_node),
+                      timeout=float(cell.timeout) * 2 + LISTEN_GRACE, count=1)
+        _record(commands, s_node.name, "listen", **listen)
+        ev = server.listen(**listen)
+    except NodeError as exc:
+        obs.detail = f"server: {exc}"
+        return obs
+    event = ev.get("event")
+    if event == "bind_failed":
+        obs.outcome = Outcome.B
+        obs.bind_errno, obs.bind_errno_name = ev.get("errno"), ev.get("errno_name")
+        obs.detail = f"bind {plan.bind.display} port {cell.port} failed: {ev.get('message', '')}".strip()
+        return obs
+    if event != "listening":
+        obs.detail = f"server on {s_node.name}: {event or 'no answer'}: {ev.get('message', '')}".strip()
+        return obs
+    listener = ev["listener"]
+    obs.extra["listening"] = {k: ev[k] for k in ("addr", "port", "service") if k in ev}
+    try:
+        client = pool.agent(c_node.name)
+        connect = dict(family=c_node.family, addr=plan.target.addr, port=cell.port,
+                       service=plan.service_for(c_node), payload=cell.payload, timeout=float(cell.timeout),
+                       connect_timeout=float(cell.timeout))
+        _record(commands, c_node.name, "connect", **connect)
+        res = client.connect(**connect)
+        _classify(obs, res, plan)
+    except NodeError as exc:
+        obs.outcome = Outcome.E
+        obs.detail = f"client: {exc}"
+    finally:
+        try:
+            _record(commands, s_node.name, "stop", listener=listener)
+            stopped = server.stop(listener)
+            obs.extra["server_accepted"] = stopped.get("accepted")
+            obs.extra["server_peers"] = stopped.get("peers")
+        except NodeError as exc:
+            obs.extra["server_stop_error"] = str(exc)
+            stopped = {}
+    accepted = stopped.get("accepted")
+    if obs.outcome is Outcome.O and accepted == 0 and getattr(server, "kind", "") == "session":
+        obs.outcome = Outcome.E
+        obs.detail = "the echo came back but this cell's listener accepted nothing (another server answered)"
+    return obs
+
+
+def _classify(obs: Observation, res: dict, plan: CellPlan) -> None:
+    event = res.get("event")
+    obs.elapsed_ms = res.get("elapsed_ms")
+    obs.reply = res.get("reply")
+    if event != "result":
+        obs.outcome = Outcome.E
+        obs.detail = f"client on {plan.client.name}: {event or 'no answer'}: {res.get('message', '')}".strip()
+        return
+    outcome = res.get("outcome")
+    obs.errno, obs.errno_name = res.get("errno"), res.get("errno_name")
+    if outcome == "O" and res.get("reply") == plan.expected_reply:
+        obs.outcome = Outcome.O
+        obs.detail = f"echo {res.get('reply')!r}"
+        if res.get("connect_ms") is not None:
+            obs.extra["connect_ms"] = res["connect_ms"]
+    elif outcome == "X" and res.get("phase") == "connect":
+        obs.outcome = Outcome.X
+        obs.detail = f"connect {plan.target.display} port {plan.cell.port}: {res.get('errno_name')} " \
+                     f"after {res.get('elapsed_ms', 0):.0f}ms"
+    else:
+        obs.outcome = Outcome.E
+        obs.detail = f"{res.get('phase', '?')} failed: {res.get('errno_name') or ''} {res.get('message', '')}".strip()

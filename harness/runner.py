@@ -1,0 +1,62 @@
+"""Run one cell: resolve addresses, hand the cell to its driver, return an Observation.
+
+Whatever goes wrong in the harness or the lab becomes E with a one-line reason (never X, never
+an exception out of run_cell), so one broken node cannot stop a run: its cells turn E and the
+others still finish.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from harness import addresses
+from harness.agents import AgentPool
+from harness.cell import Cell
+from harness.drivers import CellPlan, get_driver
+from harness.errors import HarnessError
+from harness.node import Inventory
+from harness.outcome import Observation, Outcome
+
+
+def plan_cell(cell: Cell, inventory: Inventory) -> CellPlan | Observation:
+    """The cell with its nodes and resolved addresses, or an n/a Observation saying why not."""
+    if cell.skip_reason:
+        return Observation(outcome=Outcome.NA, detail=cell.skip_reason)
+    for name in (cell.server_on, cell.client_on):
+        if name not in inventory.nodes:
+            return Observation(outcome=Outcome.NA, detail=f"node {name} is not in inventory {inventory.name}")
+    server, client = inventory.node(cell.server_on), inventory.node(cell.client_on)
+    for node in (server, client):
+        problem = addresses.check_port(cell.port, node.family)
+        if problem:
+            return Observation(outcome=Outcome.NA, detail=f"{node.name}: {problem}")
+    bind = addresses.resolve_bind(cell.bind, server, inventory)
+    if bind.is_na:
+        return Observation(outcome=Outcome.NA, detail=f"bind {cell.bind} on {server.name}: {bind.na_reason}",
+                           server_address=bind.display)
+    target = addresses.resolve_target(cell.target, client, server, inventory)
+    if target.is_na:
+        return Observation(outcome=Outcome.NA, detail=f"target {cell.target} from {client.name}: {target.na_reason}",
+                           server_address=bind.display, client_address=target.display)
+    service = addresses.service_guid_for(cell.port, cell.service)
+    return CellPlan(cell=cell, server=server, client=client, bind=bind, target=target, service=service)
+
+
+def run_cell(cell: Cell, inventory: Inventory, pool: AgentPool) -> Observation:
+    started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    t0 = time.monotonic()
+    plan = plan_cell(cell, inventory)
+    if isinstance(plan, Observation):
+        obs = plan
+    else:
+        try:
+            obs = get_driver(cell.driver.kind).run(plan, pool)
+        except HarnessError as exc:
+            obs = Observation(outcome=Outcome.E, detail=str(exc), server_address=plan.bind.display,
+                              client_address=plan.target.display)
+        except Exception as exc:  # a harness bug must not sink the whole run; the cell says what happened
+            obs = Observation(outcome=Outcome.E, detail=f"harness error {exc.__class__.__name__}: {exc}",
+                              server_address=plan.bind.display, client_address=plan.target.display)
+    obs.started_at = started
+    obs.duration_ms = round((time.monotonic() - t0) * 1000, 3)
+    return obs
