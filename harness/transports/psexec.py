@@ -173,8 +173,16 @@ def _release(key: tuple[int, str], shared: _SharedClient) -> None:
             return
         if _REGISTRY.get(key) is shared:
             del _REGISTRY[key]
-    if not shared.lock.acquire(timeout=5 if shared.broken else CALL_GRACE):
-        return  # a stuck call still holds the Client; its service goes with the next cleanup by hand
+    if shared.broken:  # a stuck call may hold the Client: tidy up in the background, never block
+        threading.Thread(target=_retire, args=(shared, 300.0), daemon=True).start()
+    else:
+        _retire(shared, CALL_GRACE)
+
+
+def _retire(shared: _SharedClient, wait: float) -> None:
+    """Removes this Client's own PAExec service and disconnects (never cleanup(): others' services)."""
+    if not shared.lock.acquire(timeout=wait):
+        return
     try:
         for step in (shared.client.remove_service, shared.client.disconnect):
             try:
@@ -203,12 +211,9 @@ def admin_share_path(host: str, windows_path: str) -> str:
 def spawn_script(executable: str, arguments: str, base: str) -> str:
     r"""The wrapper PAExec starts asynchronously: runs argv, appends each stdout line to `<base>.out`
     (shared for reading, flushed per line), then writes `<base>.err` and `<base>.rc`; `<base>.pid`
-    holds the child's pid for kill()."""
-    lines = [
-        "$ErrorActionPreference = 'Stop'",
-        "$env:PYTHONUNBUFFERED = '1'",
-        "$env:PYTHONIOENCODING = 'utf-8'",
-        f"$null = New-Item -ItemType Directory -Force -Path {ps_quote(str(PureWindowsPath(base).parent))}",
+    holds the child's pid for kill(). If the child cannot start, `.err` says why and `.rc` is -1,
+    so the controller sees EOF at once instead of waiting for a line that never comes."""
+    body = [
         "$psi = New-Object System.Diagnostics.ProcessStartInfo",
         f"$psi.FileName = {ps_quote(executable)}",
         f"$psi.Arguments = {ps_quote(arguments)}",
@@ -229,6 +234,18 @@ def spawn_script(executable: str, arguments: str, base: str) -> str:
         "$p.WaitForExit()",
         f"[System.IO.File]::WriteAllText({ps_quote(base + '.err')}, $err.Result)",
         f"[System.IO.File]::WriteAllText({ps_quote(base + '.rc')}, [string]$p.ExitCode)",
+    ]
+    lines = [
+        "$ErrorActionPreference = 'Stop'",
+        "$env:PYTHONUNBUFFERED = '1'",
+        "$env:PYTHONIOENCODING = 'utf-8'",
+        f"$null = New-Item -ItemType Directory -Force -Path {ps_quote(str(PureWindowsPath(base).parent))}",
+        "try {",
+        *("    " + line for line in body),
+        "} catch {",
+        f"    [System.IO.File]::WriteAllText({ps_quote(base + '.err')}, [string]$_)",
+        f"    [System.IO.File]::WriteAllText({ps_quote(base + '.rc')}, '-1')",
+        "}",
     ]
     return "\n".join(lines) + "\n"
 

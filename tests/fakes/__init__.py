@@ -1,0 +1,1 @@
+"""Fakes for what cannot exist on these machines: Windows, Hyper-V and pypsexec's SMB server."""

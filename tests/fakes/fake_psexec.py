@@ -1,0 +1,152 @@
+"""FakePsexecClient and FakeSmbShare: stand-ins for pypsexec's Client and a node's SMB admin share.
+
+The fake Client records every call (constructor arguments, connect, create_service,
+run_executable with all keyword arguments, remove_service, disconnect, cleanup) and hands
+run_executable to a handler -- a FakeHyperVLab, or a lambda in a unit test.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+
+def split_windows_cmdline(text: str) -> list[str]:
+    """CommandLineToArgvW's rules (the inverse of subprocess.list2cmdline), as a Windows node parses."""
+    args: list[str] = []
+    cur: list[str] = []
+    in_quotes = False
+    started = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            n = 0
+            while i < len(text) and text[i] == "\\":
+                n += 1
+                i += 1
+            if i < len(text) and text[i] == '"':
+                cur.append("\\" * (n // 2))
+                if n % 2:
+                    cur.append('"')
+                    i += 1
+            else:
+                cur.append("\\" * n)
+            started = True
+            continue
+        if c == '"':
+            in_quotes = not in_quotes
+            started = True
+            i += 1
+            continue
+        if c in " \t" and not in_quotes:
+            if started:
+                args.append("".join(cur))
+                cur, started = [], False
+            i += 1
+            continue
+        cur.append(c)
+        started = True
+        i += 1
+    if started:
+        args.append("".join(cur))
+    return args
+
+
+class FakePsexecClient:
+    """Records calls like pypsexec.client.Client would receive them; never talks to a network."""
+
+    created: list["FakePsexecClient"] = []  # every instance, in creation order (reset by tests)
+    _lock = threading.Lock()
+
+    def __init__(self, server, username=None, password=None, port=445, encrypt=True, handler: Callable | None = None):
+        self.server = server
+        self.username = username
+        self.password = password
+        self.port = port
+        self.encrypt = encrypt
+        self.handler = handler or (lambda client, call: (b"", b"", 0))
+        self.calls: list[tuple[str, dict]] = [("__init__", {"server": server, "username": username, "port": port,
+                                                            "encrypt": encrypt})]
+        self.connected = False
+        self.service = False
+        self.active_runs = 0
+        self.max_parallel_runs = 0
+        with FakePsexecClient._lock:
+            FakePsexecClient.created.append(self)
+
+    def connect(self, timeout=60):
+        self.calls.append(("connect", {"timeout": timeout}))
+        self.connected = True
+
+    def create_service(self):
+        assert self.connected, "create_service before connect"
+        self.calls.append(("create_service", {}))
+        self.service = True
+
+    def run_executable(self, executable, arguments=None, processors=None, asynchronous=False, load_profile=True,
+                       interactive_session=0, interactive=False, run_elevated=False, run_limited=False,
+                       username=None, password=None, use_system_account=False, working_dir=None,
+                       show_ui_on_win_logon=False, priority=32, remote_log_path=None, timeout_seconds=0,
+                       stdout=None, stderr=None, stdin=None, wow64=False):
+        assert self.service, "run_executable before create_service"
+        if stdin is not None and asynchronous:
+            raise ValueError("Cannot send stdin data on an interactive or asynchronous process")  # as pypsexec
+        call = {"executable": executable, "arguments": arguments, "asynchronous": asynchronous,
+                "run_elevated": run_elevated, "timeout_seconds": timeout_seconds, "stdin": stdin}
+        self.calls.append(("run_executable", call))
+        with FakePsexecClient._lock:
+            self.active_runs += 1
+            self.max_parallel_runs = max(self.max_parallel_runs, self.active_runs)
+        try:
+            return self.handler(self, call)
+        finally:
+            with FakePsexecClient._lock:
+                self.active_runs -= 1
+
+    def remove_service(self):
+        self.calls.append(("remove_service", {}))
+        self.service = False
+
+    def disconnect(self):
+        self.calls.append(("disconnect", {}))
+        self.connected = False
+
+    def cleanup(self):
+        self.calls.append(("cleanup", {}))
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+class FakeSmbShare:
+    """Files of every fake Windows machine, keyed by UNC path (case-insensitive, like NTFS/SMB)."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.lock = threading.Lock()
+        self.sessions: list[dict] = []
+
+    def session(self, server, username, password, port, timeout) -> "FakeSmbShare":
+        """Used as harness.transports.psexec.files_factory."""
+        self.sessions.append({"server": server, "username": username, "port": port})
+        return self
+
+    def write_bytes(self, unc: str, data: bytes) -> None:
+        with self.lock:
+            self.files[unc.lower()] = bytes(data)
+
+    def append(self, unc: str, data: bytes) -> None:
+        with self.lock:
+            self.files[unc.lower()] = self.files.get(unc.lower(), b"") + data
+
+    def read_from(self, unc: str, offset: int) -> bytes | None:
+        with self.lock:
+            data = self.files.get(unc.lower())
+        return None if data is None else data[offset:]
+
+    def remove(self, unc: str) -> None:
+        with self.lock:
+            self.files.pop(unc.lower(), None)
+
+    def exists(self, unc: str) -> bool:
+        return unc.lower() in self.files

@@ -1,0 +1,363 @@
+"""FakeHyperVLab: Windows machines and Hyper-V sockets as documents 000/001 describe them.
+
+Why: there is no Windows or Hyper-V on these machines, yet the whole path -- registration
+scripts, probe command lines sent through the psexec transport, background servers read back over
+SMB, observations -- must run in CI. This fake answers exactly what a Windows node would receive:
+PAExec runs of powershell.exe -EncodedCommand (decoded and recognised), taskkill.exe, and the probe
+(parsed with the probe's own argument parser). Hyper-V socket reachability follows matrix A:
+
+    target LOOPBACK  -> listeners on the same machine bound WILDCARD, LOOPBACK or CHILDREN
+    target PARENT    -> (VM client) listeners on its host bound WILDCARD, LOOPBACK or CHILDREN
+    target <VM ID>   -> (host client) listeners on that child VM bound WILDCARD or its own VM ID
+    anything crossing the VM boundary needs the service GUID registered on the host;
+    everything else is X with WSAECONNREFUSED (10061).
+
+The X error code is the fake's choice (the documents name none); O/X follow the documents.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+
+from harness import probe
+from harness.hyperv.powershell import decode_command
+from harness.transports import psexec
+from tests.fakes.fake_psexec import FakePsexecClient, FakeSmbShare, split_windows_cmdline
+
+WILDCARD = "00000000-0000-0000-0000-000000000000"
+LOOPBACK = "e0e16197-dd56-4a10-9195-5ee7a155a838"
+CHILDREN = "90db8b89-0d35-4f79-8ce9-49ea0ac8b7cd"
+PARENT = "a42e7cda-d03f-480c-9cc2-a4de20abb878"
+WSAECONNREFUSED = 10061
+WSAEADDRINUSE = 10048
+
+HYPERV_RAW_CATALOG = """\
+Winsock Catalog Provider Entry
+------------------------------------------------------
+Entry Type:                         Base Service Provider
+Description:                        Hyper-V RAW
+Provider ID:                        {1234191B-4BF7-4CA7-86E0-DFD7C32B5445}
+Provider Path:                      %SystemRoot%\\system32\\mswsock.dll
+Catalog Entry ID:                   1017
+Version:                            2
+Address Family:                     34
+Max Address Length:                 36
+Min Address Length:                 36
+Socket Type:                        1
+Protocol:                           1
+Service Flags:                      0x20026
+Protocol Chain Length:              1
+
+Winsock Catalog Provider Entry
+------------------------------------------------------
+Entry Type:                         Base Service Provider
+Description:                        MSAFD Tcpip [TCP/IP]
+Provider ID:                        {E70F1AA0-AB8B-11CF-8CA3-00805F48A192}
+Provider Path:                      %SystemRoot%\\system32\\mswsock.dll
+Catalog Entry ID:                   1001
+Version:                            2
+Address Family:                     2
+Max Address Length:                 16
+Min Address Length:                 16
+Socket Type:                        1
+Protocol:                           6
+Service Flags:                      0x20066
+Protocol Chain Length:              1
+"""
+
+
+@dataclass
+class FakeWindowsMachine:
+    """One Windows machine, addressed by the access.host the inventory gives it."""
+
+    address: str
+    role: str  # "host" | "vm"
+    vm_id: str | None = None
+    parent: str | None = None  # address of its Hyper-V host
+    vm_name: str | None = None  # its name in the host's Get-VM
+    python: str = "3.12.1"
+    integration_services: bool = True
+    winsock_catalog: str = HYPERV_RAW_CATALOG
+    gcs: dict[str, str] = field(default_factory=dict)  # registered service GUID -> ElementName
+
+    @property
+    def hyperv_role(self) -> bool:
+        return self.role == "host"
+
+
+@dataclass
+class FakeListener:
+    machine: FakeWindowsMachine
+    bind: str
+    service: str
+    port: int
+    count: int
+    base: str  # wrapper's file base (Windows path)
+    pids: tuple[int, int]  # (child, wrapper)
+    accepted: int = 0
+
+
+def _ps_literal(script: str, pattern: str) -> str:
+    match = re.search(pattern + r" = '((?:[^']|'')*)'", script)
+    assert match, f"FakeHyperVLab: no {pattern} in script"
+    return match.group(1).replace("''", "'")
+
+
+def _out(line_obj: dict) -> bytes:
+    return (json.dumps(line_obj, sort_keys=True) + "\r\n").encode()
+
+
+class FakeHyperVLab:
+    """The fake world behind FakePsexecClient and FakeSmbShare; install() patches the psexec transport."""
+
+    def __init__(self, machines: list[FakeWindowsMachine]):
+        self.machines = {m.address.lower(): m for m in machines}
+        self.share = FakeSmbShare()
+        self.listeners: list[FakeListener] = []
+        self.pids = itertools.count(4100, 2)
+        self.scripts: list[tuple[str, str]] = []  # (address, decoded PowerShell) in order
+        self.commands: list[tuple[str, list[str]]] = []  # (address, argv) of everything run
+        self.connects: list[dict] = []
+
+    # --- wiring -----------------------------------------------------------------------------
+    def client(self, server, username, password, port, encrypt):
+        return FakePsexecClient(server, username, password, port, encrypt, handler=self.handle)
+
+    def install(self, monkeypatch) -> "FakeHyperVLab":
+        monkeypatch.setattr(psexec, "client_factory", self.client)
+        monkeypatch.setattr(psexec, "files_factory", self.share.session)
+        return self
+
+    def machine(self, address: str) -> FakeWindowsMachine:
+        return self.machines[address.lower()]
+
+    # --- PAExec ---------------------------------------------------------------------------
+    def handle(self, client: FakePsexecClient, call: dict):
+        machine = self.machine(client.server)
+        exe = call["executable"]
+        args = split_windows_cmdline(call["arguments"] or "")
+        self.commands.append((machine.address, [exe, *args]))
+        if exe.lower() == "powershell.exe":
+            assert args[:3] == ["-NoProfile", "-NonInteractive", "-EncodedCommand"], args
+            script = decode_command(args[3])
+            self.scripts.append((machine.address, script))
+            return self._powershell(machine, script, call["asynchronous"])
+        if exe.lower() == "taskkill.exe":
+            return self._taskkill(int(args[args.index("/PID") + 1]))
+        if exe.lower() in ("py", "py.exe") or exe.lower().endswith("python.exe"):
+            if exe.lower().startswith("py"):
+                assert args[0] == "-3", args
+                args = args[1:]
+            return self._python(machine, args)
+        return b"", f"'{exe}' is not recognized as an internal or external command\r\n".encode(), 9009
+
+    # --- PowerShell scripts the harness sends ---------------------------------------------------
+    def _guids(self, script: str) -> list[str]:
+        guids = []
+        for lo, hi, suffix in re.findall(
+                r"for \(\[long\]\$p = (\d+); \$p -le (\d+); \$p\+\+\) \{ \$guids\.Add\(\('\{0:x8\}([-0-9a-f]+)' -f \$p\)\) \}",
+                script):
+            guids += [f"{p:08x}{suffix}" for p in range(int(lo), int(hi) + 1)]
+        guids += re.findall(r"\$guids\.Add\('([-0-9a-f]+)'\)", script)
+        return guids
+
+    def _powershell(self, machine: FakeWindowsMachine, script: str, asynchronous: bool):
+        if "System.Diagnostics.ProcessStartInfo" in script:
+            assert asynchronous, "background wrapper must run asynchronously"
+            return self._spawn(machine, script)
+        assert not asynchronous
+        if "GuestCommunicationServices" in script and "'added '" in script:
+            if not machine.hyperv_role:
+                return b"missing-root\r\n", b"", 3
+            name = _ps_literal(script, r"\$name")
+            lines = []
+            for g in self._guids(script):
+                if g in machine.gcs:
+                    lines.append(f"present {g}")
+                else:
+                    machine.gcs[g] = name
+                    lines.append(f"added {g}")
+            return ("\r\n".join(lines) + "\r\n").encode(), b"", 0
+        if "GuestCommunicationServices" in script and "'removed '" in script:
+            if not machine.hyperv_role:
+                return b"missing-root\r\n", b"", 3
+            name = _ps_literal(script, r"\$name")
+            lines = []
+            for g in self._guids(script):
+                if g not in machine.gcs:
+                    lines.append(f"absent {g}")
+                elif machine.gcs[g] != name:
+                    lines.append(f"foreign {g}")
+                else:
+                    del machine.gcs[g]
+                    lines.append(f"removed {g}")
+            return ("\r\n".join(lines) + "\r\n").encode(), b"", 0
+        if "Get-ChildItem -LiteralPath $root" in script:
+            if not machine.hyperv_role:
+                return b"missing-root\r\n", b"", 3
+            return "".join(f"{g}\t{n}\r\n" for g, n in machine.gcs.items()).encode(), b"", 0
+        if "Get-VM" in script and "ConvertTo-Json" in script and "netsh" not in script:
+            if not machine.hyperv_role:
+                return b"", b"Get-VM : The term 'Get-VM' is not recognized\r\n", 1
+            vms = [{"Name": m.vm_name or m.address, "Id": m.vm_id} for m in self.machines.values()
+                   if m.parent and m.parent.lower() == machine.address.lower()]
+            data = vms[0] if len(vms) == 1 else vms  # ConvertTo-Json: one object is not a list
+            return (json.dumps(data, separators=(",", ":")) + "\r\n").encode() if vms else b"", b"", 0
+        if "netsh winsock show catalog" in script:
+            facts = {"vm_id": machine.vm_id.upper() if (machine.role == "vm" and machine.integration_services) else None,
+                     "gcs_root": machine.hyperv_role, "registered": sorted(machine.gcs),
+                     "hyperv_role": machine.hyperv_role, "winsock_catalog": machine.winsock_catalog,
+                     "build": "10.0.20348.0"}
+            return (json.dumps(facts, separators=(",", ":")) + "\r\n").encode(), b"", 0
+        if "VirtualMachineId" in script:
+            if machine.role == "vm" and machine.integration_services:
+                return f"{machine.vm_id.upper()}\r\n".encode(), b"", 0
+            return b"none\r\n", b"", 0
+        return b"", b"FakeHyperVLab: unrecognised script\r\n", 1
+
+    # --- the probe ------------------------------------------------------------------------------
+    def _probe_args(self, machine: FakeWindowsMachine, args: list[str]):
+        path = args[0]
+        if not self.share.exists(psexec.admin_share_path(machine.address, path)):
+            return None, (b"", f"python: can't open file '{path}': [Errno 2] No such file or directory\r\n".encode(), 2)
+        if args[1:] == []:
+            return None, (b"", b"usage: probe.py\r\n", 2)
+        try:
+            return probe.build_parser().parse_args(args[1:]), None
+        except SystemExit:
+            return None, (b"", b"probe.py: error: bad arguments\r\n", 2)
+
+    def _python(self, machine: FakeWindowsMachine, args: list[str]):
+        if args == ["--version"]:
+            return f"Python {machine.python}\r\n".encode(), b"", 0
+        parsed, failed = self._probe_args(machine, args)
+        if failed:
+            return failed
+        if parsed.command == "info":
+            vm_id = machine.vm_id if (machine.role == "vm" and machine.integration_services) else None
+            facts = {"event": "info", "hostname": machine.address.split(".")[0].upper(), "os": "windows",
+                     "kernel": "10", "python": machine.python, "local_cid": None, "dev_vsock": False,
+                     "vsock_modules": [], "socat_version": None, "vm_id": vm_id, "lab_node": parsed.lab_node,
+                     "af_hyperv": True}
+            return _out(facts), b"", 0
+        if parsed.command == "connect":
+            result = self._connect(machine, parsed)
+            return _out(result), b"", 0 if result["outcome"] == "O" else 1
+        return b"", b"FakeHyperVLab: only connect/info run in the foreground\r\n", 2
+
+    def _service(self, parsed) -> str:
+        return (parsed.service or probe.service_for_port(parsed.port)).lower()
+
+    def _spawn(self, machine: FakeWindowsMachine, script: str):
+        exe = _ps_literal(script, r"\$psi\.FileName")
+        args = split_windows_cmdline(_ps_literal(script, r"\$psi\.Arguments"))
+        base = re.search(r"WriteAllText\('((?:[^']|'')*)\.pid'", script).group(1)
+        wrapper_pid, child_pid = next(self.pids), next(self.pids)
+        self.commands.append((machine.address, [exe, *args]))
+        if exe.lower().startswith("py") and args and args[0] == "-3":
+            args = args[1:]
+        share = self.share
+        unc = lambda suffix: psexec.admin_share_path(machine.address, base + suffix)  # noqa: E731
+        share.write_bytes(unc(".pid"), str(child_pid).encode())
+        parsed, failed = self._probe_args(machine, args)
+        if failed or parsed.command != "serve":
+            share.write_bytes(unc(".out"), failed[0] if failed else b"")
+            share.write_bytes(unc(".err"), failed[1] if failed else b"not serve")
+            share.write_bytes(unc(".rc"), b"2")
+            return None, None, wrapper_pid
+        bind = parsed.addr.lower()
+        service = self._service(parsed)
+        if any(l.machine is machine and l.service == service and l.bind == bind for l in self.listeners):
+            share.write_bytes(unc(".out"), _out({"event": "bind_failed", "errno": WSAEADDRINUSE,
+                                                 "errno_name": "WSAEADDRINUSE", "message": "address in use"}))
+            share.write_bytes(unc(".err"), b"")
+            share.write_bytes(unc(".rc"), b"1")
+            return None, None, wrapper_pid
+        self.listeners.append(FakeListener(machine, bind, service, parsed.port, parsed.count, base,
+                                           (child_pid, wrapper_pid)))
+        share.write_bytes(unc(".out"), _out({"event": "listening", "family": parsed.family, "addr": parsed.addr,
+                                             "port": parsed.port, "service": service}))
+        return None, None, wrapper_pid  # pypsexec: async runs return (None, None, pid)
+
+    def _finish(self, listener: FakeListener, rc: int) -> None:
+        unc = lambda suffix: psexec.admin_share_path(listener.machine.address, listener.base + suffix)  # noqa: E731
+        if rc == 0:
+            self.share.append(unc(".out"), _out({"event": "done", "accepted": listener.accepted, "peers": []}))
+        self.share.write_bytes(unc(".err"), b"")
+        self.share.write_bytes(unc(".rc"), str(rc).encode())
+        self.listeners.remove(listener)
+
+    def _taskkill(self, pid: int):
+        for listener in list(self.listeners):
+            if pid in listener.pids:
+                self._finish(listener, 1)
+                return f"SUCCESS: The process with PID {pid} has been terminated.\r\n".encode(), b"", 0
+        return b"", f"ERROR: The process \"{pid}\" not found.\r\n".encode(), 128
+
+    # --- Hyper-V socket semantics (matrix A) ------------------------------------------------------------
+    def _host_of(self, machine: FakeWindowsMachine) -> FakeWindowsMachine | None:
+        return self.machine(machine.parent) if machine.parent else None
+
+    def _reaches(self, listener: FakeListener, client: FakeWindowsMachine, target: str) -> bool:
+        server = listener.machine
+        open_binds = (WILDCARD, LOOPBACK, CHILDREN)
+        if target == LOOPBACK:
+            return server is client and listener.bind in open_binds
+        if target == PARENT:
+            host = self._host_of(client)
+            return (host is server and listener.bind in open_binds and listener.service in server.gcs)
+        if server.vm_id and target == server.vm_id and self._host_of(server) is client:
+            return listener.bind in (WILDCARD, server.vm_id) and listener.service in client.gcs
+        return False
+
+    def _connect(self, client: FakeWindowsMachine, parsed) -> dict:
+        target = parsed.addr.lower()
+        service = self._service(parsed)
+        self.connects.append({"client": client.address, "target": target, "service": service})
+        base = {"event": "result", "family": parsed.family, "addr": parsed.addr, "port": parsed.port}
+        for listener in self.listeners:
+            if listener.service == service and self._reaches(listener, client, target):
+                listener.accepted += 1
+                self.share.append(psexec.admin_share_path(listener.machine.address, listener.base + ".out"),
+                                  _out({"event": "accepted", "peer": client.vm_id or PARENT,
+                                        "received": parsed.payload}))
+                if listener.count and listener.accepted >= listener.count:
+                    self._finish(listener, 0)
+                return {**base, "outcome": "O", "phase": "reply", "errno": None, "errno_name": None,
+                        "elapsed_ms": 0.9, "connect_ms": 0.6, "reply": "Hello: " + parsed.payload}
+        return {**base, "outcome": "X", "phase": "connect", "errno": WSAECONNREFUSED,
+                "errno_name": "WSAECONNREFUSED", "elapsed_ms": 1.4, "reply": None,
+                "message": "[WinError 10061] No connection could be made because the target machine actively refused it"}
+
+
+# --- the documents' lab as a fake: a Hyper-V host and one Windows VM ----------------------------------
+
+FAKE_HOST = "hv-host.fake.invalid"  # .invalid: nothing ever resolves or connects there
+FAKE_VM = "win-vm.fake.invalid"
+FAKE_VM_ID = "b50f20e6-cf19-1796-ba60-d9cfe2d8fe29"  # the VM ID document 001 uses
+FAKE_PASSWORD_ENV = "HVSOCK_FAKE_PSEXEC_PASSWORD"
+
+
+def fake_lab_machines() -> list[FakeWindowsMachine]:
+    return [
+        FakeWindowsMachine(FAKE_HOST, "host"),
+        FakeWindowsMachine(FAKE_VM, "vm", vm_id=FAKE_VM_ID, parent=FAKE_HOST, vm_name="Win11-VM"),
+    ]
+
+
+def fake_lab_inventory(vm_id: str | None = FAKE_VM_ID, extra_nodes=()):
+    """An Inventory of the fake lab: hv-host and win-vm, both over psexec with a password from the env."""
+    from harness.node import Access, Inventory, Node
+
+    def access(host):
+        return Access(kind="psexec", host=host, user="LAB\\Administrator", password_env=FAKE_PASSWORD_ENV)
+
+    nodes = [
+        Node("hv-host", "host", "windows", "hyperv", access(FAKE_HOST), source="fake:1"),
+        Node("win-vm", "vm", "windows", "hyperv", access(FAKE_VM), parent="hv-host", vm_id=vm_id,
+             facts={"hyperv_vm_name": "Win11-VM"}, source="fake:2"),
+        *extra_nodes,
+    ]
+    return Inventory("fake-hyperv-lab", "fake-hyperv-lab.yaml", {n.name: n for n in nodes})

@@ -1,0 +1,311 @@
+"""The psexec transport against FakePsexecClient (pypsexec's Client cannot reach a real SMB server here).
+
+Pins what a Windows node receives -- executable, argument string, EncodedCommand text -- and the
+Client rules: one per process per host, serialised runs, never cleanup(), password only from the
+environment.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from harness.errors import NodeError
+from harness.hyperv.powershell import decode_command, encode_command
+from harness.node import Access, Node
+from harness.transports import psexec
+from harness.transports.psexec import PsexecTransport, admin_share_path
+from tests.fakes.fake_psexec import FakePsexecClient, FakeSmbShare, split_windows_cmdline
+
+HOST = "win-a.fake.invalid"
+ENV = "HVSOCK_FAKE_PSEXEC_PASSWORD"
+SECRET = "S3cr3t-not-for-logs"
+
+
+def node(name="win-a", host=HOST, **access):
+    fields = {"kind": "psexec", "host": host, "user": "LAB\\Administrator", "password_env": ENV, **access}
+    return Node(name, "host", "windows", "hyperv", Access(**fields))
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Installs FakePsexecClient (answers via `fake.handler`) and a FakeSmbShare."""
+    monkeypatch.setenv(ENV, SECRET)
+    FakePsexecClient.created.clear()
+    share = FakeSmbShare()
+
+    class Box:
+        handler = staticmethod(lambda client, call: (b"ok\r\n", b"", 0))
+
+    box = Box()
+    box.share = share
+    monkeypatch.setattr(psexec, "client_factory",
+                        lambda server, user, pw, port, enc: FakePsexecClient(server, user, pw, port, enc,
+                                                                             handler=lambda c, call: box.handler(c, call)))
+    monkeypatch.setattr(psexec, "files_factory", share.session)
+    yield box
+    psexec.shared_clients().clear()
+
+
+def runs(client):
+    return [call for name, call in client.calls if name == "run_executable"]
+
+
+def test_run_sends_executable_and_list2cmdline_arguments(fake):
+    fake.handler = lambda c, call: (b"line1\r\nline2\r\n", b"warn\r\n", 3)
+    t = PsexecTransport(node())
+    result = t.run(["C:\\Program Files\\Python312\\python.exe", "-c", 'print("a b")', "x y"], timeout=12.5)
+    assert (result.rc, result.stdout, result.stderr) == (3, "line1\nline2\n", "warn\n")
+    (client,) = FakePsexecClient.created
+    (call,) = runs(client)
+    assert call == {"executable": "C:\\Program Files\\Python312\\python.exe",
+                    "arguments": '-c "print(\\"a b\\")" "x y"', "asynchronous": False, "run_elevated": True,
+                    "timeout_seconds": 13, "stdin": None}
+    t.close()
+
+
+@pytest.mark.parametrize("argv", [
+    ["probe.py", "connect", "--payload", "World!"],
+    ["a b", 'he said "hi"', "trailing\\", "back\\\\slash\\\"quote", "", "tab\there"],
+])
+def test_arguments_parse_back_to_the_same_argv_on_windows(fake, argv):
+    t = PsexecTransport(node())
+    t.run(["python.exe", *argv], timeout=5)
+    (call,) = runs(FakePsexecClient.created[0])
+    assert split_windows_cmdline(call["arguments"]) == argv
+    assert call["arguments"] == subprocess.list2cmdline(argv)
+    t.close()
+
+
+def test_powershell_goes_as_encoded_command(fake):
+    t = PsexecTransport(node())
+    script = "$x = 'a b'\nWrite-Output \"$x\"\n"
+    t.run_powershell(script, timeout=30)
+    (call,) = runs(FakePsexecClient.created[0])
+    assert call["executable"] == "powershell.exe"
+    assert call["arguments"] == "-NoProfile -NonInteractive -EncodedCommand " + encode_command(script)
+    assert call["arguments"] == ("-NoProfile -NonInteractive -EncodedCommand "
+                                 "JAB4ACAAPQAgACcAYQAgAGIAJwAKAFcAcgBpAHQAZQAtAE8AdQB0AHAAdQB0ACAAIgAkAHgAIgAKAA==")
+    assert decode_command(call["arguments"].split()[-1]) == script
+    t.close()
+
+
+def test_stdin_is_passed_to_the_process(fake):
+    t = PsexecTransport(node())
+    t.run(["findstr.exe", "x"], timeout=5, stdin=b"x\r\n")
+    assert runs(FakePsexecClient.created[0])[0]["stdin"] == b"x\r\n"
+    t.close()
+
+
+def test_one_client_per_process_per_host_and_no_cleanup(fake):
+    a1, a2 = PsexecTransport(node("a1")), PsexecTransport(node("a2"))
+    b = PsexecTransport(node("b", host="win-b.fake.invalid"))
+    for t in (a1, a2, b, a1):
+        t.run(["cmd.exe", "/c", "ver"], timeout=5)
+    assert [c.server for c in FakePsexecClient.created] == [HOST, "win-b.fake.invalid"]
+    client_a = FakePsexecClient.created[0]
+    assert client_a.names()[:3] == ["__init__", "connect", "create_service"]
+    assert len(runs(client_a)) == 3
+    a1.close()
+    assert "remove_service" not in client_a.names()  # a2 still uses it
+    a2.close()
+    b.close()
+    for client in FakePsexecClient.created:
+        assert client.names()[-2:] == ["remove_service", "disconnect"]
+        assert "cleanup" not in client.names()
+    assert psexec.shared_clients() == {}
+
+
+def test_a_forked_process_gets_its_own_client(fake, monkeypatch):
+    t = PsexecTransport(node())
+    t.run(["cmd.exe"], timeout=5)
+    monkeypatch.setattr(psexec.os, "getpid", lambda: 999999)
+    child = PsexecTransport(node())
+    child.run(["cmd.exe"], timeout=5)
+    assert len(FakePsexecClient.created) == 2
+    assert (999999, f"{HOST}:445") in psexec.shared_clients()
+
+
+def test_client_constructor_gets_host_user_password_port_and_encryption(fake):
+    t = PsexecTransport(node(port=4445))
+    t.run(["cmd.exe"], timeout=5)
+    client = FakePsexecClient.created[0]
+    assert (client.server, client.username, client.password, client.port, client.encrypt) == \
+        (HOST, "LAB\\Administrator", SECRET, 4445, True)
+    assert client.calls[1] == ("connect", {"timeout": 30})
+    t.close()
+
+
+def test_missing_password_variable_is_one_line_naming_node_and_variable(fake, monkeypatch):
+    monkeypatch.delenv(ENV)
+    t = PsexecTransport(node())
+    with pytest.raises(NodeError) as err:
+        t.run(["cmd.exe"], timeout=5)
+    assert str(err.value) == (f"node win-a: environment variable {ENV} is not set "
+                              f"(the psexec password for LAB\\Administrator@{HOST})")
+    assert FakePsexecClient.created == []
+
+
+def test_password_never_reaches_logs_or_errors(fake, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+
+    def boom(c, call):
+        raise RuntimeError("STATUS_LOGON_FAILURE\nsecond line")
+    fake.handler = boom
+    t = PsexecTransport(node())
+    with pytest.raises(NodeError) as err:
+        t.run(["cmd.exe"], timeout=5)
+    assert str(err.value) == "node win-a: psexec failed: RuntimeError: STATUS_LOGON_FAILURE"
+    assert SECRET not in caplog.text and SECRET not in str(err.value) and SECRET not in repr(t.__dict__)
+
+
+def test_connect_failure_is_a_node_error(fake, monkeypatch):
+    def refuse(server, user, pw, port, enc):
+        raise ConnectionRefusedError(111, "Connection refused")
+    monkeypatch.setattr(psexec, "client_factory", refuse)
+    with pytest.raises(NodeError, match=rf"^node win-a: psexec connect to {HOST}:445 failed: ConnectionRefusedError"):
+        PsexecTransport(node()).run(["cmd.exe"], timeout=5)
+
+
+def test_a_hung_call_is_cut_and_the_next_call_gets_a_fresh_client(fake, monkeypatch):
+    monkeypatch.setattr(psexec, "CALL_GRACE", 0.2)
+    release = threading.Event()
+
+    def hang(c, call):
+        release.wait(5)
+        return b"", b"", 0
+    fake.handler = hang
+    t = PsexecTransport(node())
+    start = time.monotonic()
+    with pytest.raises(NodeError, match="did not return within"):
+        t.run(["cmd.exe"], timeout=0.1)
+    assert time.monotonic() - start < 3
+    fake.handler = lambda c, call: (b"fine", b"", 0)
+    assert t.run(["cmd.exe"], timeout=1).stdout == "fine"
+    assert len(FakePsexecClient.created) == 2
+    release.set()
+    t.close()
+
+
+def test_runs_on_one_client_are_serialised(fake):
+    def slow(c, call):
+        time.sleep(0.05)
+        return b"", b"", 0
+    fake.handler = slow
+    ts = [PsexecTransport(node(f"n{i}")) for i in range(4)]
+    threads = [threading.Thread(target=t.run, args=(["cmd.exe"], 5)) for t in ts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    (client,) = FakePsexecClient.created
+    assert len(runs(client)) == 4 and client.max_parallel_runs == 1
+
+
+def test_admin_share_paths():
+    assert admin_share_path("h", r"C:\Windows\Temp\x\probe.py") == r"\\h\C$\Windows\Temp\x\probe.py"
+    assert admin_share_path("h", "d:/data/f") == r"\\h\D$\data\f"
+    with pytest.raises(ValueError):
+        admin_share_path("h", r"\\other\share\f")
+
+
+def test_a_workdir_that_is_not_a_drive_path_is_refused():
+    with pytest.raises(NodeError, match="absolute Windows path"):
+        PsexecTransport(node(workdir="%TEMP%\\x"))
+
+
+def test_put_and_probe_command_deploy_once(fake, tmp_path):
+    t = PsexecTransport(node())
+    local = tmp_path / "f.txt"
+    local.write_bytes(b"data\n")
+    t.put(str(local), r"C:\work\f.txt")
+    assert fake.share.files[r"\\win-a.fake.invalid\c$\work\f.txt"] == b"data\n"
+    assert t.probe_command() == ["py", "-3", r"C:\Windows\Temp\hvsock-matrix\probe.py"]
+    assert t.probe_command() == ["py", "-3", r"C:\Windows\Temp\hvsock-matrix\probe.py"]
+    deployed = fake.share.files[r"\\win-a.fake.invalid\c$\windows\temp\hvsock-matrix\probe.py"]
+    assert deployed.startswith(b"#!/usr/bin/env python3")
+    assert len([s for s in fake.share.sessions]) == 1
+    other = PsexecTransport(node(python=r"C:\Program Files\Python312\python.exe", workdir=r"D:\hv"))
+    assert other.probe_command() == [r"C:\Program Files\Python312\python.exe", r"D:\hv\probe.py"]
+    t.close()
+    other.close()
+
+
+SPAWN_SCRIPT = r"""$ErrorActionPreference = 'Stop'
+$env:PYTHONUNBUFFERED = '1'
+$env:PYTHONIOENCODING = 'utf-8'
+$null = New-Item -ItemType Directory -Force -Path 'C:\Windows\Temp\hvsock-matrix\spawn'
+try {
+    $psi = New-Object System.Diagnostics.ProcessStartInfo
+    $psi.FileName = 'py'
+    $psi.Arguments = '-3 C:\Windows\Temp\hvsock-matrix\probe.py serve --family hyperv --addr "it''s here" --port 19000'
+    $psi.UseShellExecute = $false
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    $p = [System.Diagnostics.Process]::Start($psi)
+    [System.IO.File]::WriteAllText('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.pid', [string]$p.Id)
+    $err = $p.StandardError.ReadToEndAsync()
+    $out = [System.IO.File]::Open('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.out', 'Create', 'Write', 'ReadWrite, Delete')
+    $utf8 = New-Object System.Text.UTF8Encoding($false)
+    while ($null -ne ($line = $p.StandardOutput.ReadLine())) {
+        $bytes = $utf8.GetBytes($line + "`n")
+        $out.Write($bytes, 0, $bytes.Length)
+        $out.Flush()
+    }
+    $out.Close()
+    $p.WaitForExit()
+    [System.IO.File]::WriteAllText('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.err', $err.Result)
+    [System.IO.File]::WriteAllText('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.rc', [string]$p.ExitCode)
+} catch {
+    [System.IO.File]::WriteAllText('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.err', [string]$_)
+    [System.IO.File]::WriteAllText('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.rc', '-1')
+}
+"""
+
+
+def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fake, monkeypatch):
+    monkeypatch.setattr(psexec.uuid, "uuid4", lambda: uuid.UUID("0123456789abcdef0123456789abcdef"))
+    fake.handler = lambda c, call: (None, None, 7100) if call["asynchronous"] else (b"SUCCESS", b"", 0)
+    t = PsexecTransport(node())
+    argv = ["py", "-3", r"C:\Windows\Temp\hvsock-matrix\probe.py", "serve", "--family", "hyperv",
+            "--addr", "it's here", "--port", "19000"]
+    proc = t.spawn(argv)
+    (call,) = runs(FakePsexecClient.created[0])
+    assert call["asynchronous"] is True and call["executable"] == "powershell.exe" and call["stdin"] is None
+    assert decode_command(call["arguments"].split()[-1]) == SPAWN_SCRIPT
+    assert proc.pid == 7100  # wrapper pid until the child's pid file exists
+
+    base = r"\\win-a.fake.invalid\C$\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef"
+    with pytest.raises(NodeError, match="no output line from background process within 0.2s"):
+        proc.read_line(0.2)
+    fake.share.write_bytes(base + ".pid", b"7102")
+    fake.share.write_bytes(base + ".out", b'{"event":"listening"}\n{"event":"acc')
+    assert proc.read_line(1) == '{"event":"listening"}'
+    assert proc.pid == 7102
+    assert proc.wait(0.1) is None
+    fake.share.append(base + ".out", b'epted"}\n{"event":"done"}\n')
+    fake.share.write_bytes(base + ".rc", b"0")
+    assert proc.read_line(1) == '{"event":"accepted"}'
+    assert proc.read_line(1) == '{"event":"done"}'
+    assert proc.read_line(1) is None
+    assert proc.wait(1) == 0
+    proc.kill()  # already ended: nothing to kill
+    assert len(runs(FakePsexecClient.created[0])) == 1
+    with pytest.raises(NodeError, match="no stdin"):
+        proc.write_line("{}")
+    t.close()
+
+
+def test_kill_taskkills_child_then_wrapper(fake, monkeypatch):
+    fake.handler = lambda c, call: (None, None, 7200) if call["asynchronous"] else (b"SUCCESS", b"", 0)
+    t = PsexecTransport(node())
+    proc = t.spawn(["py", "-3", "probe.py", "serve"])
+    fake.share.write_bytes(admin_share_path(HOST, proc.base + ".pid"), b"7202")
+    proc.kill()
+    kills = [(c["executable"], c["arguments"]) for c in runs(FakePsexecClient.created[0]) if not c["asynchronous"]]
+    assert kills == [("taskkill.exe", "/PID 7202 /T /F"), ("taskkill.exe", "/PID 7200 /T /F")]
+    t.close()
