@@ -94,7 +94,10 @@ def load(path: str | Path, text: str | None = None) -> Any:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
         problem = err.problem or err.context or "bad YAML"
-        context = f" ({err.context})" if err.context and err.problem else ""
+        context = ""
+        if err.context and err.problem:
+            started = f" started at line {err.context_mark.line + 1}" if err.context_mark else ""
+            context = f" ({err.context}{started})"
         raise InputError(f"{path}:{line}", f"bad YAML: {problem}{context}") from None
     except yaml.YAMLError as err:
         raise InputError(f"{path}:1", f"bad YAML: {str(err).splitlines()[0]}") from None
