@@ -18,6 +18,7 @@ from harness.errors import NodeError
 from harness.hyperv.powershell import decode_command, encode_command
 from harness.node import Access, Node
 from harness.transports import psexec
+from harness.transports.base import CommandTimeout, Transport
 from harness.transports.psexec import PsexecTransport, admin_share_path
 from tests.fakes.fake_psexec import FakePsexecClient, FakeSmbShare, split_windows_cmdline
 
@@ -181,7 +182,7 @@ def test_a_hung_call_is_cut_and_the_next_call_gets_a_fresh_client(fake, monkeypa
     fake.handler = hang
     t = PsexecTransport(node())
     start = time.monotonic()
-    with pytest.raises(NodeError, match="did not return within"):
+    with pytest.raises(CommandTimeout, match="did not return within"):
         t.run(["cmd.exe"], timeout=0.1)
     assert time.monotonic() - start < 3
     fake.handler = lambda c, call: (b"fine", b"", 0)
@@ -204,6 +205,16 @@ def test_runs_on_one_client_are_serialised(fake):
         th.join()
     (client,) = FakePsexecClient.created
     assert len(runs(client)) == 4 and client.max_parallel_runs == 1
+
+
+def test_open_transport_picks_the_psexec_transport(fake):
+    from harness.transports import open_transport, transport_class
+
+    assert transport_class("psexec") is PsexecTransport
+    t = open_transport(node())
+    assert isinstance(t, PsexecTransport) and isinstance(t, Transport)
+    assert FakePsexecClient.created == []  # nothing contacted until the first call
+    t.close()
 
 
 def test_admin_share_paths():
@@ -280,7 +291,7 @@ def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fak
     assert proc.pid == 7100  # wrapper pid until the child's pid file exists
 
     base = r"\\win-a.fake.invalid\C$\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef"
-    with pytest.raises(NodeError, match="no output line from background process within 0.2s"):
+    with pytest.raises(TimeoutError, match="no output line from background process within 0.2s"):
         proc.read_line(0.2)
     fake.share.write_bytes(base + ".pid", b"7102")
     fake.share.write_bytes(base + ".out", b'{"event":"listening"}\n{"event":"acc')
@@ -293,6 +304,8 @@ def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fak
     assert proc.read_line(1) == '{"event":"done"}'
     assert proc.read_line(1) is None
     assert proc.wait(1) == 0
+    fake.share.write_bytes(base + ".err", b"l1\r\nTraceback: boom\r\n")
+    assert proc.stderr_tail().splitlines()[-1] == "Traceback: boom"
     proc.kill()  # already ended: nothing to kill
     assert len(runs(FakePsexecClient.created[0])) == 1
     with pytest.raises(NodeError, match="no stdin"):

@@ -36,17 +36,7 @@ CALL_GRACE = 15.0  # seconds past a command's own timeout before the controller 
 POLL_START, POLL_MAX = 0.05, 0.5
 SPAWN_DIR = "spawn"
 
-try:  # the contract's types; base.py is written by another helper
-    from harness.transports.base import CommandResult, Transport  # type: ignore
-except ImportError:  # pragma: no cover - only until base.py lands
-    @dataclass
-    class CommandResult:  # type: ignore[no-redef]
-        rc: int
-        stdout: str
-        stderr: str
-
-    class Transport:  # type: ignore[no-redef]
-        pass
+from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, Process, Transport
 
 
 def _one_line(exc: BaseException) -> str:
@@ -250,7 +240,7 @@ def spawn_script(executable: str, arguments: str, base: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-class PsexecProcess:
+class PsexecProcess(Process):
     """A background process on a Windows node; its lines come back over SMB, it has no stdin."""
 
     def __init__(self, transport: "PsexecTransport", base: str, wrapper_pid: int):
@@ -297,9 +287,9 @@ class PsexecProcess:
             return line.decode("utf-8", errors="replace").rstrip("\r")
         return None
 
-    def read_line(self, timeout: float) -> str | None:
-        """Next stdout line; None at EOF (process ended and all read). Raises NodeError on timeout."""
-        deadline = time.monotonic() + timeout
+    def read_line(self, timeout: float | None) -> str | None:
+        """Next stdout line; None at EOF (process ended and all read). TimeoutError when none came in time."""
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
         pause = POLL_START
         while True:
             line = self._take_line()
@@ -318,12 +308,16 @@ class PsexecProcess:
                     return rest.decode("utf-8", errors="replace").rstrip("\r")
                 return None
             if time.monotonic() >= deadline:
-                raise NodeError(self._t.node.name, f"no output line from background process within {timeout:g}s")
+                raise TimeoutError(f"no output line from background process within {timeout:g}s")
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, POLL_MAX)
 
-    def stderr_text(self) -> str:
-        return self._read_small(".err") or ""
+    def stderr_tail(self) -> str:
+        try:
+            text = self._read_small(".err") or ""
+        except NodeError:
+            return ""
+        return "\n".join(text.splitlines()[-5:])
 
     def wait(self, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
@@ -356,13 +350,13 @@ class PsexecTransport(Transport):
     """Transport contract over pypsexec: run / spawn / put / close / probe_command."""
 
     def __init__(self, node, inventory=None):
-        self.node = node
-        self.inventory = inventory
+        super().__init__(node, inventory)
         access = node.access
-        self.workdir = access.workdir or DEFAULT_WORKDIR
-        if not _DRIVE_RE.match(self.workdir.replace("/", "\\")):
-            raise NodeError(node.name, f"access.workdir must be an absolute Windows path like C:\\dir, not {self.workdir!r}")
-        self.python = [access.python] if access.python else list(DEFAULT_PYTHON)
+        self.windows_workdir = access.workdir or DEFAULT_WORKDIR
+        if not _DRIVE_RE.match(self.windows_workdir.replace("/", "\\")):
+            raise NodeError(node.name, f"access.workdir must be an absolute Windows path like C:\\dir, "
+                                       f"not {self.windows_workdir!r}")
+        self.python_argv = [access.python] if access.python else list(DEFAULT_PYTHON)
         self._key = _registry_key(access) if access.host else None
         self._shared: _SharedClient | None = None
         self._closed = False
@@ -394,7 +388,7 @@ class PsexecTransport(Transport):
         thread.join(timeout + CALL_GRACE)
         if thread.is_alive():
             shared.broken = True  # a stuck SMB call: the next call builds a fresh Client
-            raise NodeError(self.node.name, f"psexec call did not return within {timeout + CALL_GRACE:g}s")
+            raise CommandTimeout(self.node.name, f"psexec call did not return within {timeout + CALL_GRACE:g}s")
         if "error" in box:
             exc = box["error"]
             if isinstance(exc, NodeError):
@@ -434,7 +428,7 @@ class PsexecTransport(Transport):
 
     def spawn(self, argv: list[str]) -> PsexecProcess:
         executable, arguments = self.split_argv(argv)
-        base = str(PureWindowsPath(self.workdir, SPAWN_DIR, uuid.uuid4().hex[:16]))
+        base = str(PureWindowsPath(self.windows_workdir, SPAWN_DIR, uuid.uuid4().hex[:16]))
         wrapper = powershell_argv(spawn_script(executable, arguments or "", base))
         w_exe, w_args = self.split_argv(wrapper)
 
@@ -452,14 +446,27 @@ class PsexecTransport(Transport):
             raise NodeError(self.node.name, f"put {local_path} -> {remote_path}: {_one_line(exc)}") from None
         self._files_call(lambda f: f.write_bytes(unc, data))
 
+    def python(self) -> str:
+        return self.python_argv[0]
+
+    def workdir(self) -> str:
+        return self.windows_workdir
+
+    def deploy_probe(self) -> str:
+        remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
+        self.put(str(PROBE_SOURCE), remote)
+        return remote
+
     def probe_command(self) -> list[str]:
-        """[python..., <workdir>\\probe.py], copying harness/probe.py once per Client (i.e. per run and host)."""
-        remote = str(PureWindowsPath(self.workdir, "probe.py"))
+        """[python..., <workdir>\\probe.py] (default `py -3`), copying the probe once per Client,
+        i.e. once per run and host however many transports share it."""
+        remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
         shared = self._client()
-        if remote not in shared.deployed:
-            self.put(str(Path(__file__).resolve().parent.parent / "probe.py"), remote)
-            shared.deployed.add(remote)
-        return [*self.python, remote]
+        with self._deploy_lock:
+            if remote not in shared.deployed:
+                self.deploy_probe()
+                shared.deployed.add(remote)
+        return [*self.python_argv, remote]
 
     def close(self) -> None:
         if self._closed:
