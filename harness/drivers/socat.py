@@ -1,0 +1,83 @@
+"""socat driver: the documents' own tool (`VSOCK-LISTEN` / `VSOCK-CONNECT`), or TCP4 for tcp nodes.
+
+Server: `socat -d -d VSOCK-LISTEN:<port>,reuseaddr SYSTEM:<echo>` where the echo answers
+"Hello: " + payload like the documents' program; it is ready when socat logs "listening on".
+Client: `socat -t T - VSOCK-CONNECT:<cid>:<port>,connect-timeout=C` fed the payload.
+socat is never run with VSOCK on a node that is not a lab node (the controller's /dev/vsock
+belongs to the infrastructure).
+"""
+from __future__ import annotations
+
+from harness.agents import AgentPool
+from harness.drivers import CellPlan
+from harness.drivers.spawned import run_client, server_failure, start_server, stop_server
+from harness.errors import NodeError
+from harness.outcome import Observation, Outcome
+
+VMADDR_CID_ANY = "4294967295"
+# "Hello: " without ':' or ' ' in the text (socat 1.7.4 mangles ": " in SYSTEM): printf octal escapes,
+# with backslashes doubled twice (socat halves them, then sh does)
+ECHO = "SYSTEM:printf Hello" + "\\" * 4 + "072" + "\\" * 4 + "040; exec cat"
+READY = "listening on"
+
+
+def listen_address(family: str, addr: str, port: int) -> str:
+    if family == "vsock":
+        return f"VSOCK-LISTEN:{port},reuseaddr" + ("" if addr == VMADDR_CID_ANY else f",bind={addr}")
+    return f"TCP4-LISTEN:{port},reuseaddr,bind={addr}"
+
+
+def connect_address(family: str, addr: str, port: int, connect_timeout: float) -> str:
+    kind = "VSOCK-CONNECT" if family == "vsock" else "TCP4"
+    return f"{kind}:{addr}:{port},connect-timeout={connect_timeout:g}"
+
+
+def server_argv(family: str, addr: str, port: int) -> list[str]:
+    # socat logs to stderr; the transport streams stdout lines, so fold them together
+    return ["sh", "-c", 'exec socat -d -d "$1" "$2" 2>&1', "socat-server", listen_address(family, addr, port), ECHO]
+
+
+def client_argv(family: str, addr: str, port: int, timeout: float) -> list[str]:
+    return ["socat", "-t", f"{timeout:g}", "-T", f"{timeout:g}", "-", connect_address(family, addr, port, timeout)]
+
+
+def refusal(plan: CellPlan) -> str | None:
+    for side, node in (("server", plan.server), ("client", plan.client)):
+        if node.family == "hyperv":
+            return f"socat has no AF_HYPERV: {side} {node.name} is a hyperv node (use the probe driver)"
+        if node.family == "vsock" and not node.lab_node:
+            return f"refused: socat VSOCK on {node.name}, which is not a lab node (lab_node: false)"
+    return None
+
+
+def run(plan: CellPlan, pool: AgentPool) -> Observation:
+    cell = plan.cell
+    obs = Observation(outcome=Outcome.E, server_address=plan.bind.display, client_address=plan.target.display)
+    why = refusal(plan)
+    if why:
+        obs.outcome = Outcome.NA if why.startswith("socat has no") else Outcome.E
+        obs.detail = why
+        return obs
+    s_argv = server_argv(plan.server.family, plan.bind.addr, cell.port)
+    c_argv = client_argv(plan.client.family, plan.target.addr, cell.port, float(cell.timeout))
+    obs.commands.append(f"{plan.server.name}: {' '.join(s_argv[4:])}")
+    try:
+        s_transport = pool.transport(plan.server.name)
+        start = start_server(s_transport, s_argv, lambda line: READY in line, float(cell.timeout) + 30.0)
+    except NodeError as exc:
+        obs.detail = f"server: {exc}"
+        return obs
+    try:
+        if not start.ready:
+            return server_failure(obs, start, f"socat server on {plan.server.name}")
+        obs.commands.append(f"{plan.client.name}: printf {cell.payload!r} | {' '.join(c_argv)}")
+        try:
+            c_transport = pool.transport(plan.client.name)
+        except NodeError as exc:
+            obs.detail = f"client: {exc}"
+            return obs
+        expected = plan.expected_reply
+        return run_client(c_transport, c_argv, cell.payload.encode("utf-8"), float(cell.timeout) + 5.0, obs,
+                          lambda rc, out, err: rc == 0 and out == expected)
+    finally:
+        stop_server(start.proc, obs)

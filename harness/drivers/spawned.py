@@ -1,0 +1,107 @@
+"""Shared mechanics of the drivers that start real programs (socat, user commands).
+
+A server is spawned through the node's transport and awaited on its own output (a readiness
+line), never with a sleep; a client runs with the cell's timeout and is killed on the node
+when it hangs. Both turn what they saw into the fields of an Observation.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from harness.drivers.errnos import CONNECT_FAILURES, find_errno
+from harness.errors import NodeError
+from harness.outcome import Observation, Outcome
+from harness.transports.base import CommandTimeout, Process, Transport
+
+
+@dataclass
+class ServerStart:
+    proc: Process | None
+    ready: bool
+    lines: list[str] = field(default_factory=list)
+    exited: bool = False
+    rc: int | None = None
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def start_server(transport: Transport, argv: list[str], is_ready: Callable[[str], bool], timeout: float) -> ServerStart:
+    """Spawn and read lines until one says the server is ready, it exits, or `timeout` passes."""
+    proc = transport.spawn(argv)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = proc.read_line(max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return ServerStart(proc, False, lines)
+        if line is None:
+            rc = proc.wait(5)
+            tail = proc.stderr_tail()
+            return ServerStart(None, False, lines + ([tail] if tail else []), exited=True, rc=rc)
+        lines.append(line)
+        if is_ready(line):
+            return ServerStart(proc, True, lines)
+
+
+def stop_server(proc: Process | None, obs: Observation) -> None:
+    if proc is None:
+        return
+    try:
+        proc.kill()
+    except Exception as exc:  # the node may be gone; the cell's result stands
+        obs.extra["server_stop_error"] = str(exc)
+
+
+def server_failure(obs: Observation, start: ServerStart, what: str) -> Observation:
+    """B when the server's own words name a bind errno, else E."""
+    found = find_errno(start.text)
+    if start.exited and found and ("bind" in start.text.lower() or "listen" in start.text.lower()):
+        obs.outcome = Outcome.B
+        obs.bind_errno_name, obs.bind_errno = found
+        said = [line for line in start.lines if find_errno(line)] or start.lines or ["?"]
+        obs.detail = f"{what} could not bind: {said[0].strip()[:200]}"
+    elif start.exited:
+        obs.outcome = Outcome.E
+        obs.detail = f"{what} exited (rc={start.rc}) before it was ready: {' | '.join(start.lines[-3:])}"
+    else:
+        obs.outcome = Outcome.E
+        obs.detail = f"{what} not ready in time (no readiness line)"
+    return obs
+
+
+def run_client(transport: Transport, argv: list[str], stdin: bytes | None, timeout: float, obs: Observation,
+               judge: Callable[[int, str, str], bool]) -> Observation:
+    """Run the client; O if judge(rc, stdout, stderr), X if it failed naming a connect errno, else E."""
+    try:
+        res = transport.run(argv, timeout=timeout, stdin=stdin)
+    except CommandTimeout as exc:
+        obs.outcome = Outcome.E
+        obs.detail = f"client cut at its timeout ({timeout:g}s): {exc.message}"
+        obs.reply = exc.stdout or None
+        return obs
+    except NodeError as exc:
+        obs.outcome = Outcome.E
+        obs.detail = f"client: {exc}"
+        return obs
+    obs.elapsed_ms = res.elapsed_ms
+    obs.extra["elapsed_includes_process_start"] = True
+    obs.reply = res.stdout
+    if judge(res.rc, res.stdout, res.stderr):
+        obs.outcome = Outcome.O
+        obs.detail = f"client rc=0: {res.stdout.strip()[:80]!r}"
+        return obs
+    found = find_errno(res.stderr + "\n" + res.stdout)
+    if res.rc != 0 and found and found[0] in CONNECT_FAILURES:
+        obs.outcome = Outcome.X
+        obs.errno_name, obs.errno = found
+        obs.detail = f"client rc={res.rc}: {(res.stderr.strip() or res.stdout.strip()).splitlines()[-1][:160]}"
+        return obs
+    obs.outcome = Outcome.E
+    text = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()[-1][:160]
+    obs.detail = f"client rc={res.rc} without a recognisable connect error: {text}"
+    return obs
