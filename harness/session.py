@@ -1,0 +1,147 @@
+"""One run of cells inside one pytest process (controller or xdist worker).
+
+It owns what must live for the whole run and no longer: the inventory, one AgentPool (one
+connection and one resident probe per node, because a fresh SSH connection to a nested lab
+guest costs ~55 s), the Hyper-V service registration, and the recorder. Every cell then costs
+round-trips only. Everything is closed when pytest unconfigures, even after a failure.
+"""
+from __future__ import annotations
+
+import pytest
+
+from harness.cell import Cell
+from harness.errors import HarnessError
+from harness.outcome import Observation, Outcome
+from harness.verdict import judge
+
+_SESSION_KEY = pytest.StashKey["RunSession"]()
+LAB_INVENTORY_NAME = "lab-in-a-box"
+
+
+def get_session(config: pytest.Config) -> "RunSession":
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is None:
+        session = RunSession(config)
+        config.stash[_SESSION_KEY] = session
+        config.add_cleanup(session.close)
+    return session
+
+
+class RunSession:
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self._inventory = None
+        self._pool = None
+        self._registration = None
+        self._registration_error: str | None = None
+        self._lab_error: str | None = None
+        self._facts_done: set[str] = set()
+
+    # -- lazily built, once per run ------------------------------------------------------------
+
+    @property
+    def inventory(self):
+        if self._inventory is None:
+            from harness.plugin import get_inventory
+
+            inventory = get_inventory(self.config)
+            if inventory is None:
+                raise HarnessError("no inventory: pass --inventory FILE or start the lab (hvsock-matrix lab up)")
+            self._inventory = inventory
+        return self._inventory
+
+    def _ensure_lab(self) -> None:
+        """The embedded lab is booted (or reused) on first use, never at collection."""
+        if self.inventory.name != LAB_INVENTORY_NAME or self._lab_error is not None:
+            return
+        from harness.lab import ensure_lab, lab_is_up
+
+        if lab_is_up():
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        say = (lambda line: reporter.write_line(f"[lab] {line}")) if reporter else print
+        try:
+            ensure_lab(progress=say)
+        except HarnessError as err:
+            self._lab_error = str(err)
+
+    @property
+    def pool(self):
+        if self._pool is None:
+            from harness.agents import AgentPool
+
+            self._pool = AgentPool(self.inventory, mode=self.config.getoption("probe_mode", None) or "session")
+        return self._pool
+
+    def _register_services(self, item: pytest.Item | None) -> None:
+        """Register every service GUID the run's cells use on each Hyper-V host, once."""
+        if self._registration is not None or self._registration_error is not None:
+            return
+        hosts = [n for n in self.inventory.nodes.values() if n.os == "windows" and n.role == "host"]
+        if not hosts:
+            self._registration = False
+            return
+        from harness.hyperv.registration import RegistrationGuard
+
+        items = item.session.items if item is not None else []
+        cells = [i.cell for i in items if isinstance(getattr(i, "cell", None), Cell) and not i.cell.skip_reason]
+        keep = bool(self.config.getoption("keep_registration", False))
+        guard = RegistrationGuard(self.inventory, cells=cells, keep=keep,
+                                  transport_for=lambda node: self.pool.transport(node.name), strict=False)
+        try:
+            guard.__enter__()
+        except HarnessError as err:
+            self._registration_error = str(err)
+            return
+        self._registration = guard
+
+    def _record_facts(self, recorder, node_name: str) -> None:
+        if node_name in self._facts_done:
+            return
+        self._facts_done.add(node_name)
+        try:
+            facts = self.pool.agent(node_name).info()
+        except HarnessError as err:
+            facts = {"error": str(err)}
+        facts = {k: v for k, v in facts.items() if k not in ("id", "event")}
+        recorder.set_node_facts(node_name, facts)
+
+    # -- the one call a pytest item makes ------------------------------------------------------
+
+    def run(self, cell: Cell, item: pytest.Item | None = None) -> Observation:
+        from harness.runner import run_cell
+
+        self._ensure_lab()
+        if self._lab_error:
+            return Observation(Outcome.E, detail=f"lab-in-a-box did not come up: {self._lab_error}")
+        self._register_services(item)
+        return run_cell(cell, self.inventory, self.pool)
+
+    def run_and_judge(self, cell: Cell, item: pytest.Item | None = None) -> None:
+        from harness.report.pytest_hooks import annotate_item, get_recorder
+
+        recorder = get_recorder(self.config)
+        if not recorder.meta.get("inventory"):
+            recorder.update_meta(inventory={"name": self.inventory.name, "path": str(self.inventory.path)})
+        observation = self.run(cell, item)
+        for node_name in (cell.server_on, cell.client_on):
+            if observation.outcome is not Outcome.NA and node_name in self.inventory.nodes:
+                self._record_facts(recorder, node_name)
+        recorder.record(cell, observation)
+        if item is not None:
+            annotate_item(item, cell, observation)
+        verdict = judge(cell, observation, recorder.flip_of(cell.id, observation))
+        if verdict.kind == "skip":
+            pytest.skip(verdict.message)
+        if verdict.kind == "fail":
+            pytest.fail(verdict.message, pytrace=False)
+
+    def close(self) -> None:
+        try:
+            if self._registration:
+                self._registration.__exit__(None, None, None)
+        finally:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+

@@ -1,0 +1,36 @@
+"""Pass, fail or skip for one cell: observed vs documented expectation vs last run.
+
+Pure, so the rules users depend on (E never passes as X, a flip always fails, unknown cells
+are recorded and pass) are tested without a lab.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from harness.cell import Cell
+from harness.outcome import Observation, Outcome
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Literal["pass", "fail", "skip"]
+    message: str
+
+
+def judge(cell: Cell, observation: Observation, flip: str | None = None) -> Verdict:
+    observed = observation.summary()
+    where = f" [{cell.source}]" if cell.source else ""
+    if flip:
+        return Verdict("fail", f"flipped since baseline ({flip}): observed {observed}")
+    if observation.outcome is Outcome.E:
+        return Verdict("fail", f"E (harness or lab failure, not counted as X): {observation.detail}")
+    if observation.outcome is Outcome.NA:
+        if cell.expected in (None, Outcome.NA):
+            return Verdict("skip", f"n/a: {observation.detail}")
+        return Verdict("fail", f"expected {cell.expected.value}, observed n/a: {observation.detail}{where}")
+    if cell.expected is None:
+        return Verdict("pass", f"observed {observed} (no documented expectation)")
+    if cell.expected is observation.outcome:
+        return Verdict("pass", f"observed {observed} as documented")
+    return Verdict("fail", f"expected {cell.expected.value}, observed {observed}{where}")
