@@ -5,8 +5,9 @@ Templates (Driver.server, Driver.client) take {bind} {target} {addr} {port} {ser
 server, target for the client), vm_id/cid are the server node's. Values are shell-quoted, then
 the text is split into argv (no shell unless the template calls one).
 
-The server runs in the background and is ready at its first line of output (a server that
-prints nothing cannot be awaited without a sleep). The client decides the cell:
+The server runs in the background and is ready at its first line of stdout, or -- on Linux
+nodes, tcp and vsock -- as soon as `ss --listening` on the node lists its port (servers that
+print nothing, like `socat VSOCK-LISTEN:22,fork TCP:localhost:22`). Never a sleep. The client decides the cell:
   O  exit 0 and, when the template sends {payload}, "Hello: <payload>" in its stdout;
   X  non-zero exit with a recognisable connect errno in its output (ECONNREFUSED, "Connection
      refused", WSAECONNREFUSED, 10061 ...);
@@ -61,7 +62,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
             obs.commands.append(f"{plan.server.name}: {shlex.join(s_argv)}")
             try:
                 start = start_server(pool.transport(plan.server.name), s_argv, lambda line: True,
-                                     float(cell.timeout) + 30.0)
+                                     float(cell.timeout) + 30.0, listener=(plan.server.family, cell.port))
             except NodeError as exc:
                 obs.detail = f"server: {exc}"
                 return obs

@@ -29,15 +29,53 @@ class ServerStart:
         return "\n".join(self.lines)
 
 
-def start_server(transport: Transport, argv: list[str], is_ready: Callable[[str], bool], timeout: float) -> ServerStart:
-    """Spawn and read lines until one says the server is ready, it exits, or `timeout` passes."""
+def listener_wait_argv(family: str, port: int, timeout: float) -> list[str]:
+    """One command that returns 0 once the node's `ss` shows a listener on `port` (no controller polling).
+
+    Like the kernel's vsock selftests: a listener is awaited with `ss --listening`, never a sleep.
+    """
+    which = "--vsock" if family == "vsock" else "-t"
+    tries = max(1, int(timeout / 0.1))
+    script = (f'i=0; while [ "$i" -lt {tries} ]; do '
+              f'ss -Hln {which} 2>/dev/null | grep -Eq "[:.]{int(port)}[[:space:]]" && exit 0; '
+              f'sleep 0.1; i=$((i+1)); done; exit 1')
+    return ["sh", "-c", script]
+
+
+def start_server(transport: Transport, argv: list[str], is_ready: Callable[[str], bool], timeout: float,
+                 listener: tuple[str, int] | None = None) -> ServerStart:
+    """Spawn and read lines until one says the server is ready, it exits, or `timeout` passes.
+
+    `listener` = (family, port): on Linux nodes the server is also ready as soon as `ss` lists
+    its listener, for servers that print nothing (socat without -d, relays).
+    """
     proc = transport.spawn(argv)
+    watcher: Process | None = None
+    if listener is not None and transport.node.os == "linux" and listener[0] in ("tcp", "vsock"):
+        try:
+            watcher = transport.spawn(listener_wait_argv(listener[0], listener[1], timeout))
+        except NodeError:
+            watcher = None
+    try:
+        return _await_ready(proc, watcher, is_ready, timeout, listener)
+    finally:
+        if watcher is not None and watcher.wait(0) is None:
+            watcher.kill()
+
+
+def _await_ready(proc: Process, watcher: Process | None, is_ready: Callable[[str], bool], timeout: float,
+                 listener: tuple[str, int] | None) -> ServerStart:
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     while True:
+        if watcher is not None and watcher.wait(0) == 0:
+            return ServerStart(proc, True, lines + [f"(ss lists a listener on port {listener[1]})"])
         try:
-            line = proc.read_line(max(0.0, deadline - time.monotonic()))
+            step = max(0.0, deadline - time.monotonic())
+            line = proc.read_line(min(step, 0.05) if watcher is not None else step)
         except TimeoutError:
+            if time.monotonic() < deadline:
+                continue
             return ServerStart(proc, False, lines)
         if line is None:
             rc = proc.wait(5)
