@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -68,6 +69,7 @@ class CellResult:
     fields: dict[str, Any] = field(default_factory=dict)  # CELL_FIELDS
     baseline: Observation | None = None  # the baseline run's observation of this cell, if any
     flip: str | None = None  # "O->X" against that baseline
+    seq: int | None = None  # position in pytest's collection order, when known
 
     def __getattr__(self, name: str) -> Any:  # scenario, label, server_on, ... from fields
         fields = self.__dict__.get("fields", {})
@@ -82,8 +84,9 @@ class CellResult:
 
     @classmethod
     def from_cell(cls, cell: Cell, observation: Observation,
-                  baseline: Observation | None = None) -> "CellResult":
+                  baseline: Observation | None = None, seq: int | None = None) -> "CellResult":
         return cls(
+            seq=seq,
             id=cell.id,
             observation=observation,
             expected=cell.expected,
@@ -101,6 +104,7 @@ class CellResult:
         data["observation"] = self.observation.to_dict()
         data["baseline"] = self.baseline.to_dict() if self.baseline else None
         data["flip"] = self.flip
+        data["seq"] = self.seq
         return data
 
     @classmethod
@@ -115,7 +119,15 @@ class CellResult:
             fields={name: data.get(name) for name in CELL_FIELDS},
             baseline=Observation.from_dict(baseline) if baseline else None,
             flip=data.get("flip"),
+            seq=data.get("seq"),
         )
+
+    def sort_key(self) -> tuple:
+        """Collection order when known, else the documents' order (A2 before A10), then tokens."""
+        label = [(0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", self.label or "") if part]
+        return (self.seq is None, self.seq or 0, str(self.scenario), self.label is None, label,
+                str(self.server_on), str(self.bind), str(self.client_on), str(self.target), self.driver)
 
 
 @dataclass
@@ -306,6 +318,7 @@ class Recorder:
         self.worker_id: str | None = self.meta.pop("worker_id", None)
         self.node_facts: dict[str, dict[str, Any]] = dict(self.meta.pop("node_facts", None) or {})
         self.cells: dict[str, CellResult] = {}
+        self.order: dict[str, int] = {}  # cell id -> collection index, set by the pytest hooks
         self._part_handle = None
         self._facts_written: dict[str, dict[str, Any]] = {}
         self.run: Run | None = None  # set by the controller's finish()
@@ -349,7 +362,8 @@ class Recorder:
         self._write_line({"kind": "meta", "meta": values})
 
     def record(self, cell: Cell, observation: Observation) -> CellResult:
-        result = CellResult.from_cell(cell, observation, self.baseline_observation(cell.id))
+        result = CellResult.from_cell(cell, observation, self.baseline_observation(cell.id),
+                                      seq=self.order.get(cell.id))
         self.cells[result.id] = result
         self._write_facts()
         self._write_line({"kind": "cell", "cell": result.to_dict()})
@@ -403,7 +417,8 @@ class Recorder:
         meta["finished"] = utc_now()
         meta["parts"] = sorted(p.stem for p in self._parts())
         meta["counts"] = _counts(cells.values())
-        return Run(run_id=self.run_id, meta=meta, cells=list(cells.values()))
+        # parts arrive in worker order; the run is stored in collection / document order
+        return Run(run_id=self.run_id, meta=meta, cells=sorted(cells.values(), key=CellResult.sort_key))
 
     def _parts(self) -> list[Path]:
         folder = self.run_dir / "parts"

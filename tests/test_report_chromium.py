@@ -40,7 +40,7 @@ PROBE_JS = """
     el.setAttribute("data-box",JSON.stringify([r.left,r.top,r.width,r.height]));
     el.setAttribute("data-strip-spans",el.querySelectorAll(".hs i").length);
   });
-  var first=document.querySelector("div.k.X[data-i]");
+  var first=document.querySelector('div.k[title^="A7["]');
   first.click();
   var panel=document.getElementById("panel");
   var root=document.documentElement;

@@ -23,6 +23,7 @@ from harness.results import Recorder, new_run_id, resolve_run, load_run, utc_now
 RUN_KEY = pytest.StashKey[dict]()
 RECORDER_KEY = pytest.StashKey[Recorder]()
 DONE_KEY = pytest.StashKey[dict]()
+ORDER_KEY = pytest.StashKey[dict]()
 WORKERINPUT = "hvsock_matrix_run"
 
 
@@ -81,8 +82,21 @@ def get_recorder(config: pytest.Config) -> Recorder:
         if info.get("baseline_path"):
             meta["baseline_path"] = info["baseline_path"]
         recorder = Recorder(Path(info["results_dir"]), meta)
+        recorder.order = config.stash.get(ORDER_KEY, {})
         config.stash[RECORDER_KEY] = recorder
     return recorder
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember collection order so the merged run keeps the scenario files' order of cells."""
+    order: dict[str, int] = {}
+    for index, item in enumerate(session.items):
+        cell = getattr(item, "cell", None)
+        order.setdefault(cell.id if isinstance(cell, Cell) else item.name, index)
+    session.config.stash[ORDER_KEY] = order
+    recorder = session.config.stash.get(RECORDER_KEY, None)
+    if recorder is not None:
+        recorder.order = order
 
 
 def annotate_item(item: pytest.Item, cell: Cell, observation: Observation) -> None:
