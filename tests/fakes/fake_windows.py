@@ -168,6 +168,12 @@ class FakeHyperVLab:
             assert asynchronous, "background wrapper must run asynchronously"
             return self._spawn(machine, script)
         assert not asynchronous
+        if "netsh winsock show catalog" in script:
+            facts = {"vm_id": machine.vm_id.upper() if (machine.role == "vm" and machine.integration_services) else None,
+                     "gcs_root": machine.hyperv_role, "registered": sorted(machine.gcs),
+                     "hyperv_role": machine.hyperv_role, "winsock_catalog": machine.winsock_catalog,
+                     "build": "10.0.20348.0"}
+            return (json.dumps(facts, separators=(",", ":")) + "\r\n").encode(), b"", 0
         if "GuestCommunicationServices" in script and "'added '" in script:
             if not machine.hyperv_role:
                 return b"missing-root\r\n", b"", 3
@@ -205,12 +211,6 @@ class FakeHyperVLab:
                    if m.parent and m.parent.lower() == machine.address.lower()]
             data = vms[0] if len(vms) == 1 else vms  # ConvertTo-Json: one object is not a list
             return (json.dumps(data, separators=(",", ":")) + "\r\n").encode() if vms else b"", b"", 0
-        if "netsh winsock show catalog" in script:
-            facts = {"vm_id": machine.vm_id.upper() if (machine.role == "vm" and machine.integration_services) else None,
-                     "gcs_root": machine.hyperv_role, "registered": sorted(machine.gcs),
-                     "hyperv_role": machine.hyperv_role, "winsock_catalog": machine.winsock_catalog,
-                     "build": "10.0.20348.0"}
-            return (json.dumps(facts, separators=(",", ":")) + "\r\n").encode(), b"", 0
         if "VirtualMachineId" in script:
             if machine.role == "vm" and machine.integration_services:
                 return f"{machine.vm_id.upper()}\r\n".encode(), b"", 0
