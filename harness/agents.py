@@ -311,13 +311,14 @@ class AgentPool:
 
     def __init__(self, inventory: Inventory, mode: str = "session",
                  transport_factory: Callable[[Node, Inventory], Transport] = open_transport,
-                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT):
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT, margin: float = MARGIN):
         if mode not in ("session", "oneshot"):
             raise ValueError(f"agent mode {mode!r} (expected session or oneshot)")
         self.inventory = inventory
         self.mode = mode
         self.transport_factory = transport_factory
         self.idle_timeout = idle_timeout
+        self.margin = margin
         self._agents: dict[str, ProbeAgent] = {}
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
@@ -340,9 +341,9 @@ class AgentPool:
         node = self.inventory.node(node_name)
         transport = self.transport(node_name)
         if self.mode == "oneshot" or node.access.kind == "psexec":
-            agent = OneShotAgent(node, transport)
+            agent = OneShotAgent(node, transport, self.margin)
         else:
-            agent = SessionAgent(node, transport, self.idle_timeout)
+            agent = SessionAgent(node, transport, self.idle_timeout, self.margin)
         with self._lock:
             return self._agents.setdefault(node_name, agent)
 

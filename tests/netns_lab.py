@@ -281,6 +281,21 @@ class NetnsLab:
         left += [f"listener: {line}" for line in ss if line.strip() and '"sshd"' not in line]
         return left
 
+    def assert_clean(self, grace: float = 5.0) -> None:
+        """No probe, socat or listener left on any node (what every run must guarantee).
+
+        `grace`: processes told to exit (bye, closed channel) get this long to go.
+        """
+        deadline = time.monotonic() + grace
+        while True:
+            left = {self.node_name(n): self.leftovers(n) for n in NODES if _ns_exists(self.ns(n))}
+            left = {k: v for k, v in left.items() if v}
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"left behind on the nodes: {left}")
+            time.sleep(0.1)
+
     # -- teardown ----------------------------------------------------------------------
     def down(self) -> None:
         for n in NODES:

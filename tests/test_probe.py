@@ -1,0 +1,353 @@
+"""harness/probe.py for real on this machine: tcp on 127.0.0.1 only, and the AF_VSOCK refusal.
+
+The probe runs as a subprocess exactly as on a node (JSON lines on stdout), with this
+controller's Python and, when pyenv has one, a Python 3.8 -- the oldest the probe promises.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import probe
+
+PROBE = str(Path(probe.__file__).resolve())
+PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
+PYTHONS = [sys.executable] + ([str(PY38)] if PY38.exists() else [])
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k != probe.LAB_ENV}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_probe(*args: str, python: str = sys.executable, timeout: float = 30) -> tuple[int, list[dict]]:
+    proc = subprocess.run([python, PROBE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, env=CLEAN_ENV)
+    return proc.returncode, [json.loads(line) for line in proc.stdout.decode().splitlines()]
+
+
+def start_serve(*args: str, python: str = sys.executable) -> tuple[subprocess.Popen, dict]:
+    proc = subprocess.Popen([python, PROBE, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=CLEAN_ENV)
+    first = json.loads(proc.stdout.readline())
+    return proc, first
+
+
+class SessionProc:
+    """A real `probe.py session` subprocess driven with JSON lines."""
+
+    def __init__(self, *args: str, python: str = sys.executable):
+        self.proc = subprocess.Popen([python, PROBE, "session", *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV, text=True)
+        self.ready = self.read()
+
+    def send(self, obj) -> None:
+        self.proc.stdin.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
+        self.proc.stdin.flush()
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        assert line, f"session ended: {self.proc.stderr.read()}"
+        return json.loads(line)
+
+    def read_until(self, pred, limit: int = 20) -> dict:
+        for _ in range(limit):
+            msg = self.read()
+            if pred(msg):
+                return msg
+        raise AssertionError("expected message never came")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+
+# -- the file itself --------------------------------------------------------------------------
+def test_probe_parses_as_python_3_8_and_imports_only_the_standard_library():
+    source = Path(PROBE).read_text()
+    tree = ast.parse(source, feature_version=(3, 8))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported, "no imports found"
+    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+
+
+def test_errno_names_cover_posix_and_windows_sockets():
+    assert probe.errno_name(111) == "ECONNREFUSED"
+    assert probe.errno_name(99) == "EADDRNOTAVAIL"
+    assert probe.errno_name(10061) == "WSAECONNREFUSED"
+    assert probe.errno_name(10060) == "WSAETIMEDOUT"
+    assert probe.errno_name(None) is None
+    assert probe.errno_name(987654) == "ERRNO_987654"
+
+
+def test_vsock_connect_timeout_is_a_timeval_and_hyperv_one_is_u32_milliseconds():
+    calls = []
+
+    class Recorder:
+        def setsockopt(self, level, opt, value):
+            calls.append((level, opt, value))
+
+    probe.set_connect_timeout(Recorder(), "vsock", 2.5)
+    probe.set_connect_timeout(Recorder(), "hyperv", 2.5)
+    import struct
+    assert calls[0] == (40, 6, struct.pack("ll", 2, 500000))
+    assert calls[1] == (1, 1, struct.pack("<I", 2500))
+
+
+# -- serve / connect, one-shot --------------------------------------------------------------------
+@pytest.mark.parametrize("python", PYTHONS)
+def test_serve_and_connect_give_a_real_O_with_the_exact_echo(python):
+    server, listening = start_serve("--family", "tcp", "--addr", "127.0.0.1", "--port", "0", "--count", "1",
+                                    "--timeout", "20", python=python)
+    try:
+        assert listening["event"] == "listening" and listening["port"] > 0
+        rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(listening["port"]),
+                            "--payload", "World!", python=python)
+        assert rc == 0
+        assert out[-1]["outcome"] == "O"
+        assert out[-1]["reply"] == "Hello: World!"
+        assert out[-1]["elapsed_ms"] >= 0
+        rest = [json.loads(line) for line in server.communicate(timeout=20)[0].decode().splitlines()]
+        assert server.returncode == 0  # exited by itself after --count 1
+        assert [m["event"] for m in rest] == ["accepted", "done"]
+        assert rest[0]["received"] == "World!"
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_connect_to_a_closed_port_is_X_econnrefused(python):
+    rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(free_port()),
+                        "--payload", "x", "--timeout", "5", python=python)
+    assert rc == 1
+    result = out[-1]
+    assert (result["outcome"], result["phase"], result["errno_name"], result["errno"]) == \
+        ("X", "connect", "ECONNREFUSED", 111)
+    assert result["elapsed_ms"] < 5000
+
+
+def test_serve_exits_after_its_timeout_even_without_a_client():
+    start = time.monotonic()
+    rc, out = run_probe("serve", "--family", "tcp", "--addr", "127.0.0.1", "--port", "0", "--timeout", "1")
+    assert rc == 0 and out[0]["event"] == "listening" and out[-1] == {"event": "done", "accepted": 0, "peers": []}
+    assert time.monotonic() - start < 10
+
+
+def test_bind_to_an_address_not_on_this_machine_is_bind_failed_with_errno():
+    rc, out = run_probe("serve", "--family", "tcp", "--addr", "192.0.2.77", "--port", "19000", "--timeout", "1")
+    assert rc == 1
+    assert out[0]["event"] == "bind_failed" and out[0]["errno_name"] == "EADDRNOTAVAIL"
+
+
+def test_bind_to_a_port_in_use_is_bind_failed_eaddrinuse():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        rc, out = run_probe("serve", "--family", "tcp", "--addr", "127.0.0.1", "--port",
+                            str(held.getsockname()[1]), "--timeout", "1")
+    assert rc == 1 and out[0]["errno_name"] == "EADDRINUSE"
+
+
+def _one_shot_server(reply: bytes | None):
+    """A tcp server on 127.0.0.1 that answers `reply` (or nothing, holding the connection)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    done = threading.Event()
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.recv(1024)
+        if reply is not None:
+            conn.sendall(reply)
+            conn.close()
+        else:
+            done.wait(30)
+            conn.close()
+        srv.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1], done
+
+
+def test_connected_but_wrong_reply_is_E_never_O_or_X():
+    port, _ = _one_shot_server(b"Goodbye")
+    rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(port), "--payload", "x")
+    assert out[-1]["outcome"] == "E" and out[-1]["phase"] == "reply" and out[-1]["reply"] == "Goodbye"
+
+
+def test_a_silent_server_cuts_the_client_at_its_timeout_as_E():
+    port, release = _one_shot_server(None)
+    start = time.monotonic()
+    try:
+        rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(port),
+                            "--payload", "x", "--timeout", "1.5")
+    finally:
+        release.set()
+    assert time.monotonic() - start < 10
+    assert out[-1]["outcome"] == "E" and out[-1]["phase"] == "reply"
+    assert out[-1]["errno_name"] == "ETIMEDOUT"
+
+
+# -- session mode -----------------------------------------------------------------------------
+@pytest.mark.parametrize("python", PYTHONS)
+def test_session_serves_listen_connect_and_stop_concurrently(python):
+    s = SessionProc("--idle-timeout", "60", python=python)
+    try:
+        assert s.ready["event"] == "ready"
+        s.send({"id": 1, "op": "listen", "family": "tcp", "addr": "127.0.0.1", "port": 0, "service": None,
+                "count": 1, "timeout": 30})
+        listening = s.read()
+        assert listening["id"] == 1 and listening["event"] == "listening"
+        s.send({"id": 2, "op": "connect", "family": "tcp", "addr": "127.0.0.1", "port": listening["port"],
+                "payload": "World!", "timeout": 5, "connect_timeout": 5})
+        result = s.read_until(lambda m: m.get("id") == 2)
+        assert result["outcome"] == "O" and result["reply"] == "Hello: World!"
+        s.send({"id": 3, "op": "stop", "listener": listening["listener"]})
+        stopped = s.read_until(lambda m: m.get("id") == 3)
+        assert stopped["event"] == "stopped" and stopped["accepted"] == 1
+        s.send({"id": 4, "op": "connect", "family": "tcp", "addr": "127.0.0.1", "port": listening["port"],
+                "payload": "x", "timeout": 5})
+        again = s.read_until(lambda m: m.get("id") == 4)
+        assert (again["outcome"], again["errno_name"]) == ("X", "ECONNREFUSED")  # stop really closed it
+        s.send({"id": 5, "op": "info"})
+        info = s.read_until(lambda m: m.get("id") == 5)
+        assert info["event"] == "info" and info["lab_node"] is False and info["local_cid"] is None
+        s.send({"id": 6, "op": "bye"})
+        assert s.read_until(lambda m: m.get("id") == 6)["event"] == "bye"
+        assert s.proc.wait(10) == 0
+    finally:
+        s.close()
+
+
+def test_session_answers_malformed_and_unknown_requests_with_error():
+    s = SessionProc()
+    try:
+        s.send("this is not json")
+        assert s.read()["event"] == "error"
+        s.send({"id": 7, "op": "teleport"})
+        msg = s.read()
+        assert msg["id"] == 7 and msg["event"] == "error" and "teleport" in msg["message"]
+        s.send({"id": 8, "op": "stop", "listener": "L99"})
+        assert s.read()["event"] == "error"
+    finally:
+        s.close()
+
+
+def test_session_closes_its_listeners_on_eof():
+    s = SessionProc()
+    try:
+        s.send({"id": 1, "op": "listen", "family": "tcp", "addr": "127.0.0.1", "port": 0, "count": 5, "timeout": 60})
+        port = s.read()["port"]
+        s.proc.stdin.close()
+        assert s.proc.wait(10) == 0
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        s.close()
+
+
+def test_session_exits_after_its_idle_timeout():
+    s = SessionProc("--idle-timeout", "1")
+    try:
+        start = time.monotonic()
+        msg = s.read()
+        assert msg["event"] == "idle_timeout"
+        assert s.proc.wait(10) == 0
+        assert time.monotonic() - start < 10
+    finally:
+        s.close()
+
+
+# -- safety: AF_VSOCK refused on this machine -----------------------------------------------
+def test_this_machine_is_not_a_lab_node():
+    assert not os.path.exists(probe.LAB_MARKER), "this controller must not carry the lab-guest marker"
+    assert os.environ.get(probe.LAB_ENV) != "1"
+
+
+@pytest.mark.parametrize("command", [
+    ["connect", "--family", "vsock", "--addr", "1", "--port", "19000", "--payload", "x"],
+    ["serve", "--family", "vsock", "--addr", "4294967295", "--port", "19000", "--timeout", "1"],
+])
+def test_vsock_without_lab_node_is_refused_with_exit_3(command):
+    rc, out = run_probe(*command)
+    assert rc == probe.EXIT_REFUSED
+    assert out == [{"event": "refused", "message": out[0]["message"]}]
+    assert "not a lab node" in out[0]["message"]
+
+
+@pytest.fixture
+def socket_spy(monkeypatch):
+    """Records the family of every socket the probe creates in-process (and creates tcp ones for real)."""
+    created = []
+    real = socket.socket
+
+    def spy(family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0, fileno=None):
+        created.append(family)
+        if family == probe.AF_VSOCK:
+            raise AssertionError("AF_VSOCK socket created on the controller")
+        return real(family, type, proto, fileno)
+
+    monkeypatch.delenv(probe.LAB_ENV, raising=False)
+    monkeypatch.setattr(probe.socket, "socket", spy)
+    return created
+
+
+def test_refusal_happens_before_any_vsock_socket_exists(socket_spy, capsys):
+    assert probe.main(["connect", "--family", "vsock", "--addr", "2", "--port", "19000", "--payload", "x"]) == 3
+    assert probe.main(["serve", "--family", "vsock", "--addr", "4294967295", "--port", "19000"]) == 3
+    assert probe.AF_VSOCK not in socket_spy
+    events = [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()]
+    assert events == ["refused", "refused"]
+    # and the spy is live: a tcp probe does go through it
+    probe.connect_once("tcp", "127.0.0.1", free_port(), payload="x", timeout=2)
+    assert socket_spy and set(socket_spy) == {socket.AF_INET}
+
+
+def test_session_refuses_vsock_requests_but_keeps_serving(socket_spy):
+    import io
+    out = io.StringIO()
+    session = probe.Session(out, idle_timeout=60, lab_node=False)
+    for req in ({"id": 1, "op": "listen", "family": "vsock", "addr": "4294967295", "port": 1},
+                {"id": 2, "op": "connect", "family": "vsock", "addr": "1", "port": 1, "payload": "x"}):
+        session.run_request(req)
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(a["id"], a["event"]) for a in answers] == [(1, "refused"), (2, "refused")]
+    assert probe.AF_VSOCK not in socket_spy
+
+
+def test_info_skips_the_dev_vsock_ioctl_off_lab(monkeypatch):
+    monkeypatch.delenv(probe.LAB_ENV, raising=False)
+    monkeypatch.setattr(probe, "local_cid", lambda: pytest.fail("ioctl on /dev/vsock off a lab node"))
+    facts = probe.info_facts(lab_node=False)
+    assert facts["local_cid"] is None and facts["lab_node"] is False
+    for key in ("hostname", "os", "kernel", "python", "dev_vsock", "vsock_modules", "socat_version", "vm_id"):
+        assert key in facts
+    if facts["dev_vsock"]:
+        assert facts["refused"] == ["/dev/vsock ioctl: not a lab node"]
+
+
+def test_lab_node_permission_sources(monkeypatch):
+    monkeypatch.delenv(probe.LAB_ENV, raising=False)
+    assert probe.lab_allowed(False) is False
+    assert probe.lab_allowed(True) is True
+    monkeypatch.setenv(probe.LAB_ENV, "1")
+    assert probe.lab_allowed(False) is True
