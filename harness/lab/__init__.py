@@ -1,0 +1,27 @@
+"""Lab-in-a-box: a real Linux vsock lab under qemu (L1 "host" + L2 guests), for users and CI.
+
+Public API (the pytest plugin calls ensure_lab when no --inventory is given):
+    ensure_lab(guests=2, progress=...) -> Path   boot or reuse the lab, return its inventory path
+    lab_is_up() -> bool
+The parts, one idea per file: paths (cache layout), kernel (Debian kernel -> vmlinux + stripped
+modules), initramfs (+ files/init.sh, the guests' PID 1), keys, qemu (L1 launch/stop),
+readiness (SSH banners), progress (console tail), inventory_file, lifecycle (up/status/down).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+
+def ensure_lab(guests: int = 2, progress: Callable[[str], None] | None = None) -> Path:
+    from harness.lab import lifecycle
+    from harness.lab.progress import plain_progress
+
+    state = lifecycle.up(guests=guests, progress=progress or plain_progress)
+    return Path(state["inventory"])
+
+
+def lab_is_up() -> bool:
+    from harness.lab import lifecycle
+
+    return lifecycle.is_up()

@@ -1,0 +1,40 @@
+"""`hvsock-matrix lab up [--guests N] | status | down`: the lab-in-a-box (harness/lab)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="lab_action", required=True)
+    up = sub.add_parser("up", help="build what is missing, boot l1 and its guests, write the inventory")
+    up.add_argument("--guests", type=int, default=2, help="L2 guests inside l1 (0..2; default 2)")
+    up.add_argument("--port", type=int, default=None, help="loopback port for l1's sshd (default 2222)")
+    st = sub.add_parser("status", help="is the lab running, its port, boot times, inventory")
+    st.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    down = sub.add_parser("down", help="stop the lab's qemu (by its pid file) and remove its run folder")
+    down.add_argument("--purge", action="store_true", help="also remove the kernel, keys and initramfs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.lab import lifecycle
+
+    if args.lab_action == "up":
+        state = lifecycle.up(guests=args.guests, port=args.port)
+        times = ", ".join(f"{k} {v:.0f}s" for k, v in state["boot_s"].items())
+        print(f"lab up: inventory {state['inventory']} (ready after: {times})")
+        return 0
+    if args.lab_action == "status":
+        st = lifecycle.status()
+        if args.json:
+            print(json.dumps(st))
+        elif not st["running"]:
+            print(f"lab down (cache {st['cache']})")
+        else:
+            times = ", ".join(f"{k} {v:.0f}s" for k, v in (st["boot_s"] or {}).items())
+            print(f"lab {'up' if st['ready'] else 'booting'}: qemu pid {st['pid']}, {st['guests']} guests, "
+                  f"l1 ssh 127.0.0.1:{st['port']} {'answers' if st['ssh'] else 'silent'}; "
+                  f"ready after {times or '-'}; inventory {st['inventory']}")
+        return 0 if st["running"] else 1
+    lifecycle.down(purge=args.purge)
+    return 0

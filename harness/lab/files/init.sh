@@ -1,0 +1,122 @@
+#!/bin/busybox sh
+# PID 1 of every lab guest (L1 "host" and the L2 guests), from the lab's initramfs.
+# It borrows the level above's / read-only over 9p, puts a tmpfs overlay on top, and runs sshd
+# (and, on L1, the L2 qemus) chrooted into that. Settings come from the kernel command line:
+#   hvlab.name=l1 hvlab.level=1|2 hvlab.cache=<cache dir> hvlab.guests=N hvlab.cid=21 hvlab.loopback=0|1
+#   hvlab.ttl=<seconds>
+# Lines starting with "hvlab:" on the console are the progress the controller shows.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+
+name=guest; level=2; cache=; guests=0; cid=; loopback=0; ttl=14400
+for w in $(cat /proc/cmdline); do
+  case "$w" in
+    hvlab.name=*) name=${w#*=};; hvlab.level=*) level=${w#*=};; hvlab.cache=*) cache=${w#*=};;
+    hvlab.guests=*) guests=${w#*=};; hvlab.cid=*) cid=${w#*=};; hvlab.loopback=*) loopback=${w#*=};;
+    hvlab.ttl=*) ttl=${w#*=};;
+  esac
+done
+say() { echo "hvlab: $name: $*" > /dev/console; }
+fail() { say "FAILED: $*"; sleep 5; poweroff -f; }
+say "init started (uptime $(cut -d' ' -f1 /proc/uptime)s)"
+hostname "$name"
+
+load() {  # insmod in the given order; built-in modules have no .ko and are skipped
+  for m in "$@"; do
+    [ -f "/modules/$m.ko" ] || continue
+    insmod "/modules/$m.ko" 2>/tmp/insmod.err || say "insmod $m: $(cat /tmp/insmod.err)"
+  done
+}
+load $(cat /modules/base.order)
+say "base modules loaded"
+
+mkdir -p /lower /ovl /newroot
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose,ro root /lower || fail "9p root"
+mount -t tmpfs -o size=50% ovl /ovl
+mkdir -p /ovl/upper /ovl/work
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/ovl/upper,workdir=/ovl/work /newroot || fail "overlay"
+mount --bind /proc /newroot/proc
+mount --bind /sys /newroot/sys
+mount --bind /dev /newroot/dev
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts
+mount -t tmpfs shm /newroot/dev/shm
+mount -t tmpfs -o mode=0755 run /newroot/run
+mount -t tmpfs -o mode=1777 tmp /newroot/tmp
+if [ "$level" = 1 ]; then
+  # the controller's run folder, read-write: L2 consoles and logs land there
+  mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 labrun "/newroot$cache/run" || fail "9p run"
+fi
+say "root mounted (9p + overlay)"
+
+# The marker that lets the probe open AF_VSOCK: in this guest's own /run tmpfs, never on 9p.
+echo "$name" > /newroot/run/hvsock-matrix-lab-guest
+
+if [ "$level" = 1 ]; then
+  load $(cat /modules/l1.order)
+else
+  load $(cat /modules/l2.order)
+  [ "$loopback" = 1 ] && load vsock_loopback
+fi
+say "vsock modules: $(cut -d' ' -f1 /proc/modules | grep -E 'vsock|vhost' | tr '\n' ' ')"
+
+ip link set lo up
+ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
+
+# sshd: lab-only config, own host key, lab key only. Shell start files replaced in the overlay
+# only (the shared ones may run pyenv: 7 s per login under TCG).
+mkdir -p /newroot/run/hvlab /newroot/run/sshd
+cp "/newroot$cache/keys/ssh_host_ed25519_key.$name" /newroot/run/hvlab/ssh_host_ed25519_key || fail "host key"
+cp "/newroot$cache/keys/id_ed25519.pub" /newroot/run/hvlab/authorized_keys || fail "lab key"
+chmod 600 /newroot/run/hvlab/ssh_host_ed25519_key
+cat > /newroot/run/hvlab/sshd_config <<CFG
+Port 22
+HostKey /run/hvlab/ssh_host_ed25519_key
+AuthorizedKeysFile /run/hvlab/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile /run/sshd.pid
+UseDNS no
+PrintMotd no
+PrintLastLog no
+AllowTcpForwarding yes
+Subsystem sftp internal-sftp
+CFG
+mkdir -p /newroot/root
+printf 'export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin\n' > /newroot/root/.bashrc
+cp /newroot/root/.bashrc /newroot/root/.profile
+rm -f /newroot/root/.bash_profile /newroot/root/.bash_login
+chroot /newroot /usr/sbin/sshd -f /run/hvlab/sshd_config -E /run/hvlab/sshd.log || fail "sshd"
+say "sshd ready (uptime $(cut -d' ' -f1 /proc/uptime)s)"
+
+if [ "$level" = 1 ] && [ "$guests" -gt 0 ]; then
+  khz=$(awk -F': ' '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+  i=1
+  while [ "$i" -le "$guests" ]; do
+    gcid=$((20 + i)); gname="vm$gcid"; lb=0; [ "$i" = 1 ] && lb=1  # only vm21 gets vsock_loopback (inventory_file.py)
+    say "starting $gname (cid $gcid)"
+    chroot /newroot timeout -k 10 "$ttl" qemu-system-x86_64 \
+      -M microvm,x-option-roms=off,rtc=on -accel tcg -m 512 -smp 1 \
+      -nodefaults -no-user-config -display none \
+      -serial "file:$cache/run/$gname.console.log" \
+      -kernel "$cache/kernel/vmlinux" -initrd "$cache/initramfs.cpio" \
+      -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable mitigations=off tsc_early_khz=$khz hvlab.name=$gname hvlab.level=2 hvlab.cache=$cache hvlab.cid=$gcid hvlab.loopback=$lb" \
+      -fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
+      -device virtio-9p-device,fsdev=root,mount_tag=root \
+      -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$((22000 + gcid))-:22" \
+      -device virtio-net-device,netdev=n0 \
+      -device "vhost-vsock-device,guest-cid=$gcid" \
+      -pidfile "/run/hvlab/$gname.pid" \
+      > "/newroot$cache/run/$gname.qemu.log" 2>&1 &
+    i=$((i + 1))
+  done
+fi
+
+# PID 1 stays: reap children, never exit (exiting PID 1 panics the guest).
+while true; do wait; sleep 60; done

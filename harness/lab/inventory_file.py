@@ -1,0 +1,106 @@
+"""The inventory of a running lab: l1 (the "host", CID 2) and its guests vm21, vm22, ...
+
+Written by `lab up` next to the lab's run state (paths and the SSH port are this run's), and
+the same text, for the default cache and 2 guests, is committed as inventory/lab-in-a-box.yaml.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.lab.paths import LabPaths
+
+L1 = "l1"
+GUEST_PORT_BASE = 22000  # vmNN's sshd is forwarded to 127.0.0.1:(22000 + NN) inside L1
+
+
+def guest_names(guests: int) -> list[str]:
+    return [f"vm{20 + i}" for i in range(1, guests + 1)]
+
+
+def guest_cid(name: str) -> int:
+    return int(name[2:])
+
+
+def guest_has_loopback(name: str) -> bool:
+    """Only the first guest loads vsock_loopback (B3 runs there); the others are bare, as in the recipe."""
+    return name == "vm21"
+
+
+def _tilde(path: Path) -> str:
+    home = Path.home()
+    try:
+        return "~/" + str(path.relative_to(home))
+    except ValueError:
+        return str(path)
+
+
+def inventory_text(paths: LabPaths, port: int, guests: int) -> str:
+    key, kh = _tilde(paths.client_key), _tilde(paths.known_hosts)
+    out = [
+        "# Lab-in-a-box: a real Linux vsock lab booted under qemu (TCG) by `hvsock-matrix lab up`.",
+        "# l1 is a Linux KVM-style host (vhost_vsock + vsock_loopback loaded, local CID 2);",
+        "# vm21.. are its guests (vhost-vsock-device,guest-cid=NN), reached through l1 as SSH jump.",
+        "# vm21 loads vsock_loopback (in-VM loopback, B3); vm22.. do not (bare guests, as in the recipe).",
+        "# Keys and known_hosts are lab-only, made in the lab cache; host keys are pinned (reject).",
+        "inventory: lab-in-a-box",
+        "description: qemu lab from harness/lab (L1 host + L2 guests), Linux AF_VSOCK only",
+        "nodes:",
+        f"  - name: {L1}",
+        "    role: host",
+        "    os: linux",
+        "    family: vsock",
+        "    cid: 2                          # VMADDR_CID_HOST: l1's local CID once vhost_vsock is loaded",
+        "    lab_node: true",
+        "    facts: {vsock_loopback: true, vhost_vsock: true}",
+        "    access:",
+        "      kind: ssh",
+        "      host: 127.0.0.1",
+        f"      port: {port}                     # qemu hostfwd, bound to loopback only",
+        "      user: root",
+        f"      key_file: {key}",
+        f"      known_hosts: {kh}",
+        "      host_key_policy: reject",
+        "      use_ssh_config: false",
+        "      connect_timeout: 60",
+        "      python: /usr/bin/python3",
+        "      workdir: /tmp/hvsock-matrix",
+    ]
+    for name in guest_names(guests):
+        out += [
+            f"  - name: {name}",
+            "    role: vm",
+            f"    parent: {L1}",
+            "    os: linux",
+            "    family: vsock",
+            f"    cid: {guest_cid(name)}",
+            "    lab_node: true",
+            f"    facts: {{vsock_loopback: {str(guest_has_loopback(name)).lower()}}}",
+            "    access:",
+            "      kind: ssh",
+            "      host: 127.0.0.1                # as seen from l1 (qemu hostfwd inside l1)",
+            f"      port: {GUEST_PORT_BASE + guest_cid(name)}",
+            "      user: root",
+            f"      jump: {L1}",
+            f"      key_file: {key}",
+            f"      known_hosts: {kh}",
+            "      host_key_policy: reject",
+            "      use_ssh_config: false",
+            "      connect_timeout: 300            # a fresh SSH handshake to a nested guest takes ~55 s",
+            "      python: /usr/bin/python3",
+            "      workdir: /tmp/hvsock-matrix",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def endpoints(port: int, guests: int) -> dict[str, tuple[str, int]]:
+    eps = {L1: ("127.0.0.1", port)}
+    for name in guest_names(guests):
+        eps[name] = ("127.0.0.1", GUEST_PORT_BASE + guest_cid(name))
+    return eps
+
+
+def write_inventory(paths: LabPaths, port: int, guests: int) -> Path:
+    tmp = paths.inventory.with_suffix(".tmp")
+    tmp.write_text(inventory_text(paths, port, guests))
+    tmp.replace(paths.inventory)
+    return paths.inventory

@@ -1,0 +1,245 @@
+"""`lab up | status | down`: build what is missing, boot L1 (which boots the guests), wait, tear down.
+
+`up` is idempotent (a lab that is up with the same guest count is reused), serialised by a lock
+file (pytest-xdist workers may all ask for the lab at once), and undoes itself on any failure or
+interrupt. `down` stops only the qemu whose PID is in our pid file and removes the run folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.lab import inventory_file as inv
+from harness.lab import qemu
+from harness.lab.initramfs import ensure_initramfs
+from harness.lab.kernel import ensure_kernel
+from harness.lab.keys import ensure_keys, write_known_hosts
+from harness.lab.paths import LabPaths
+from harness.lab.progress import ConsoleTail, Progress, plain_progress
+from harness.lab.readiness import L1Client, tcp_banner
+
+DEFAULT_PORT = int(os.environ.get("HVSOCK_MATRIX_LAB_PORT", 2222))
+L1_TIMEOUT = 180.0  # recipe: L1 ssh at 7-8 s; generous for a loaded machine
+GUESTS_TIMEOUT = 540.0  # recipe: L2 sshd ready at ~170 s, two L2s ~180 s; all must fit in 10 min
+MAX_GUESTS = 2  # 2 cores: an idle L2 takes 60-100% of an L1 vCPU
+
+
+@contextlib.contextmanager
+def _locked(paths: LabPaths):
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_state(paths: LabPaths) -> dict | None:
+    try:
+        return json.loads(paths.state_file.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(paths: LabPaths, state: dict) -> None:
+    tmp = paths.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(paths.state_file)
+
+
+def is_up(paths: LabPaths | None = None) -> bool:
+    """Our qemu runs, its boot finished, and l1's sshd answers."""
+    paths = paths or LabPaths.default()
+    state = read_state(paths)
+    return bool(state and state.get("ready") and qemu.running_pid(paths)
+                and tcp_banner("127.0.0.1", state["port"], timeout=5))
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise HarnessError("lab: no free loopback port for l1's sshd")
+
+
+def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = None,
+       paths: LabPaths | None = None) -> dict:
+    """Boot (or reuse) the lab; returns its state dict (inventory path, port, boot times)."""
+    paths = paths or LabPaths.default()
+    if not 0 <= guests <= MAX_GUESTS:
+        raise HarnessError(f"lab: --guests {guests}: 0..{MAX_GUESTS} (2 cores; an idle L2 takes most of a vCPU)")
+    with _locked(paths):
+        state = read_state(paths)
+        if state and qemu.running_pid(paths):
+            if state.get("ready") and state["guests"] == guests and tcp_banner("127.0.0.1", state["port"]):
+                progress(f"lab is up (pid {state['pid']}, {guests} guests): reusing it")
+                return state
+            raise HarnessError(f"lab: a lab is running with {state['guests']} guests "
+                               f"(ready: {state.get('ready')}); run `hvsock-matrix lab down` first")
+        _remove_run(paths)
+        return _boot(paths, guests, progress, port or DEFAULT_PORT)
+
+
+def _boot(paths: LabPaths, guests: int, progress: Progress, port: int) -> dict:
+    t0 = time.monotonic()
+    version = ensure_kernel(paths, progress)
+    names = [inv.L1] + inv.guest_names(guests)
+    ensure_keys(paths, names)
+    ensure_initramfs(paths, progress)
+    port = _free_port(port)
+    write_known_hosts(paths, inv.endpoints(port, guests))
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    consoles = [paths.l1_console] + [paths.guest_console(n) for n in names[1:]]
+    tail = ConsoleTail(consoles, progress, time.monotonic())
+    tail.say(f"starting l1 (kernel {version}, {guests} guests, ssh on 127.0.0.1:{port})")
+    proc = qemu.start_l1(paths, port, guests)
+    state = {"pid": None, "port": port, "guests": guests, "kernel": version, "ready": False,
+             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "build_s": round(tail.started - t0, 1), "boot_s": {}, "inventory": str(paths.inventory)}
+    client = None
+    try:
+        state["pid"] = _wait_pid(paths, proc)
+        _write_state(paths, state)
+        _wait_l1(paths, proc, tail, port)
+        state["boot_s"][inv.L1] = round(time.monotonic() - tail.started, 1)
+        tail.say(f"l1 answers on 127.0.0.1:{port}")
+        if guests:
+            client = L1Client(paths, port)
+            _wait_guests(paths, proc, tail, client, names[1:], state)
+        state["ready"] = True
+        state["inventory"] = str(inv.write_inventory(paths, port, guests))
+        _write_state(paths, state)
+        tail.say(f"lab ready: inventory {state['inventory']}")
+        return state
+    except BaseException:
+        tail.say("boot failed: stopping l1")
+        if client:
+            client.close()
+            client = None
+        _stop_started(paths, proc)
+        raise
+    finally:
+        if client:
+            client.close()
+
+
+def _wait_pid(paths: LabPaths, proc) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pid = qemu.running_pid(paths)
+        if pid:
+            return pid
+        if proc.poll() is not None:
+            raise HarnessError(f"lab: qemu exited at start: {_qemu_log_tail(paths)}")
+        time.sleep(0.1)
+    raise HarnessError("lab: qemu wrote no pid file within 30 s")
+
+
+def _qemu_log_tail(paths: LabPaths) -> str:
+    try:
+        lines = (paths.run_dir / "l1.qemu.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1] if lines else "(no output)"
+
+
+def _check_alive(paths: LabPaths, proc, tail: ConsoleTail) -> None:
+    for line in tail.poll():
+        if "FAILED" in line:
+            raise HarnessError(f"lab: {line}")
+    if proc.poll() is not None:
+        raise HarnessError(f"lab: l1's qemu exited ({proc.returncode}): {_qemu_log_tail(paths)}")
+
+
+def _wait_l1(paths: LabPaths, proc, tail: ConsoleTail, port: int) -> None:
+    deadline = time.monotonic() + L1_TIMEOUT
+    while time.monotonic() < deadline:
+        _check_alive(paths, proc, tail)
+        if any(l.startswith("l1: sshd ready") for l in tail.seen) and tcp_banner("127.0.0.1", port, 3):
+            return
+        time.sleep(0.5)
+    raise HarnessError(f"lab: l1 gave no SSH banner within {L1_TIMEOUT:.0f} s (console: {paths.l1_console})")
+
+
+def _wait_guests(paths: LabPaths, proc, tail: ConsoleTail, client: L1Client, names: list[str], state: dict) -> None:
+    deadline = time.monotonic() + GUESTS_TIMEOUT
+    pending = list(names)
+    last_note = time.monotonic()
+    while pending and time.monotonic() < deadline:
+        _check_alive(paths, proc, tail)
+        for name in list(pending):
+            if any(l.startswith(f"{name}: sshd ready") for l in tail.seen) and client.guest_banner(
+                    inv.GUEST_PORT_BASE + inv.guest_cid(name)):
+                state["boot_s"][name] = round(time.monotonic() - tail.started, 1)
+                tail.say(f"{name} answers through l1")
+                pending.remove(name)
+        if pending and time.monotonic() - last_note > 30:
+            tail.say(f"waiting for {', '.join(pending)} (nested TCG boot takes ~3 min)")
+            last_note = time.monotonic()
+        time.sleep(1.0)
+    if pending:
+        raise HarnessError(f"lab: {', '.join(pending)} not ready within {GUESTS_TIMEOUT:.0f} s "
+                           f"(consoles in {paths.run_dir})")
+
+
+def _stop_started(paths: LabPaths, proc) -> None:
+    qemu.stop_l1(paths)
+    if proc.poll() is None:  # the timeout wrapper, if qemu never wrote its pid file
+        proc.kill()
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=10)
+    _keep_failed_run(paths)
+
+
+def _keep_failed_run(paths: LabPaths) -> None:
+    """Keep the consoles and logs of a failed boot in <cache>/last-failed-run for a post-mortem."""
+    failed = paths.root / "last-failed-run"
+    shutil.rmtree(failed, ignore_errors=True)
+    if paths.run_dir.exists():
+        paths.run_dir.rename(failed)
+
+
+def _remove_run(paths: LabPaths) -> None:
+    if paths.run_dir.exists():
+        shutil.rmtree(paths.run_dir, ignore_errors=True)
+
+
+def status(paths: LabPaths | None = None) -> dict:
+    paths = paths or LabPaths.default()
+    state = read_state(paths) or {}
+    pid = qemu.running_pid(paths)
+    return {
+        "running": pid is not None, "pid": pid, "ready": bool(state.get("ready")) and pid is not None,
+        "ssh": bool(pid and state.get("port") and tcp_banner("127.0.0.1", state["port"], 3)),
+        "port": state.get("port"), "guests": state.get("guests"), "kernel": state.get("kernel"),
+        "boot_s": state.get("boot_s"), "started_at": state.get("started_at"),
+        "inventory": state.get("inventory") if pid else None, "cache": str(paths.root),
+    }
+
+
+def down(progress: Progress = plain_progress, paths: LabPaths | None = None, purge: bool = False) -> int | None:
+    """Stop our qemu (L2s die with L1) and remove the run folder; purge also drops the build cache."""
+    paths = paths or LabPaths.default()
+    with _locked(paths):
+        pid = qemu.stop_l1(paths)
+        progress(f"stopped l1 qemu (pid {pid})" if pid else "no lab qemu running")
+        _remove_run(paths)
+        if purge:
+            for p in (paths.kernel_dir, paths.keys_dir):
+                shutil.rmtree(p, ignore_errors=True)
+            for p in (paths.initramfs, paths.initramfs.with_suffix(".sha256")):
+                p.unlink(missing_ok=True)
+            progress(f"removed the lab cache in {paths.root}")
+        return pid
