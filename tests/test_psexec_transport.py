@@ -322,3 +322,60 @@ def test_kill_taskkills_child_then_wrapper(fake, monkeypatch):
     kills = [(c["executable"], c["arguments"]) for c in runs(FakePsexecClient.created[0]) if not c["asynchronous"]]
     assert kills == [("taskkill.exe", "/PID 7202 /T /F"), ("taskkill.exe", "/PID 7200 /T /F")]
     t.close()
+
+
+class FakeSmbclientModule:
+    """Stands in for smbprotocol's smbclient module (no SMB server here); raises its real errors."""
+
+    def __init__(self):
+        from smbprotocol.exceptions import NtStatus, SMBOSError
+
+        self.files: dict[str, bytes] = {}
+        self.dirs: list[str] = []
+        self.sessions: list[tuple] = []
+        self._missing = lambda path: SMBOSError(NtStatus.STATUS_OBJECT_NAME_NOT_FOUND, path)
+
+    def register_session(self, server, username=None, password=None, port=445, encrypt=None, connection_timeout=60):
+        self.sessions.append((server, username, port, encrypt, connection_timeout))
+
+    def makedirs(self, path, exist_ok=False):
+        self.dirs.append(path)
+
+    def open_file(self, path, mode="r", share_access=None):
+        import io
+
+        fake = self
+        if "r" in mode:
+            if path not in self.files:
+                raise self._missing(path)
+            assert share_access == "rwd"  # the wrapper still has the file open for writing
+            return io.BytesIO(self.files[path])
+
+        class Writer(io.BytesIO):
+            def close(self):
+                fake.files[path] = self.getvalue()
+                super().close()
+        return Writer()
+
+    def remove(self, path):
+        if path not in self.files:
+            raise self._missing(path)
+        del self.files[path]
+
+
+def test_smb_files_over_the_smbclient_api(monkeypatch):
+    import smbclient
+
+    fake_module = FakeSmbclientModule()
+    for name in ("register_session", "makedirs", "open_file", "remove"):
+        monkeypatch.setattr(smbclient, name, getattr(fake_module, name))
+    files = psexec.SmbFiles("h.fake.invalid", "LAB\\u", SECRET, 445, 30)
+    assert fake_module.sessions == [("h.fake.invalid", "LAB\\u", 445, True, 30)]
+    unc = r"\\h.fake.invalid\C$\w\spawn\x.out"
+    assert files.read_from(unc, 0) is None  # not written yet: None, not an error
+    files.write_bytes(unc, b"line1\nline2\n")
+    assert fake_module.dirs == [r"\\h.fake.invalid\C$\w\spawn"]
+    assert files.read_from(unc, 6) == b"line2\n"
+    files.remove(unc)
+    files.remove(unc)  # already gone: fine
+    assert files.read_from(unc, 0) is None

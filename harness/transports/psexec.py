@@ -15,6 +15,7 @@ Rules this file exists to keep:
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -79,14 +80,17 @@ class SmbFiles:
             with self._smb.open_file(unc, mode="rb", share_access="rwd") as handle:
                 handle.seek(offset)
                 return handle.read()
-        except FileNotFoundError:
-            return None
+        except OSError as exc:  # smbprotocol's SMBOSError is an OSError, not a FileNotFoundError
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
 
     def remove(self, unc: str) -> None:
         try:
             self._smb.remove(unc)
-        except FileNotFoundError:
-            pass
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
 
 
 client_factory: Callable = _pypsexec_client
