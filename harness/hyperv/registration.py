@@ -288,8 +288,9 @@ class RegistrationGuard:
         with RegistrationGuard(inventory, cells=cells, keep=args.keep_registration):
             ...run the cells...
 
-    `transport_for(node)` gives the node's transport (default: harness.transports.open_transport,
-    closed again at exit); pass the AgentPool's transports to reuse connections. With
+    `transport_for(node)` gives the node's transport; the default is harness.transports.open_transport,
+    whose cached transports the run shares and AgentPool.close() / close_inventory() close, so the
+    guard never closes them itself (the session passes `lambda n: pool.transport(n.name)`). With
     strict=False a host that cannot be registered is recorded in `errors` (its cells will fail
     on their own) instead of aborting the run.
     """
@@ -321,8 +322,7 @@ class RegistrationGuard:
         else:
             from harness.transports import open_transport
 
-            transport = open_transport(node, self.inventory)
-            self._owned.append(transport)
+            transport = open_transport(node, self.inventory)  # shared cache: not ours to close
         self._transports[node.name] = transport
         return transport
 
