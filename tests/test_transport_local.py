@@ -1,0 +1,55 @@
+"""The local transport: subprocess on the controller, optionally inside a network namespace."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from harness.node import Access, Node
+from harness.transports import open_transport
+from harness.transports.base import CommandTimeout, PROBE_SOURCE
+from harness.transports.local import LocalTransport
+from tests.netns_lab import netns_lab  # noqa: F401  (fixture)
+
+
+def local_node(**access) -> Node:
+    return Node(name="ctl", role="host", os="linux", family="tcp", address="127.0.0.1", access=Access(**access))
+
+
+def test_run_spawn_and_timeout_kill(tmp_path):
+    t = open_transport(local_node())
+    assert isinstance(t, LocalTransport)
+    res = t.run(["sh", "-c", "cat; echo e >&2; exit 4"], timeout=10, stdin=b"in")
+    assert (res.rc, res.stdout, res.stderr) == (4, "in", "e\n")
+    proc = t.spawn(["sh", "-c", "read x; echo got $x; exec sleep 60"])
+    proc.write_line("it")
+    assert proc.read_line(5) == "got it"
+    proc.kill()
+    assert proc.wait(5) is not None
+    start = time.monotonic()
+    with pytest.raises(CommandTimeout):
+        t.run(["sleep", "30"], timeout=0.5)
+    assert time.monotonic() - start < 5
+
+
+def test_probe_is_used_in_place_or_copied_to_a_workdir(tmp_path):
+    assert LocalTransport(local_node()).probe_command()[1] == str(PROBE_SOURCE)
+    t = LocalTransport(local_node(workdir=str(tmp_path / "w")))
+    cmd = t.probe_command()
+    assert cmd[1] == str(tmp_path / "w" / "probe.py")
+    assert (tmp_path / "w" / "probe.py").read_bytes() == PROBE_SOURCE.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["probe.py"]
+
+
+@pytest.mark.netns
+def test_netns_prefix_runs_inside_the_namespace(netns_lab):
+    t = LocalTransport(local_node(netns=netns_lab.ns("b")))
+    assert t.run(["hostname", "-I"], timeout=10).stdout.split() == [netns_lab.addr("b")]
+    proc = t.spawn(["sleep", "30"])
+    try:
+        deadline = time.monotonic() + 5  # ip netns exec enters the namespace, then execs in place
+        while proc.pid not in netns_lab.pids("b") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.pid in netns_lab.pids("b")
+    finally:
+        proc.kill()
