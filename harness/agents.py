@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import shlex
 import threading
 import time
 from typing import Any, Callable
@@ -45,6 +46,10 @@ class ProbeAgent:
 
     def lab_args(self) -> list[str]:
         return ["--lab-node"] if self.node.lab_node else []
+
+    def describe(self, op: str, **fields: Any) -> str:
+        """What this agent sends for `op` (for Observation.commands): a JSON request line."""
+        return json.dumps(dict(op=op, **fields), sort_keys=True)
 
 
 class SessionAgent(ProbeAgent):
@@ -217,9 +222,26 @@ class OneShotAgent(ProbeAgent):
         out = ["--family", family, "--addr", str(addr), "--port", str(port)]
         return out + (["--service", service] if service else [])
 
-    def listen(self, family, addr, port, service, timeout, count=1):
-        argv = self._cmd("serve", *self._addr_args(family, addr, port, service), "--count", count,
+    def _listen_argv(self, family, addr, port, service, timeout, count=1) -> list[str]:
+        return self._cmd("serve", *self._addr_args(family, addr, port, service), "--count", count,
                          "--timeout", f"{float(timeout):g}")
+
+    def _connect_argv(self, family, addr, port, service, payload, timeout, connect_timeout=None) -> list[str]:
+        args = self._addr_args(family, addr, port, service) + ["--payload", payload, "--timeout", f"{float(timeout):g}"]
+        if connect_timeout is not None:
+            args += ["--connect-timeout", f"{float(connect_timeout):g}"]
+        return self._cmd("connect", *args)
+
+    def describe(self, op: str, **fields: Any) -> str:
+        """The command line this agent runs for `op`."""
+        if op == "listen":
+            return shlex.join(self._listen_argv(**fields))
+        if op == "connect":
+            return shlex.join(self._connect_argv(**fields))
+        return f"{op} {json.dumps(fields, sort_keys=True)}" if fields else op
+
+    def listen(self, family, addr, port, service, timeout, count=1):
+        argv = self._listen_argv(family, addr, port, service, timeout, count)
         self.sent.append(" ".join(argv))
         proc = self.transport.spawn(argv)
         deadline = time.monotonic() + float(self.node.access.connect_timeout) + self.margin + 60.0
@@ -245,10 +267,7 @@ class OneShotAgent(ProbeAgent):
             return msg  # bind_failed, refused, error
 
     def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None):
-        args = self._addr_args(family, addr, port, service) + ["--payload", payload, "--timeout", f"{float(timeout):g}"]
-        if connect_timeout is not None:
-            args += ["--connect-timeout", f"{float(connect_timeout):g}"]
-        argv = self._cmd("connect", *args)
+        argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout)
         self.sent.append(" ".join(argv))
         budget = float(timeout) + float(connect_timeout or 0) + self.margin + float(self.node.access.connect_timeout)
         try:

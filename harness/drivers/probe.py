@@ -16,8 +16,13 @@ from harness.outcome import Observation, Outcome
 LISTEN_GRACE = 30.0  # the listener outlives the client's whole attempt by this much, then exits by itself
 
 
-def _record(commands: list[str], node: str, op: str, **fields) -> None:
-    commands.append(f"{node}: {json.dumps(dict(op=op, **fields), sort_keys=True)}")
+def _record(commands: list[str], agent, op: str, **fields) -> None:
+    """What was actually sent: the session request line, or the one-shot command line."""
+    try:
+        text = agent.describe(op, **fields)
+    except Exception:  # describing must never cost the cell
+        text = json.dumps(dict(op=op, **fields), sort_keys=True)
+    commands.append(f"{agent.node.name}: {text}")
 
 
 def run(plan: CellPlan, pool: AgentPool) -> Observation:
@@ -28,7 +33,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         server = pool.agent(s_node.name)
         listen = dict(family=s_node.family, addr=plan.bind.addr, port=cell.port, service=plan.service_for(s_node),
                       timeout=float(cell.timeout) * 2 + LISTEN_GRACE, count=1)
-        _record(commands, s_node.name, "listen", **listen)
+        _record(commands, server, "listen", **listen)
         ev = server.listen(**listen)
     except NodeError as exc:
         obs.detail = f"server: {exc}"
@@ -49,7 +54,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         connect = dict(family=c_node.family, addr=plan.target.addr, port=cell.port,
                        service=plan.service_for(c_node), payload=cell.payload, timeout=float(cell.timeout),
                        connect_timeout=float(cell.timeout))
-        _record(commands, c_node.name, "connect", **connect)
+        _record(commands, client, "connect", **connect)
         res = client.connect(**connect)
         _classify(obs, res, plan)
     except NodeError as exc:
@@ -57,7 +62,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         obs.detail = f"client: {exc}"
     finally:
         try:
-            _record(commands, s_node.name, "stop", listener=listener)
+            _record(commands, server, "stop", listener=listener)
             stopped = server.stop(listener)
             obs.extra["server_accepted"] = stopped.get("accepted")
             obs.extra["server_peers"] = stopped.get("peers")
