@@ -10,6 +10,7 @@ import json
 import shutil
 import struct
 import subprocess
+import tempfile
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
@@ -100,9 +101,10 @@ def chromium(tmp_path: Path, url: str, *extra: str, width: int = 1000, height: i
     return proc.stdout
 
 
-def probed_copy(html: Path) -> Path:
-    copy = html.with_name("probed.html")
-    copy.write_text(html.read_text(encoding="utf-8").replace("</body>", PROBE_JS + "</body>"), encoding="utf-8")
+def probed_copy(html: Path, click: bool = True, name: str = "probed.html") -> Path:
+    probe = PROBE_JS if click else PROBE_JS.replace("first.click();", "")
+    copy = html.with_name(name)
+    copy.write_text(html.read_text(encoding="utf-8").replace("</body>", probe + "</body>"), encoding="utf-8")
     return copy
 
 
@@ -172,10 +174,12 @@ def rendered(tmp_path_factory):
     html = build_reports(tmp)
     probed = probed_copy(html)
     root, cells = dom(chromium(tmp, probed.as_uri(), "--dump-dom"))
+    # pixels are read with the details panel closed (it floats over the matrix when open)
     shot = tmp / "matrix.png"
-    chromium(tmp, probed.as_uri(), f"--screenshot={shot}")
-    keep = Path("/tmp/hvsock-matrix-chromium.png")
-    shutil.copyfile(shot, keep)  # for a human look after the run
+    chromium(tmp, probed_copy(html, click=False, name="closed.html").as_uri(), f"--screenshot={shot}")
+    with_panel = tmp / "matrix-panel.png"
+    chromium(tmp, probed.as_uri(), f"--screenshot={with_panel}")
+    shutil.copyfile(with_panel, Path(tempfile.gettempdir()) / "hvsock-matrix-chromium.png")  # for a human look
     return {"html": html, "root": root, "cells": cells, "shot": shot}
 
 
@@ -236,6 +240,23 @@ def test_phone_width_scrolls_the_matrix_not_the_page(rendered, tmp_path):
     assert int(root["data-doc-width"]) <= viewport
     scroll_width, client_width = json.loads(root["data-scroll"])
     assert scroll_width > client_width  # the wide matrix scrolls inside its box
+
+
+def test_compressed_details_open_on_click(rendered, tmp_path):
+    """Large reports embed the click details gzip+base64; the browser decodes them on click."""
+    from harness.matrix import build_report
+    from harness.report.html import render_html
+
+    run = load_run(rendered["html"].with_name("results.json"))
+    page = render_html(build_report(run), inline_limit=0)
+    assert 'data-encoding="gzip+base64"' in page
+    wait_js = PROBE_JS.replace('root.setAttribute("data-panel-text",panel.textContent);',
+                               'setTimeout(function(){root.setAttribute("data-panel-text",panel.textContent);},200);')
+    probed = tmp_path / "compressed.html"
+    probed.write_text(page.replace("</body>", wait_js + "</body>"), encoding="utf-8")
+    root, _ = dom(chromium(tmp_path, probed.as_uri(), "--dump-dom", "--virtual-time-budget=5000"))
+    assert root["data-panel-hidden"] == "0"
+    assert "commands" in root["data-panel-text"] and "probe connect hyperv" in root["data-panel-text"]
 
 
 def test_prints_to_pdf(rendered, tmp_path):

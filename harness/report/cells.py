@@ -69,9 +69,8 @@ def title(cell: MatrixCell) -> str:
     """The hover text: enough to judge the cell without opening anything."""
     result, obs = cell.result, cell.observed
     lines = [cell.id,
-             f"observed: {observed_line(obs)} - {MEANING[obs.outcome]}",
-             "expected: " + (f"{cell.expected.value} (documented)" if cell.expected is not None
-                             else "unknown (this run documents it)")
+             f"observed: {observed_line(obs)}",
+             "expected: " + (f"{cell.expected.value}" if cell.expected is not None else "unknown")
              + (" - DIFFERS" if cell.mismatch else "")
              + (" - disputed" if result.disputed else "")]
     if cell.baseline is not None:

@@ -5,6 +5,8 @@ also what keeps a 10,000-cell report fast to render (see benchmarks/bench_report
 """
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +20,12 @@ from harness.outcome import Outcome
 from harness.report import cells as words
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# Click-panel details above this size are embedded gzip+base64 (decoded by the browser's
+# DecompressionStream on the first click): what keeps a 10,000-cell report under 5 MB.
+INLINE_DETAILS_LIMIT = 256 * 1024
+# Above this many cells the history strips stay plain letters (colouring them costs ~11 DOM
+# nodes per cell, which is what makes a huge page slow to open).
+COLOUR_STRIPS_UP_TO = 3000
 
 
 @lru_cache(maxsize=1)
@@ -26,10 +34,13 @@ def _environment() -> jinja2.Environment:
                               autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
 
-def _json_script(data: Any) -> Markup:
-    """JSON safe inside <script>: every '<' escaped, so no '</script>' can end it early."""
+def _details_script(data: Any, inline_limit: int) -> tuple[str, Markup]:
+    """(encoding, text) safe inside <script>: JSON with every '<' escaped, or gzip+base64."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return Markup(text.replace("<", "\\u003c"))
+    if len(text) <= inline_limit:
+        return "json", Markup(text.replace("<", "\\u003c"))
+    packed = base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0))
+    return "gzip+base64", Markup(packed.decode("ascii"))
 
 
 def _matrix_view(matrix: Matrix, details: list[dict[str, Any]]) -> dict[str, Any]:
@@ -50,8 +61,7 @@ def _matrix_view(matrix: Matrix, details: list[dict[str, Any]]) -> dict[str, Any
                     "i": len(details) - 1,
                     "title": words.title(cell),
                     "sym": cell.observed.outcome.value,
-                    "exp": words.expected_text(cell),
-                    "sub": words.short(cell),
+                    "sub": " · ".join(x for x in ("exp " + words.expected_text(cell), words.short(cell)) if x),
                     "strip": words.strip(cell),
                     "flip": cell.flip,
                     "mm": cell.mismatch,
@@ -63,8 +73,7 @@ def _matrix_view(matrix: Matrix, details: list[dict[str, Any]]) -> dict[str, Any
 
 
 def _change_view(cells) -> list[dict[str, Any]]:
-    return [{"id": c.id, "line": words.change_line(c), "cls": words.css_class(c.observed.outcome),
-             "title": words.title(c)} for c in cells]
+    return [{"line": words.change_line(c), "cls": words.css_class(c.observed.outcome)} for c in cells]
 
 
 def _meta_view(report: MatrixReport) -> dict[str, Any]:
@@ -90,17 +99,21 @@ def _meta_view(report: MatrixReport) -> dict[str, Any]:
     return {"items": [(k, v) for k, v in items if v], "counts": counts, "facts": facts}
 
 
-def render_html(report: MatrixReport, history_runs: int | None = None) -> str:
+def render_html(report: MatrixReport, history_runs: int | None = None,
+                inline_limit: int = INLINE_DETAILS_LIMIT) -> str:
     details: list[dict[str, Any]] = []
     matrices = [_matrix_view(m, details) for m in report.matrices]
     history_runs = len(report.history) if history_runs is None else history_runs
+    encoding, payload = _details_script(details, inline_limit)
     return _environment().get_template("matrix.html.j2").render(
         run=report.run,
         meta=_meta_view(report),
         flips=_change_view(report.flips),
         mismatches=_change_view(report.mismatches),
         matrices=matrices,
-        details=_json_script(details),
+        details=payload,
+        details_encoding=encoding,
+        colour_strips=len(details) <= COLOUR_STRIPS_UP_TO,
         history_runs=history_runs,
         baseline=report.baseline_label,
         outcomes=[(o.value, words.css_class(o), words.MEANING[o]) for o in Outcome],
