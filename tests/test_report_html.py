@@ -108,3 +108,51 @@ def test_large_details_are_embedded_compressed_and_decode_to_the_same_data():
     encoding, packed = details_blob(render_html(report, inline_limit=0))
     assert encoding == "gzip+base64"
     assert json.loads(gzip.decompress(base64.b64decode(packed))) == json.loads(plain)
+
+
+class Grid(HTMLParser):
+    """Rows of one matrix table as [row header, cell symbols...] (symbols with marks, like the terminal)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+        self._in = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "th" and attrs.get("scope") == "row":
+            self._in = "th"
+        elif tag == "td":
+            self.rows[-1].append("")
+        elif tag == "div" and "data-i" in attrs:
+            classes = attrs["class"].split()
+            symbol = {"NA": "n/a"}.get(classes[1], classes[1])
+            self.rows[-1][-1] += ("/" if self.rows[-1][-1] else "") + ("*" if "fl" in classes else "") + symbol
+
+    def handle_endtag(self, tag):
+        if tag == "th":
+            self._in = None
+
+    def handle_data(self, data):
+        if self._in == "th":
+            self.rows[-1].append(data)
+
+
+def test_html_matrix_agrees_with_the_terminal_matrix():
+    from harness.report.terminal import render_matrix
+
+    report = sample_report()
+    page = render_html(report)
+    for matrix in report.matrices:
+        start = page.index(f'data-scenario="{matrix.scenario}"')
+        grid = Grid()
+        grid.feed(page[start:page.index("</table>", start)])
+        html_rows = [r for r in grid.rows if r]
+        term_rows = [line.split() for line in render_matrix(matrix)[2:]]
+        # terminal cells carry the expectation mark (X!O, O?); the HTML shows it separately
+        strip = lambda text: text.split("!")[0].rstrip("?")  # noqa: E731
+        assert [[r[0]] + [c or "." for c in r[1:]] for r in html_rows] == \
+               [[r[0]] + [strip(c) for c in r[1:]] for r in term_rows]
