@@ -1,0 +1,133 @@
+"""Lab-in-a-box building blocks, without booting anything: fast, always run.
+
+What could go wrong here breaks every boot silently (a guest that hangs, a signature left on a
+module, an inventory the loader refuses, qemu listening beyond loopback), so it is pinned here.
+"""
+from __future__ import annotations
+
+import lzma
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.lab import inventory_file, kernel, qemu
+from harness.lab.initramfs import build_cpio, init_script
+from harness.lab.keys import write_known_hosts
+from harness.lab.paths import LabPaths
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_strip_signature_cuts_exactly_the_appended_signature():
+    body = b"\x7fELF" + b"module body" * 10
+    sig = b"S" * 37
+    desc = bytes(8) + len(sig).to_bytes(4, "big")
+    assert kernel.strip_signature(body + sig + desc + kernel.SIG_MAGIC) == body
+    assert kernel.strip_signature(body) == body  # unsigned modules are left alone
+
+
+def test_strip_signature_rejects_a_length_larger_than_the_module():
+    desc = bytes(8) + (10_000).to_bytes(4, "big")
+    with pytest.raises(ValueError):
+        kernel.strip_signature(b"tiny" + desc + kernel.SIG_MAGIC)
+
+
+def test_vmlinux_is_found_inside_a_bzimage_like_blob():
+    elf = b"\x7fELF" + b"kernel" * 1000
+    blob = b"setup-code" * 50 + lzma.compress(elf, format=lzma.FORMAT_XZ) + b"trailer"
+    assert kernel.vmlinux_from_bzimage(blob) == elf
+
+
+def test_module_order_loads_the_virtio_transport_common_before_its_users():
+    for order in (kernel.L1_MODULES, kernel.L2_MODULES + [kernel.LOOPBACK_MODULE]):
+        common = order.index("vmw_vsock_virtio_transport_common")
+        for user in ("vsock_loopback", "vhost_vsock", "vmw_vsock_virtio_transport"):
+            if user in order:
+                assert order.index(user) > common, user
+
+
+@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed")
+def test_cpio_archive_unpacks_with_gnu_cpio(tmp_path):
+    blob = build_cpio({"bin": (0o040755, b""), "init": (0o100755, b"#!/bin/sh\necho hi\n")},
+                      {"dev/console": (0o020600, 5, 1)})
+    proc = subprocess.run(["cpio", "-it"], input=blob, capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().split() == ["bin", "dev/console", "init"]
+
+
+@pytest.mark.skipif(not Path("/bin/busybox").exists(), reason="busybox-static not installed")
+def test_init_script_parses_with_busybox_sh(tmp_path):
+    script = tmp_path / "init"
+    script.write_bytes(init_script())
+    proc = subprocess.run(["/bin/busybox", "sh", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_init_writes_the_lab_marker_only_into_the_guests_own_run():
+    text = init_script().decode()
+    assert "> /newroot/run/hvsock-matrix-lab-guest" in text
+    # /newroot/run is a fresh tmpfs mounted by the guest, before the marker is written
+    assert text.index("mount -t tmpfs -o mode=0755 run /newroot/run") < text.index("hvsock-matrix-lab-guest\n")
+    assert "restrict=on" in text and "hostfwd=tcp:127.0.0.1:" in text
+
+
+def test_l1_qemu_reaches_nothing_but_a_loopback_forward(tmp_path):
+    argv = qemu.l1_argv(LabPaths(tmp_path), port=2299, guests=2)
+    netdevs = [argv[i + 1] for i, a in enumerate(argv) if a == "-netdev"]
+    assert netdevs == ["user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2299-:22"]
+    assert "tcg,thread=multi" in argv and "-pidfile" in argv
+    assert argv[:2] == ["timeout", "-k"]  # a forgotten lab dies at its TTL
+    append = argv[argv.index("-append") + 1]
+    assert "tsc_early_khz=" in append  # without it half the microvm boots hang
+    fsdev_root = [a for a in argv if a.startswith("local,id=root")]
+    assert fsdev_root and "readonly=on" in fsdev_root[0]
+
+
+def test_is_our_qemu_refuses_a_pid_that_is_not_our_qemu(tmp_path):
+    import os
+
+    assert not qemu.is_our_qemu(os.getpid(), LabPaths(tmp_path))
+
+
+def test_generated_inventory_loads_and_matches_the_committed_one(tmp_path):
+    from harness.inventory import load_inventory
+
+    default = LabPaths(Path.home() / ".cache" / "hvsock-matrix" / "lab")
+    committed = (REPO / "inventory" / "lab-in-a-box.yaml").read_text()
+    assert inventory_file.inventory_text(default, 2222, 2) == committed
+    path = tmp_path / "inv.yaml"
+    path.write_text(inventory_file.inventory_text(LabPaths(tmp_path), 2345, 2))
+    inv = load_inventory(path)
+    assert [n for n in inv.nodes] == ["l1", "vm21", "vm22"]
+    assert inv.node("l1").cid == 2 and inv.node("vm21").cid == 21 and inv.node("vm22").cid == 22
+    assert inv.node("vm21").parent == "l1" and inv.node("vm21").access.jump == "l1"
+    assert inv.node("l1").access.port == 2345 and inv.node("l1").access.host == "127.0.0.1"
+    assert all(n.lab_node and n.access.host_key_policy == "reject" for n in inv.nodes.values())
+    assert inv.node("vm22").access.connect_timeout >= 300
+
+
+def test_known_hosts_pins_each_node_at_its_forwarded_port(tmp_path):
+    from harness.lab.keys import ensure_keys
+
+    paths = LabPaths(tmp_path)
+    ensure_keys(paths, ["l1", "vm21"])
+    kh = write_known_hosts(paths, inventory_file.endpoints(2345, 1)).read_text().splitlines()
+    assert kh[0].startswith("[127.0.0.1]:2345 ssh-ed25519 ")
+    assert kh[1].startswith("[127.0.0.1]:22021 ssh-ed25519 ")
+    assert kh[0].split()[2] != kh[1].split()[2]  # one host key per node
+    assert (paths.client_key.stat().st_mode & 0o077) == 0
+
+
+def test_lab_scenarios_resolve_against_the_lab_inventory():
+    from harness.inventory import load_inventory
+    from harness.scenario import load_cells
+
+    inv = load_inventory(REPO / "inventory" / "lab-in-a-box.yaml")
+    kvm = load_cells(REPO / "scenarios" / "linux-kvm.yaml", inv)
+    assert len(kvm) == 3 * 6 * 3 * 6 and not [c for c in kvm if c.skip_reason]
+    assert len({c.port for c in kvm}) == len(kvm)
+    c = [x for x in load_cells(REPO / "scenarios" / "c-kvm-vsock.yaml", inv) if x.label in ("C1", "C2")]
+    assert {(x.server_on, x.client_on) for x in c} >= {("vm21", "l1"), ("l1", "vm21")}
+    assert not [x for x in c if x.skip_reason]
