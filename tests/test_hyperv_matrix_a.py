@@ -125,6 +125,9 @@ def test_every_cell_of_matrix_a_gets_a_real_outcome(lab):
     assert errors == {}
     assert Outcome.O in outcomes and Outcome.X in outcomes
     assert lab.listeners == [] and lab.machine(FAKE_HOST).gcs == {}
+    # nothing left in the nodes' spawn folders once the pool closed: only the deployed probes remain
+    assert sorted(lab.share.files) == sorted(psexec.admin_share_path(a, r"C:\Windows\Temp\hvsock-matrix\probe.py").lower()
+                                             for a in (FAKE_HOST, FAKE_VM))
 
 
 def test_a_registration_script_is_sent_once_per_run_not_per_cell(lab):

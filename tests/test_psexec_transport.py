@@ -299,13 +299,14 @@ def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fak
     assert proc.pid == 7102
     assert proc.wait(0.1) is None
     fake.share.append(base + ".out", b'epted"}\n{"event":"done"}\n')
+    fake.share.write_bytes(base + ".err", b"l1\r\nTraceback: boom\r\n")
     fake.share.write_bytes(base + ".rc", b"0")
     assert proc.read_line(1) == '{"event":"accepted"}'
     assert proc.read_line(1) == '{"event":"done"}'
     assert proc.read_line(1) is None
     assert proc.wait(1) == 0
-    fake.share.write_bytes(base + ".err", b"l1\r\nTraceback: boom\r\n")
-    assert proc.stderr_tail().splitlines()[-1] == "Traceback: boom"
+    assert proc.stderr_tail().splitlines()[-1] == "Traceback: boom"  # kept after the files were removed
+    assert not any(k.startswith(base.lower()) for k in fake.share.files)
     proc.kill()  # already ended: nothing to kill
     assert len(runs(FakePsexecClient.created[0])) == 1
     with pytest.raises(NodeError, match="no stdin"):
@@ -313,7 +314,29 @@ def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fak
     t.close()
 
 
-def test_kill_taskkills_child_then_wrapper(fake, monkeypatch):
+def test_kill_taskkills_the_child_and_the_wrapper_reports_its_exit(fake, monkeypatch):
+    def handler(c, call):
+        if call["asynchronous"]:
+            return None, None, 7200
+        base = admin_share_path(HOST, proc.base)
+        fake.share.write_bytes(base + ".err", b"killed\r\n")
+        fake.share.write_bytes(base + ".rc", b"1")  # the wrapper saw EOF and wrote the exit code
+        return b"SUCCESS", b"", 0
+    fake.handler = handler
+    t = PsexecTransport(node())
+    proc = t.spawn(["py", "-3", "probe.py", "serve"])
+    fake.share.write_bytes(admin_share_path(HOST, proc.base + ".pid"), b"7202")
+    fake.share.write_bytes(admin_share_path(HOST, proc.base + ".out"), b"")
+    proc.kill()
+    kills = [(c["executable"], c["arguments"]) for c in runs(FakePsexecClient.created[0]) if not c["asynchronous"]]
+    assert kills == [("taskkill.exe", "/PID 7202 /T /F")]
+    assert proc.wait(0) == 1 and proc.stderr_tail() == "killed"
+    assert not any(k.startswith(admin_share_path(HOST, proc.base).lower()) for k in fake.share.files)  # tidied
+    t.close()
+
+
+def test_kill_takes_the_wrapper_too_when_it_does_not_finish(fake, monkeypatch):
+    monkeypatch.setattr(psexec, "KILL_GRACE", 0.1)
     fake.handler = lambda c, call: (None, None, 7200) if call["asynchronous"] else (b"SUCCESS", b"", 0)
     t = PsexecTransport(node())
     proc = t.spawn(["py", "-3", "probe.py", "serve"])
@@ -321,6 +344,7 @@ def test_kill_taskkills_child_then_wrapper(fake, monkeypatch):
     proc.kill()
     kills = [(c["executable"], c["arguments"]) for c in runs(FakePsexecClient.created[0]) if not c["asynchronous"]]
     assert kills == [("taskkill.exe", "/PID 7202 /T /F"), ("taskkill.exe", "/PID 7200 /T /F")]
+    assert proc.wait(0) == 1
     t.close()
 
 

@@ -35,6 +35,7 @@ DEFAULT_PYTHON = ["py", "-3"]
 SMB_PORT = 445
 CALL_GRACE = 15.0  # seconds past a command's own timeout before the controller gives up on the Client
 POLL_START, POLL_MAX = 0.05, 0.5
+KILL_GRACE = 3.0  # seconds for a killed child's wrapper to write its exit code
 SPAWN_DIR = "spawn"
 
 from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, Process, Transport
@@ -255,6 +256,7 @@ class PsexecProcess(Process):
         self._buffer = b""
         self._child_pid: int | None = None
         self._rc: int | None = None
+        self._err_text: str | None = None
 
     def _unc(self, suffix: str) -> str:
         return admin_share_path(self._t.node.access.host, self.base + suffix)
@@ -310,6 +312,7 @@ class PsexecProcess(Process):
                 if self._buffer:
                     rest, self._buffer = self._buffer, b""
                     return rest.decode("utf-8", errors="replace").rstrip("\r")
+                self._finished()
                 return None
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no output line from background process within {timeout:g}s")
@@ -317,11 +320,22 @@ class PsexecProcess(Process):
             pause = min(pause * 2, POLL_MAX)
 
     def stderr_tail(self) -> str:
-        try:
-            text = self._read_small(".err") or ""
-        except NodeError:
-            return ""
+        text = self._err_text
+        if text is None:
+            try:
+                text = self._read_small(".err") or ""
+            except NodeError:
+                return ""
         return "\n".join(text.splitlines()[-5:])
+
+    def _finished(self) -> None:
+        """Output fully read: keep stderr, then remove the files from the node's workdir."""
+        if self._err_text is None:
+            try:
+                self._err_text = self._read_small(".err") or ""
+            except NodeError:
+                self._err_text = ""
+            self.remove_files()
 
     def wait(self, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
@@ -334,11 +348,17 @@ class PsexecProcess(Process):
             pause = min(pause * 2, POLL_MAX)
 
     def kill(self) -> None:
-        """taskkill the child (and its tree), then the wrapper: a server never outlives its cell."""
+        """taskkill the child's tree; its wrapper then writes the exit code and ends. If it does not
+        within KILL_GRACE, the wrapper goes too: a server never outlives its cell."""
         if self._exit_code() is not None:
+            self._finished()
             return
-        for pid in dict.fromkeys([self.pid, self.wrapper_pid]):
-            self._t.run(["taskkill.exe", "/PID", str(pid), "/T", "/F"], timeout=30)
+        self._t.run(["taskkill.exe", "/PID", str(self.pid), "/T", "/F"], timeout=30)
+        if self.wait(KILL_GRACE) is None:
+            if self.pid != self.wrapper_pid:
+                self._t.run(["taskkill.exe", "/PID", str(self.wrapper_pid), "/T", "/F"], timeout=30)
+            self._rc = 1  # taskkill /F leaves exit code 1
+        self._finished()
 
     def remove_files(self) -> None:
         for suffix in (".out", ".err", ".pid", ".rc"):
@@ -364,6 +384,7 @@ class PsexecTransport(Transport):
         self._key = _registry_key(access) if access.host else None
         self._shared: _SharedClient | None = None
         self._closed = False
+        self._spawned: list[PsexecProcess] = []
 
     # the shared Client, acquired on first use
     def _client(self) -> _SharedClient:
@@ -440,7 +461,9 @@ class PsexecTransport(Transport):
             return client.run_executable(w_exe, arguments=w_args, asynchronous=True, run_elevated=True)
 
         _, _, pid = self._call(go, self.node.access.connect_timeout)
-        return PsexecProcess(self, base, int(pid))
+        proc = PsexecProcess(self, base, int(pid))
+        self._spawned.append(proc)
+        return proc
 
     def put(self, local_path: str, remote_path: str) -> None:
         try:
@@ -475,6 +498,13 @@ class PsexecTransport(Transport):
     def close(self) -> None:
         if self._closed:
             return
+        for proc in self._spawned:  # ended processes' files go; a running one keeps its own
+            try:
+                if proc._exit_code() is not None:
+                    proc._finished()
+            except NodeError:
+                pass
+        self._spawned.clear()
         self._closed = True
         if self._shared is not None:
             _release(self._key, self._shared)
