@@ -26,6 +26,10 @@ DEFAULT_IDLE_TIMEOUT = 900.0  # the session exits by itself when the controller 
 MARGIN = 15.0  # seconds a response may take beyond the operation's own timeout (slow nested guests)
 
 
+class _SessionEnded(Exception):
+    """The resident session died before answering (EOF on its channel)."""
+
+
 class ProbeAgent:
     """The contract both agents share; every method returns the probe's JSON answer as a dict."""
 
@@ -136,18 +140,37 @@ class SessionAgent(ProbeAgent):
             if self._proc is proc:
                 self._dead = reason
             for slot in self._pending.values():
-                slot.setdefault("error", reason)
-                slot["event"].set()
+                if slot.get("proc") is proc:  # a restarted session's requests are not this one's
+                    slot.setdefault("error", reason)
+                    slot["event"].set()
 
     def request(self, op: str, wait: float, **fields: Any) -> dict:
-        """Send one request; its answer, or NodeError if the node or the session failed."""
+        """Send one request; its answer, or NodeError if the node or the session failed.
+
+        A session found dead when a listen/info is sent (it crashed or was killed between cells)
+        is restarted and the request sent once more: nothing of the dead session mattered to it.
+        A connect is never repeated: a session dying under a connect is the cell's E.
+        """
+        try:
+            return self._request_once(op, wait, fields)
+        except _SessionEnded:
+            if op not in ("listen", "info"):
+                raise NodeError(self.node.name, f"probe session ended during {op}") from None
+        try:
+            return self._request_once(op, wait, fields)
+        except _SessionEnded as exc:
+            raise NodeError(self.node.name, one_line(str(exc))) from None
+
+    def _request_once(self, op: str, wait: float, fields: dict) -> dict:
         proc = self._ensure()
         rid = next(self._ids)
         req = {"id": rid, "op": op}
         req.update(fields)
         line = json.dumps(req, sort_keys=True)
-        slot = {"event": threading.Event()}
+        slot = {"event": threading.Event(), "proc": proc}
         with self._lock:
+            if self._dead is not None and self._proc is proc:  # died between _ensure and now
+                raise _SessionEnded(self._dead)
             self._pending[rid] = slot
         self.sent.append(line)
         try:
@@ -156,11 +179,14 @@ class SessionAgent(ProbeAgent):
             except (OSError, BrokenPipeError) as exc:
                 with self._lock:
                     self._dead = self._dead or str(exc)
-                raise NodeError(self.node.name, one_line(f"probe session gone: {exc}")) from None
+                raise _SessionEnded(f"probe session gone: {exc}") from None
             if not slot["event"].wait(wait):
+                with self._lock:  # unresponsive: the next request starts a fresh session (the old one is killed)
+                    if self._proc is proc and self._dead is None:
+                        self._dead = f"unresponsive: no answer to {op} within {wait:g}s"
                 raise NodeError(self.node.name, f"no answer to {op} within {wait:g}s")
             if "answer" not in slot:
-                raise NodeError(self.node.name, one_line(slot.get("error", "probe session ended")))
+                raise _SessionEnded(slot.get("error", "probe session ended"))
             return slot["answer"]
         finally:
             with self._lock:

@@ -20,7 +20,7 @@ import string
 
 from harness.agents import AgentPool
 from harness.drivers import CellPlan
-from harness.drivers.spawned import run_client, server_failure, start_server, stop_server
+from harness.drivers.spawned import ready_margin, run_client, server_failure, start_server, stop_server
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 
@@ -62,7 +62,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
             obs.commands.append(f"{plan.server.name}: {shlex.join(s_argv)}")
             try:
                 start = start_server(pool.transport(plan.server.name), s_argv, lambda line: True,
-                                     float(cell.timeout) + 30.0, listener=(plan.server.family, cell.port))
+                                     float(cell.timeout) + ready_margin(plan.server), listener=(plan.server.family, cell.port))
             except NodeError as exc:
                 obs.detail = f"server: {exc}"
                 return obs

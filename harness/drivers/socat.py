@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from harness.agents import AgentPool
 from harness.drivers import CellPlan
-from harness.drivers.spawned import run_client, server_failure, start_server, stop_server
+from harness.drivers.spawned import ready_margin, run_client, server_failure, start_server, stop_server
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 
@@ -63,7 +63,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
     obs.commands.append(f"{plan.server.name}: {' '.join(s_argv[4:])}")
     try:
         s_transport = pool.transport(plan.server.name)
-        start = start_server(s_transport, s_argv, lambda line: READY in line, float(cell.timeout) + 30.0)
+        start = start_server(s_transport, s_argv, lambda line: READY in line, float(cell.timeout) + ready_margin(plan.server))
     except NodeError as exc:
         obs.detail = f"server: {exc}"
         return obs

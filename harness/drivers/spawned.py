@@ -12,8 +12,15 @@ from typing import Callable
 
 from harness.drivers.errnos import CONNECT_FAILURES, find_errno
 from harness.errors import NodeError
+from harness.node import Node
 from harness.outcome import Observation, Outcome
 from harness.transports.base import CommandTimeout, Process, Transport
+
+
+def ready_margin(node: Node) -> float:
+    """How long beyond the cell's timeout a server may take to get ready: a process start on
+    the node, which the inventory's connect_timeout already sizes (nested lab guests: minutes)."""
+    return max(5.0, float(node.access.connect_timeout))
 
 
 @dataclass
