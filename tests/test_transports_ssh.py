@@ -171,3 +171,28 @@ def test_unreachable_node_fails_with_one_line(netns_lab, inv):
         SSHTransport(node, inv).run(["true"], timeout=20)
     assert time.monotonic() - start < 15
     assert str(err.value).startswith("node nsb-ghost: cannot connect to root@")
+
+
+def test_ssh_config_supplies_hostname_user_key_known_hosts_and_proxyjump(netns_lab, inv, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host lab-b\n  HostName {netns_lab.addr('b')}\n  User root\n  IdentityFile {netns_lab.client_key}\n"
+        f"  UserKnownHostsFile {netns_lab.known_hosts}\n"
+        f"Host lab-c\n  HostName {netns_lab.addr('c')}\n  User root\n  IdentityFile {netns_lab.client_key}\n"
+        f"  UserKnownHostsFile {netns_lab.known_hosts}\n  ProxyJump root@{netns_lab.addr('b')}\n"
+        f"Host {netns_lab.addr('b')}\n  IdentityFile {netns_lab.client_key}\n")
+    monkeypatch.setenv("HOME", str(home))
+    from harness.node import Access, Node
+    b = Node(name="cfg-b", role="host", os="linux", family="tcp", access=Access(kind="ssh", host="lab-b"))
+    t = SSHTransport(b, inv)
+    assert t.settings()["hostname"] == netns_lab.addr("b")
+    assert t.run(["hostname", "-I"], timeout=20).stdout.split() == [netns_lab.addr("b")]
+    t.close()
+    c = Node(name="cfg-c", role="host", os="linux", family="tcp",
+             access=Access(kind="ssh", host="lab-c", known_hosts=netns_lab.known_hosts))
+    t = SSHTransport(c, inv)
+    res = t.run(["ss", "-Htn", "state", "established", "( sport = :22 )"], timeout=20)
+    peers = {line.split()[-1].rsplit(":", 1)[0] for line in res.stdout.splitlines() if line.strip()}
+    assert peers == {netns_lab.addr("b")}  # ProxyJump from ~/.ssh/config was used
+    t.close()

@@ -143,6 +143,7 @@ class SSHTransport(Transport):
         self._jump_opener = jump_opener  # name -> SSHTransport (the cache in transports/__init__)
         self._closed = False
         self.connects = 0  # how many connections this transport opened (rebuilds are visible)
+        self._private_jump: SSHTransport | None = None
 
     # -- connection --------------------------------------------------------------------
     def settings(self) -> dict:
@@ -198,7 +199,12 @@ class SSHTransport(Transport):
             node = Node(name=f"{self.node.name}-proxyjump", role="host", os="linux", family="tcp",
                         access=Access(kind="ssh", host=host, port=port, user=user, known_hosts=a.known_hosts,
                                       host_key_policy=a.host_key_policy, connect_timeout=a.connect_timeout))
-            jump = self._jump_opener(node) if self._jump_opener else SSHTransport(node, self.inventory)
+            if self._jump_opener:
+                jump = self._jump_opener(node)
+            else:  # private to this transport; closed with it
+                if self._private_jump is None:
+                    self._private_jump = SSHTransport(node, self.inventory)
+                jump = self._private_jump
             label = s["proxyjump"]
         else:
             return None
@@ -400,3 +406,6 @@ class SSHTransport(Transport):
         with self._lock:
             self._closed = True
             self._drop()
+            if self._private_jump is not None:
+                self._private_jump.close()
+                self._private_jump = None
