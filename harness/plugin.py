@@ -146,7 +146,7 @@ class CellItem(pytest.Item):
     def runtest(self) -> None:
         from harness.session import get_session
 
-        get_session(self.config).run_and_judge(self.cell)
+        get_session(self.config).run_and_judge(self.cell, self)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, HarnessError):
