@@ -48,8 +48,8 @@ def test_every_documented_cell_is_listed_by_readable_id():
 
 
 def test_k_selects_cells_by_id():
-    result = run_pytest("scenarios/", "--collect-only", "-q", "--inventory", "inventory/hyperv-lab.example.yaml",
-                        "-k", "B1 or C2")
+    result = run_pytest("scenarios/b-linux-vm-on-hyperv.yaml", "scenarios/c-kvm-vsock.yaml", "--collect-only", "-q",
+                        "--inventory", "inventory/hyperv-lab.example.yaml", "-k", "B1 or C2")
     ids = sorted(line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line)
     assert ids == ["B1[hv-host:wildcard<-linux-vm-hv:parent]", "C2-socat[kvm-host:wildcard<-kvm-guest:parent@socat]",
                    "C2[kvm-host:wildcard<-kvm-guest:parent]"]
