@@ -53,13 +53,14 @@ Cell order: explicit cells in file order, then the remaining axes cells in produ
 (server.on, server.bind, client.on, client.target).
 
 Drivers: `probe` runs harness/probe.py on both nodes; `socat` runs socat as the documents
-did (vsock only); `command` runs the templates, with placeholders {bind} {target} {port}
-{service} {payload} {vm_id} {cid} filled from the resolved cell. For a command driver the
-server template runs in the background on the server node and the client template on the
-client node: the cell is O when the client command exits 0, X when it exits non-zero.
-Document 000's "ssh over vsock" (C3) is written this way: the guest runs the documents'
-relay `socat VSOCK-LISTEN:{port},reuseaddr,fork TCP:localhost:22`, the host connects over
-vsock and must read the SSH server's banner (`SSH-`) through it.
+did; `command` runs the templates, with placeholders {bind} {target} {addr} {port} {service}
+{payload} {vm_id} {cid} filled from the resolved cell (harness/drivers/command.py has the
+details). The server template runs in the background on the server node, the client template
+on the client node, and the client decides: O when it exits 0 (and, if it sends {payload},
+"Hello: <payload>" is in its output), X when it exits non-zero with a recognisable connect
+errno, E otherwise. Document 000's "ssh over vsock" (C3) is written this way: the guest runs
+the documents' relay `socat VSOCK-LISTEN:{port},reuseaddr,fork TCP:localhost:22`, the host
+connects over vsock and must read the SSH server's banner (`SSH-`) through it.
 """
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ from harness.outcome import Outcome
 
 SELECTORS = ("host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-TEMPLATE_FIELDS = ("bind", "target", "port", "service", "payload", "vm_id", "cid")
+TEMPLATE_FIELDS = ("bind", "target", "addr", "port", "service", "payload", "vm_id", "cid")  # = harness/drivers/command.py
 EXPECT_WORDS = {"o": "O", "x": "X", "b": "B", "n/a": "n/a", "na": "n/a", "unknown": None}
 DEFAULT_PAYLOAD = "World!"
 DEFAULT_TIMEOUT = 10.0
