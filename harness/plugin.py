@@ -39,6 +39,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="compare with an earlier run: a results.json path, a run id, or 'last'")
     group.addoption("--results-dir", default=None, metavar="DIR",
                     help="where runs and history are written (default: reports/ under the rootdir)")
+    group.addoption("--probe-mode", default="session", choices=("session", "oneshot"),
+                    help="session (default): one resident probe per node, per-cell cost is round-trips; "
+                         "oneshot: a probe process per server and client")
+    group.addoption("--keep-registration", action="store_true", default=False,
+                    help="leave the Hyper-V service GUIDs this run registered on the hosts")
 
 
 def pytest_configure(config: pytest.Config) -> None:
