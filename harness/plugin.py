@@ -161,3 +161,23 @@ class CellItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.cell.defined_at.rsplit(":", 1)[-1]
         return self.path, (int(line) - 1 if line.isdigit() else None), self.cell.id
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """xdist controller: remove the Hyper-V service GUIDs its workers registered (they keep them)."""
+    config = session.config
+    if getattr(config, "workerinput", None) is not None:
+        return
+    from harness.report.pytest_hooks import RUN_KEY
+    from harness.results import run_dir
+    from harness.session import remove_worker_registrations
+
+    info = config.stash.get(RUN_KEY, None)
+    if not info:
+        return
+    folder = run_dir(Path(info["results_dir"]), info["run_id"])
+    for problem in remove_worker_registrations(config, folder):
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(problem, red=True)

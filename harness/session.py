@@ -85,7 +85,10 @@ class RunSession:
 
         items = item.session.items if item is not None else []
         cells = [i.cell for i in items if isinstance(getattr(i, "cell", None), Cell) and not i.cell.skip_reason]
-        keep = bool(self.config.getoption("keep_registration", False))
+        # An xdist worker never removes: another worker may still need the GUIDs. It leaves a
+        # note of what it added and the controller removes it all at the end of the run.
+        worker = getattr(self.config, "workerinput", None) is not None
+        keep = bool(self.config.getoption("keep_registration", False)) or worker
         guard = RegistrationGuard(self.inventory, cells=cells, keep=keep,
                                   transport_for=lambda node: self.pool.transport(node.name), strict=False)
         try:
@@ -94,6 +97,24 @@ class RunSession:
             self._registration_error = str(err)
             return
         self._registration = guard
+        if worker and any(guard.added.values()):
+            from harness.report.pytest_hooks import get_recorder
+            from harness.results import write_json_atomic
+
+            recorder = get_recorder(self.config)
+            write_json_atomic(recorder.run_dir / "registration" / f"{recorder.part_name}.json", guard.added)
+
+    def _registration_failure(self, cell: Cell) -> str | None:
+        """A cell touching a Hyper-V host whose registration failed is E, never X."""
+        if self._registration_error:
+            return f"service registration failed: {self._registration_error}"
+        errors = getattr(self._registration, "errors", None) or {}
+        for name in (cell.server_on, cell.client_on):
+            node = self.inventory.nodes.get(name)
+            for host in (name, node.parent if node else None):
+                if host in errors:
+                    return f"service registration failed on {host}: {errors[host]}"
+        return None
 
     def _record_facts(self, recorder, node_name: str) -> None:
         if node_name in self._facts_done:
@@ -115,6 +136,9 @@ class RunSession:
         if self._lab_error:
             return Observation(Outcome.E, detail=f"lab-in-a-box did not come up: {self._lab_error}")
         self._register_services(item)
+        failure = self._registration_failure(cell)
+        if failure:
+            return Observation(Outcome.E, detail=failure)
         return run_cell(cell, self.inventory, self.pool)
 
     def run_and_judge(self, cell: Cell, item: pytest.Item | None = None) -> None:
@@ -145,3 +169,42 @@ class RunSession:
                 self._pool.close()
                 self._pool = None
 
+
+
+def remove_worker_registrations(config: pytest.Config, run_dir) -> list[str]:
+    """Controller side of an xdist run: remove every GUID the workers registered.
+
+    Returns one line per problem (printed by the caller); nothing is removed with
+    --keep-registration.
+    """
+    import json
+
+    from harness.hyperv.registration import unregister_guids
+    from harness.plugin import get_inventory
+    from harness.transports import open_transport
+
+    folder = run_dir / "registration"
+    if not folder.is_dir():
+        return []
+    added: dict[str, set[str]] = {}
+    for note in sorted(folder.glob("*.json")):
+        for host, guids in json.loads(note.read_text(encoding="utf-8")).items():
+            added.setdefault(host, set()).update(guids)
+    if config.getoption("keep_registration", False):
+        return []
+    problems = []
+    inventory = get_inventory(config)
+    for host, guids in added.items():
+        transport = None
+        try:
+            transport = open_transport(inventory.nodes[host], inventory)
+            unregister_guids(transport, sorted(guids))
+        except (HarnessError, KeyError) as err:
+            problems.append(f"hvsock-matrix: could not remove service registrations on {host}: {err}")
+        finally:
+            if transport is not None:
+                transport.close()
+    for note in folder.glob("*.json"):
+        note.unlink()
+    folder.rmdir()
+    return problems
