@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -174,24 +175,45 @@ def _wait_l1(paths: LabPaths, proc, tail: ConsoleTail, port: int) -> None:
 
 
 def _wait_guests(paths: LabPaths, proc, tail: ConsoleTail, client: L1Client, names: list[str], state: dict) -> None:
+    """One watcher thread per guest: after its console says sshd is up, read its banner through l1.
+
+    The first banner from a nested guest can take tens of seconds (sshd forks and re-executes
+    itself under nested TCG), so each attempt waits up to a minute, guests in parallel.
+    """
     deadline = time.monotonic() + GUESTS_TIMEOUT
-    pending = list(names)
+    ready: dict[str, float] = {}
+
+    def watch(name: str) -> None:
+        port = inv.GUEST_PORT_BASE + inv.guest_cid(name)
+        while time.monotonic() < deadline:
+            try:
+                if any(l.startswith(f"{name}: sshd ready") for l in list(tail.seen)) and \
+                        client.guest_banner(port, timeout=60):
+                    ready[name] = time.monotonic()
+                    return
+            except Exception:  # l1's connection closed under us: the boot is being abandoned
+                return
+            time.sleep(2)
+
+    watchers = [threading.Thread(target=watch, args=(n,), daemon=True, name=f"lab-wait-{n}") for n in names]
+    for t in watchers:
+        t.start()
     last_note = time.monotonic()
-    while pending and time.monotonic() < deadline:
+    while len(state["boot_s"]) < len(names) + 1 and time.monotonic() < deadline:
         _check_alive(paths, proc, tail)
-        for name in list(pending):
-            if any(l.startswith(f"{name}: sshd ready") for l in tail.seen) and client.guest_banner(
-                    inv.GUEST_PORT_BASE + inv.guest_cid(name)):
-                state["boot_s"][name] = round(time.monotonic() - tail.started, 1)
+        for name in names:
+            if name in ready and name not in state["boot_s"]:
+                state["boot_s"][name] = round(ready[name] - tail.started, 1)
                 tail.say(f"{name} answers through l1")
-                pending.remove(name)
+        pending = [n for n in names if n not in state["boot_s"]]
         if pending and time.monotonic() - last_note > 30:
-            tail.say(f"waiting for {', '.join(pending)} (nested TCG boot takes ~3 min)")
+            tail.say(f"waiting for {', '.join(pending)} (nested TCG boot takes 3-5 min)")
             last_note = time.monotonic()
-        time.sleep(1.0)
+        time.sleep(0.5)
+    pending = [n for n in names if n not in state["boot_s"]]
     if pending:
         raise HarnessError(f"lab: {', '.join(pending)} not ready within {GUESTS_TIMEOUT:.0f} s "
-                           f"(consoles in {paths.run_dir})")
+                           f"(consoles kept in {paths.root / 'last-failed-run'})")
 
 
 def _stop_started(paths: LabPaths, proc) -> None:
