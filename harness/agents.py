@@ -76,7 +76,7 @@ class SessionAgent(ProbeAgent):
         self._restarts = 0
         self.events: collections.deque[dict] = collections.deque(maxlen=200)  # unsolicited (accepted, ...)
         self.starts = 0
-        self.sent: list[str] = []  # every request line, for Observation.commands
+        self.sent: collections.deque[str] = collections.deque(maxlen=500)  # recent request lines, for debugging
         self.command: list[str] = []
 
     # -- process ------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class OneShotAgent(ProbeAgent):
         self._servers: dict[str, tuple[Process, list[dict]]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self.sent: list[str] = []
+        self.sent: collections.deque[str] = collections.deque(maxlen=500)
 
     def _cmd(self, *args: Any) -> list[str]:
         return self.transport.probe_command() + [str(a) for a in args] + self.lab_args()

@@ -156,3 +156,32 @@ def test_pytest_runs_the_scenario_against_the_lab_inventory(netns_lab, tmp_path)
     assert "38 passed" in out
     assert "X" in out and "ECONNREFUSED" in (tmp_path / "runs").glob("*/results.json").__next__().read_text()
     netns_lab.assert_clean()
+
+
+def test_netns_lab_cli_up_and_down_leave_nothing(tmp_path):
+    """`python3 -m tests.netns_lab up|down`: the by-hand lab for `pytest scenarios/tcp-netns.yaml`."""
+    from tests.netns_lab import NetnsLab, skip_reason
+    if skip_reason():
+        pytest.skip(skip_reason())
+    d = tmp_path / "lab"
+    up = subprocess.run([sys.executable, "-m", "tests.netns_lab", "up", "--dir", str(d)], cwd=ROOT,
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    lab = NetnsLab.load(str(d)) if (d / "state.json").exists() else None
+    try:
+        assert up.returncode == 0, up.stdout.decode()
+        assert (d / "inventory.yaml").exists()
+        assert set(lab.inventory().nodes) == {"nsa", "nsb", "nsc"}
+        again = subprocess.run([sys.executable, "-m", "tests.netns_lab", "up", "--dir", str(d)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        assert again.returncode == 2 and b"already up" in again.stdout
+    finally:
+        down = subprocess.run([sys.executable, "-m", "tests.netns_lab", "down", "--dir", str(d)], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    assert down.returncode == 0
+    namespaces = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE).stdout.decode()
+    assert f"hvm-{lab.suffix}-" not in namespaces
+    assert subprocess.run(["ip", "link", "show", lab.root_link], capture_output=True).returncode != 0
+    from tests.netns_lab import _zombie
+    # gone, or a zombie waiting for init to reap it (the `up` process that started it has exited)
+    assert all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in lab.sshd_pids.values())
+    assert not d.exists()
