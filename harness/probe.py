@@ -408,7 +408,8 @@ def connect_once(family, addr, port, service=None, payload="World!", timeout=10.
         try:
             address = sock_address(family, addr, port, service)
             set_connect_timeout(sock, family, connect_timeout)
-            sock.settimeout(connect_timeout + (1.0 if family != "tcp" else 0.0))
+            if not isinstance(sock, HvSocket):  # the ctypes connect must stay blocking (timeout: the sockopt)
+                sock.settimeout(connect_timeout + (1.0 if family != "tcp" else 0.0))
             do_connect(sock, family, address)
         except OSError as exc:
             result.update({"outcome": "X", "phase": "connect", "elapsed_ms": now_ms(start)})
