@@ -126,7 +126,8 @@ def test_lab_scenarios_resolve_against_the_lab_inventory():
 
     inv = load_inventory(REPO / "inventory" / "lab-in-a-box.yaml")
     kvm = load_cells(REPO / "scenarios" / "linux-kvm.yaml", inv)
-    assert len(kvm) == 3 * 6 * 3 * 6 and not [c for c in kvm if c.skip_reason]
+    kvm += load_cells(REPO / "scenarios" / "linux-kvm-other-cid.yaml", inv)
+    assert len(kvm) == 3 * 4 * 3 * 4 + 12 and not [c for c in kvm if c.skip_reason]
     assert len({c.port for c in kvm}) == len(kvm)
     c = [x for x in load_cells(REPO / "scenarios" / "c-kvm-vsock.yaml", inv) if x.label in ("C1", "C2")]
     assert {(x.server_on, x.client_on) for x in c} >= {("vm21", "l1"), ("l1", "vm21")}
