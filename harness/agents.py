@@ -85,7 +85,9 @@ class SessionAgent(ProbeAgent):
                                                           f"{self.idle_timeout:g}"] + self.lab_args()
         proc = self.transport.spawn(self.command)
         try:
-            first = proc.read_line(float(self.node.access.connect_timeout) + 60.0)
+            # a Python start on a nested TCG guest reading its stdlib over 9p: tens of seconds
+            # idle, minutes when the lab is busy -- sized from the inventory's connect_timeout
+            first = proc.read_line(2 * float(self.node.access.connect_timeout) + 60.0)
         except TimeoutError:
             proc.kill()
             raise NodeError(self.node.name, "probe session did not start (no 'ready' line)") from None
