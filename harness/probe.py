@@ -17,18 +17,17 @@ concurrently: on nested lab guests a process start costs 10-50 s, a request a ro
 Safety: AF_VSOCK sockets and the /dev/vsock ioctl are refused (event "refused", exit 3) unless
 this is a lab node: --lab-node, HVSOCK_MATRIX_LAB_NODE=1, or /run/hvsock-matrix-lab-guest exists.
 """
-import argparse
 import errno as _errno
 import json
 import os
-import platform
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
-import uuid
+
+# argparse, platform, subprocess and uuid are imported where used: on nested lab guests every module is
+# read over 9p, and the resident session should start with as few as possible.
 
 AF_VSOCK = getattr(socket, "AF_VSOCK", 40)
 SO_VM_SOCKETS_CONNECT_TIMEOUT = 6  # level AF_VSOCK; value: struct timeval
@@ -94,11 +93,13 @@ def pack_sockaddr_hv(vm_id, service_id):
 
     GUIDs use the Windows in-memory (mixed-endian) layout, i.e. uuid.UUID(...).bytes_le.
     """
+    import uuid
     return struct.pack("<HH", AF_HYPERV, 0) + uuid.UUID(str(vm_id)).bytes_le + uuid.UUID(str(service_id)).bytes_le
 
 
 def unpack_sockaddr_hv(data):
     """(vm_id, service_id) as lowercase GUID text, from a SOCKADDR_HV buffer."""
+    import uuid
     vm = uuid.UUID(bytes_le=bytes(data[4:20]))
     svc = uuid.UUID(bytes_le=bytes(data[20:36]))
     return str(vm), str(svc)
@@ -233,6 +234,7 @@ def sock_address(family, addr, port, service):
         return (str(addr), int(port))
     if family == "vsock":
         return (int(addr), int(port))
+    import uuid
     return (str(uuid.UUID(str(addr))), str(uuid.UUID(service or service_for_port(port))))
 
 
@@ -460,6 +462,7 @@ def local_cid():
 
 def windows_vm_id():
     try:
+        import uuid
         import winreg
         key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters")
         value, _ = winreg.QueryValueEx(key, "VirtualMachineId")
@@ -469,6 +472,8 @@ def windows_vm_id():
 
 
 def info_facts(lab_node=False):
+    import platform
+    import subprocess
     facts = {"event": "info", "hostname": socket.gethostname(), "os": platform.system().lower(),
              "kernel": platform.release(), "python": platform.python_version(),
              "local_cid": None, "dev_vsock": os.path.exists("/dev/vsock"), "vsock_modules": [],
@@ -627,7 +632,7 @@ def read_lines(stream, session):
 
 def run_session(args):
     session = Session(sys.stdout, args.idle_timeout, args.lab_node)
-    session.write({"id": None, "event": "ready", "pid": os.getpid(), "python": platform.python_version(),
+    session.write({"id": None, "event": "ready", "pid": os.getpid(), "python": "%d.%d.%d" % sys.version_info[:3],
                    "lab_node": lab_allowed(args.lab_node)})
     reader = threading.Thread(target=read_lines, args=(sys.stdin, session), daemon=True)
     reader.start()
@@ -650,6 +655,7 @@ def emit(obj):
 
 
 def build_parser():
+    import argparse
     p = argparse.ArgumentParser(prog="probe.py", description="hvsock-matrix probe (JSON lines on stdout)")
     sub = p.add_subparsers(dest="command")
 
@@ -678,8 +684,40 @@ def build_parser():
     return p
 
 
+class _SessionArgs(object):
+    command = "session"
+    idle_timeout = 900.0
+    lab_node = False
+
+
+def parse_session_args(argv):
+    """`session [--idle-timeout T] [--lab-node]` without argparse (fewer imports: faster start on
+    nested guests, where the session is the one process started per node per run); None if not that."""
+    if not argv or argv[0] != "session":
+        return None
+    args = _SessionArgs()
+    rest = list(argv[1:])
+    while rest:
+        word = rest.pop(0)
+        if word == "--lab-node":
+            args.lab_node = True
+        elif word == "--idle-timeout" and rest:
+            args.idle_timeout = float(rest.pop(0))
+        elif word.startswith("--idle-timeout="):
+            args.idle_timeout = float(word.split("=", 1)[1])
+        else:
+            return None  # let argparse explain
+    return args
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parse_session_args(argv)
+    except ValueError:
+        args = None
+    if args is None:
+        args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
             listener = Listener(args.family, args.addr, args.port, args.service, args.count, args.timeout,

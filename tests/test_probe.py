@@ -351,3 +351,19 @@ def test_lab_node_permission_sources(monkeypatch):
     assert probe.lab_allowed(True) is True
     monkeypatch.setenv(probe.LAB_ENV, "1")
     assert probe.lab_allowed(False) is True
+
+
+def test_session_arguments_parse_without_argparse():
+    args = probe.parse_session_args(["session", "--idle-timeout", "12", "--lab-node"])
+    assert (args.command, args.idle_timeout, args.lab_node) == ("session", 12.0, True)
+    assert probe.parse_session_args(["session"]).lab_node is False
+    assert probe.parse_session_args(["session", "--what"]) is None  # argparse reports it
+    assert probe.parse_session_args(["connect"]) is None
+
+
+def test_resident_session_starts_with_few_modules():
+    """On nested guests every import is read over 9p; the session needs no argparse/subprocess/platform."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", PROBE, "session"], input=b'{"id":1,"op":"bye"}\n',
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, env=CLEAN_ENV)
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines() if "|" in line}
+    assert not {"argparse", "subprocess", "platform", "uuid"} & imported
