@@ -252,12 +252,27 @@ def do_connect(sock, family, address):
         sock.connect(address)
 
 
+def libc_setsockopt(fd, level, optname, data):
+    """setsockopt(2) with a raw buffer through ctypes.
+
+    Needed for vsock: CPython's socket.setsockopt on an AF_VSOCK socket only takes an integer and
+    passes it as 8 bytes, while SO_VM_SOCKETS_CONNECT_TIMEOUT wants a struct timeval (16 bytes).
+    """
+    import ctypes
+    import ctypes.util
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    buf = ctypes.create_string_buffer(data, len(data))
+    if libc.setsockopt(fd, level, optname, buf, len(data)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, "setsockopt(%d, %d): %s" % (level, optname, os.strerror(code)))
+
+
 def set_connect_timeout(sock, family, seconds):
     """Explicit connect timeouts: Python exports neither socket option."""
     if family == "vsock":
         sec = int(seconds)
         usec = int(round((seconds - sec) * 1e6))
-        sock.setsockopt(AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, struct.pack("ll", sec, usec))
+        libc_setsockopt(sock.fileno(), AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, struct.pack("ll", sec, usec))
     elif family == "hyperv":
         sock.setsockopt(HV_PROTOCOL_RAW, HVSOCKET_CONNECT_TIMEOUT, struct.pack("<I", int(seconds * 1000)))
 
@@ -410,6 +425,12 @@ def connect_once(family, addr, port, service=None, payload="World!", timeout=10.
         try:
             address = sock_address(family, addr, port, service)
             set_connect_timeout(sock, family, connect_timeout)
+        except (OSError, ValueError) as exc:  # the harness could not prepare the socket: never X
+            result.update({"outcome": "E", "phase": "setup", "elapsed_ms": now_ms(start), "message": str(exc)})
+            if isinstance(exc, OSError):
+                result.update(os_error_fields(exc))
+            return result
+        try:
             if not isinstance(sock, HvSocket):  # the ctypes connect must stay blocking (timeout: the sockopt)
                 sock.settimeout(connect_timeout + (1.0 if family != "tcp" else 0.0))
             do_connect(sock, family, address)

@@ -97,18 +97,33 @@ def test_errno_names_cover_posix_and_windows_sockets():
     assert probe.errno_name(987654) == "ERRNO_987654"
 
 
-def test_vsock_connect_timeout_is_a_timeval_and_hyperv_one_is_u32_milliseconds():
+def test_vsock_connect_timeout_is_a_timeval_and_hyperv_one_is_u32_milliseconds(monkeypatch):
     calls = []
 
     class Recorder:
-        def setsockopt(self, level, opt, value):
-            calls.append((level, opt, value))
+        def fileno(self):
+            return 99
 
+        def setsockopt(self, level, opt, value):
+            calls.append(("py", level, opt, value))
+
+    # vsock goes through libc: CPython's setsockopt on AF_VSOCK only passes an 8-byte integer
+    monkeypatch.setattr(probe, "libc_setsockopt", lambda fd, level, opt, data: calls.append(("libc", fd, level, opt, data)))
     probe.set_connect_timeout(Recorder(), "vsock", 2.5)
     probe.set_connect_timeout(Recorder(), "hyperv", 2.5)
     import struct
-    assert calls[0] == (40, 6, struct.pack("ll", 2, 500000))
-    assert calls[1] == (1, 1, struct.pack("<I", 2500))
+    assert calls[0] == ("libc", 99, 40, 6, struct.pack("ll", 2, 500000))
+    assert len(calls[0][4]) == 16  # struct timeval on 64-bit Linux
+    assert calls[1] == ("py", 1, 1, struct.pack("<I", 2500))
+
+
+def test_libc_setsockopt_really_sets_a_buffer_option():
+    import struct
+    with socket.socket() as s:
+        probe.libc_setsockopt(s.fileno(), socket.SOL_SOCKET, socket.SO_RCVBUF, struct.pack("i", 65536))
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 65536
+        with pytest.raises(OSError):
+            probe.libc_setsockopt(s.fileno(), socket.SOL_SOCKET, 0x7FFF, b"x")
 
 
 # -- serve / connect, one-shot --------------------------------------------------------------------
