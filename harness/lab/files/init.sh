@@ -83,6 +83,7 @@ UsePAM no
 StrictModes no
 PidFile /run/sshd.pid
 UseDNS no
+LoginGraceTime 600
 PrintMotd no
 PrintLastLog no
 AllowTcpForwarding yes
@@ -92,7 +93,13 @@ mkdir -p /newroot/root
 printf 'export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin\n' > /newroot/root/.bashrc
 cp /newroot/root/.bashrc /newroot/root/.profile
 rm -f /newroot/root/.bash_profile /newroot/root/.bash_login
-chroot /newroot /usr/sbin/sshd -f /run/hvlab/sshd_config -E /run/hvlab/sshd.log || fail "sshd"
+# root's login shell: dash instead of bash, in the overlay's /etc/passwd only (a bash start costs
+# seconds in a nested guest; the SSH transport sends POSIX commands)
+awk -F: -v OFS=: '$1 == "root" { $7 = "/bin/sh" } { print }' /newroot/etc/passwd > /tmp/passwd \
+  && cat /tmp/passwd > /newroot/etc/passwd
+# -r: no re-exec per connection (loading sshd again costs seconds under nested TCG);
+# LoginGraceTime 600: a nested handshake can outlast the default 120 s under load
+chroot /newroot /usr/sbin/sshd -r -f /run/hvlab/sshd_config -E /run/hvlab/sshd.log || fail "sshd"
 say "sshd ready (uptime $(cut -d' ' -f1 /proc/uptime)s)"
 
 if [ "$level" = 1 ] && [ "$guests" -gt 0 ]; then
