@@ -20,6 +20,7 @@ this is a lab node: --lab-node, HVSOCK_MATRIX_LAB_NODE=1, or /run/hvsock-matrix-
 import errno as _errno
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -312,6 +313,8 @@ class Listener(object):
         self.stopped = threading.Event()
         self.finished = threading.Event()
         self.thread = None
+        self._wake = None  # (read fd, write fd) once listening, POSIX only
+        self._wake_lock = threading.Lock()
 
     def open(self):
         """Bind and listen; returns the listening or bind_failed event (raises Refused)."""
@@ -324,9 +327,12 @@ class Listener(object):
             self.sock.listen(8)
         except OSError as exc:
             self.close_socket()
+            self.close_wake()
             event = {"event": "bind_failed"}
             event.update(os_error_fields(exc))
             return event
+        if not IS_WINDOWS:
+            self._wake = os.pipe()
         event = {"event": "listening", "family": self.family, "addr": str(self.addr), "port": self.port}
         if self.family == "tcp":
             event["port"] = self.sock.getsockname()[1]
@@ -346,9 +352,18 @@ class Listener(object):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                # short accept slices so stop() and the deadline are noticed promptly
                 pysock = self.sock.pysock() if isinstance(self.sock, HvSocket) else self.sock
-                pysock.settimeout(min(left, 0.5))
+                if self._wake is not None:
+                    # wait for a client or for stop() (which writes to the wake pipe): no polling,
+                    # and shutdown() does not wake accept() on every family (vsock)
+                    ready, _, _ = select.select([pysock, self._wake[0]], [], [], min(left, 5.0))
+                    if self._wake[0] in ready:
+                        break
+                    if pysock not in ready:
+                        continue
+                    pysock.settimeout(min(left, 2.0))
+                else:  # Windows: select() takes sockets only; short accept slices instead
+                    pysock.settimeout(min(left, 0.5))
                 try:
                     conn, peer = pysock.accept()
                 except socket.timeout:
@@ -359,7 +374,17 @@ class Listener(object):
                 self.errors.append(str(exc))
         finally:
             self.close_socket()
+            self.close_wake()
             self.finished.set()
+
+    def close_wake(self):
+        with self._wake_lock:  # never write to an fd number that was closed and reused
+            wake, self._wake = self._wake, None
+        for fd in wake or ():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def answer(self, conn, peer, deadline):
         self.accepted += 1
@@ -382,6 +407,12 @@ class Listener(object):
 
     def stop(self, wait=5.0):
         self.stopped.set()
+        with self._wake_lock:
+            if self._wake is not None:
+                try:
+                    os.write(self._wake[1], b"x")
+                except OSError:
+                    pass
         sock = self.sock
         if sock is not None and not isinstance(sock, HvSocket):
             try:

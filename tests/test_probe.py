@@ -382,3 +382,20 @@ def test_resident_session_starts_with_few_modules():
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, env=CLEAN_ENV)
     imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines() if "|" in line}
     assert not {"argparse", "subprocess", "platform", "uuid"} & imported
+
+
+def test_session_listeners_release_their_descriptors():
+    s = SessionProc()
+    try:
+        def fds() -> int:
+            return len(os.listdir(f"/proc/{s.proc.pid}/fd"))
+        for i in range(1, 31):
+            s.send({"id": i, "op": "listen", "family": "tcp", "addr": "127.0.0.1", "port": 0, "count": 1, "timeout": 30})
+            listening = s.read_until(lambda m: m.get("id") == i)
+            if i == 1:
+                baseline = fds()
+            s.send({"id": 1000 + i, "op": "stop", "listener": listening["listener"]})
+            assert s.read_until(lambda m: m.get("id") == 1000 + i)["event"] == "stopped"
+        assert fds() <= baseline  # no socket or wake pipe left per listener
+    finally:
+        s.close()
