@@ -45,7 +45,8 @@ mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts
 mount -t tmpfs shm /newroot/dev/shm
 mount -t tmpfs -o mode=0755 run /newroot/run
-mount -t tmpfs -o mode=1777 tmp /newroot/tmp
+# /tmp stays the overlay's (writes land in the tmpfs upper layer): a cache under /tmp
+# ($HVSOCK_MATRIX_CACHE=/tmp/...) must stay visible to L1 and L2
 if [ "$level" = 1 ]; then
   # the controller's run folder, read-write: L2 consoles and logs land there
   mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 labrun "/newroot$cache/run" || fail "9p run"
