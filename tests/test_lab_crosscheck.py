@@ -51,7 +51,8 @@ def test_socat_and_probe_agree(lab, server_on, bind, client_on, target):
     port = 31000 + 10 * CELLS.index((server_on, bind, client_on, target))
     probe_cell = Cell(scenario="XCHECK", server_on=server_on, bind=bind, client_on=client_on, target=target,
                       port=port, timeout=15.0)
-    socat_cell = dataclasses.replace(probe_cell, port=port + 1, driver=Driver(kind="socat"))
+    # a socat process start in a nested guest costs 10-50 s (lab-recipe.md): a wider budget
+    socat_cell = dataclasses.replace(probe_cell, port=port + 1, driver=Driver(kind="socat"), timeout=90.0)
     by_probe = run_cell(probe_cell, inventory, pool)
     by_socat = run_cell(socat_cell, inventory, pool)
     for obs in (by_probe, by_socat):
