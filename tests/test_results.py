@@ -186,3 +186,10 @@ def test_latest_pointer_moves_to_the_newest_run(tmp_path):
     latest = tmp_path / "latest"
     assert latest.is_symlink() and os.readlink(latest) == os.path.join("runs", "20260102T000000Z-000002")
     assert load_run(latest / "results.json").cells[0].observation == REFUSED
+
+
+def test_result_files_are_ordinary_readable_files(tmp_path):
+    path = run_once(tmp_path, {A1: ECHO})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

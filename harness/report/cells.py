@@ -41,8 +41,13 @@ def observed_line(obs: Observation) -> str:
     elif obs.errno_name or obs.errno is not None:
         parts.append(_errno(obs.errno_name, obs.errno))
     if obs.elapsed_ms is not None:
-        parts.append(f"{obs.elapsed_ms:.0f} ms")
+        parts.append(ms_text(obs.elapsed_ms))
     return " ".join(parts)
+
+
+def ms_text(ms: float) -> str:
+    """`3 ms`; `<1 ms` rather than a misleading `0 ms` for sub-millisecond loopback connects."""
+    return "<1 ms" if ms < 0.5 else f"{ms:.0f} ms"
 
 
 def _errno(name: str | None, number: int | None) -> str:
@@ -57,7 +62,7 @@ def short(cell: MatrixCell) -> str:
     if obs.outcome in (Outcome.X, Outcome.B):
         return observed_line(obs)[2:]
     if obs.outcome is Outcome.O:
-        return f"{obs.elapsed_ms:.0f} ms" if obs.elapsed_ms is not None else ""
+        return ms_text(obs.elapsed_ms) if obs.elapsed_ms is not None else ""
     return obs.detail[:60]
 
 
