@@ -260,12 +260,30 @@ def libc_setsockopt(fd, level, optname, data):
     passes it as 8 bytes, while SO_VM_SOCKETS_CONNECT_TIMEOUT wants a struct timeval (16 bytes).
     """
     import ctypes
-    import ctypes.util
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = load_libc()
     buf = ctypes.create_string_buffer(data, len(data))
     if libc.setsockopt(fd, level, optname, buf, len(data)) != 0:
         code = ctypes.get_errno()
         raise OSError(code, "setsockopt(%d, %d): %s" % (level, optname, os.strerror(code)))
+
+
+_LIBC = []
+
+
+def load_libc():
+    """libc through ctypes, loaded once per process.
+
+    By its soname first: ctypes.util.find_library runs ldconfig or gcc, a process start that
+    costs 10-50 s on a nested TCG guest (lab-recipe.md) and would land in every connect's time.
+    """
+    if not _LIBC:
+        import ctypes
+        try:
+            _LIBC.append(ctypes.CDLL("libc.so.6", use_errno=True))
+        except OSError:
+            import ctypes.util
+            _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True))
+    return _LIBC[0]
 
 
 def set_connect_timeout(sock, family, seconds):
@@ -684,6 +702,11 @@ def read_lines(stream, session):
 
 def run_session(args):
     session = Session(sys.stdout, args.idle_timeout, args.lab_node)
+    if not IS_WINDOWS:
+        try:  # before "ready": the first connect must not pay for loading ctypes (slow nested guests)
+            load_libc()
+        except OSError:
+            pass
     session.write({"id": None, "event": "ready", "pid": os.getpid(), "python": "%d.%d.%d" % sys.version_info[:3],
                    "lab_node": lab_allowed(args.lab_node)})
     reader = threading.Thread(target=read_lines, args=(sys.stdin, session), daemon=True)
