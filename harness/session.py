@@ -35,7 +35,10 @@ class RunSession:
         self._registration = None
         self._registration_error: str | None = None
         self._lab_error: str | None = None
+        self._lab_checked = False
         self._facts_done: set[str] = set()
+        self._facts: dict[str, dict] = {}
+        self._warmed = False
 
     # -- lazily built, once per run ------------------------------------------------------------
 
@@ -52,18 +55,28 @@ class RunSession:
 
     def _ensure_lab(self) -> None:
         """The embedded lab is booted (or reused) on first use, never at collection."""
-        if self.inventory.name != LAB_INVENTORY_NAME or self._lab_error is not None:
+        if self._lab_checked or self.inventory.name != LAB_INVENTORY_NAME or self._lab_error is not None:
             return
-        from harness.lab import ensure_lab, lab_is_up
+        self._lab_checked = True
+        from harness.inventory import load_inventory
+        from harness.lab import ensure_lab, lab_is_up, lifecycle
 
         if lab_is_up():
-            return
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        say = (lambda line: reporter.write_line(f"[lab] {line}")) if reporter else print
-        try:
-            ensure_lab(progress=say)
-        except HarnessError as err:
-            self._lab_error = str(err)
+            path = lifecycle.status().get("inventory")
+        else:
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            say = (lambda line: reporter.write_line(f"[lab] {line}")) if reporter else print
+            try:
+                path = ensure_lab(progress=say)
+            except HarnessError as err:
+                self._lab_error = str(err)
+                return
+        # the running lab's own inventory: its SSH port may differ from the checked-in default's
+        if path and str(path) != str(self._inventory.path) and self._pool is None:
+            try:
+                self._inventory = load_inventory(path)
+            except HarnessError as err:
+                self._lab_error = f"{path}: {err}"
 
     @property
     def pool(self):
@@ -116,14 +129,41 @@ class RunSession:
                     return f"service registration failed on {host}: {errors[host]}"
         return None
 
+    def _warm_up(self, item: pytest.Item | None) -> None:
+        """Start every node's agent at once, before the first cell, and keep each node's facts.
+
+        Started lazily one by one, a lab's nested guests would cost their ~2 min start each in
+        turn (SSH ~55 s + a Python start); in parallel the run pays it once.
+        """
+        if self._warmed or item is None:
+            return
+        self._warmed = True
+        names = sorted({name for i in item.session.items
+                        if isinstance(getattr(i, "cell", None), Cell) and not i.cell.skip_reason
+                        for name in (i.cell.server_on, i.cell.client_on) if name in self.inventory.nodes})
+        if len(names) < 2:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def info(name: str):
+            try:
+                return name, self.pool.agent(name).info()
+            except HarnessError as err:  # the node's cells say so themselves, as E
+                return name, {"error": str(err)}
+
+        with ThreadPoolExecutor(len(names)) as ex:
+            self._facts.update(ex.map(info, names))
+
     def _record_facts(self, recorder, node_name: str) -> None:
         if node_name in self._facts_done:
             return
         self._facts_done.add(node_name)
-        try:
-            facts = self.pool.agent(node_name).info()
-        except HarnessError as err:
-            facts = {"error": str(err)}
+        facts = self._facts.get(node_name)
+        if facts is None or "error" in facts:
+            try:
+                facts = self.pool.agent(node_name).info()
+            except HarnessError as err:
+                facts = {"error": str(err)}
         facts = {k: v for k, v in facts.items() if k not in ("id", "event")}
         recorder.set_node_facts(node_name, facts)
 
@@ -135,6 +175,7 @@ class RunSession:
         self._ensure_lab()
         if self._lab_error:
             return Observation(Outcome.E, detail=f"lab-in-a-box did not come up: {self._lab_error}")
+        self._warm_up(item)
         self._register_services(item)
         failure = self._registration_failure(cell)
         if failure:
@@ -145,9 +186,9 @@ class RunSession:
         from harness.report.pytest_hooks import annotate_item, get_recorder
 
         recorder = get_recorder(self.config)
+        observation = self.run(cell, item)  # first: it may switch to the running lab's own inventory
         if not recorder.meta.get("inventory"):
             recorder.update_meta(inventory={"name": self.inventory.name, "path": str(self.inventory.path)})
-        observation = self.run(cell, item)
         for node_name in (cell.server_on, cell.client_on):
             if observation.outcome is not Outcome.NA and node_name in self.inventory.nodes:
                 self._record_facts(recorder, node_name)

@@ -1,10 +1,8 @@
 """`doctor` against the lab-in-a-box for real: qemu guests with vsock, reached over SSH.
 
-Boots (or reuses) the lab with harness.lab.ensure_lab(); minutes under TCG, hence the qemu mark.
+Uses the shared lab (tests/qemu_lab.py); minutes under TCG, hence the qemu mark.
 """
 from __future__ import annotations
-
-import shutil
 
 import pytest
 
@@ -13,25 +11,11 @@ from harness.doctor.checks import FAIL, OK
 pytestmark = pytest.mark.qemu
 
 
-@pytest.fixture(scope="module")
-def lab_inventory():
-    try:
-        from harness.lab import ensure_lab
-    except ImportError as err:
-        pytest.skip(f"harness.lab.ensure_lab not available: {err}")
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 not installed")
-    from harness.inventory import load_inventory
-
-    return load_inventory(ensure_lab())
-
-
-def test_doctor_sees_the_lab_guests_vsock(lab_inventory):
-    from harness.agents import AgentPool
+def test_doctor_sees_the_lab_guests_vsock(lab):
     from harness.doctor.diagnose import diagnose
 
-    with AgentPool(lab_inventory) as pool:
-        results = diagnose(lab_inventory, pool)
+    lab_inventory, pool = lab
+    results = diagnose(lab_inventory, pool)
     assert set(results) == set(lab_inventory.nodes)
     for name, rows in results.items():
         by_what = {r.what: r for r in rows}

@@ -5,8 +5,6 @@ the pytest plugin); tests/test_lab_down.py stops it and checks that no qemu is l
 """
 from __future__ import annotations
 
-import shutil
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,22 +14,6 @@ from harness.outcome import Outcome
 
 pytestmark = pytest.mark.qemu
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def lab():
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 not installed")
-    from harness.agents import AgentPool
-    from harness.inventory import load_inventory
-    from harness.lab import ensure_lab
-
-    t0 = time.monotonic()
-    inventory = load_inventory(ensure_lab(guests=2))
-    print(f"\nlab ready in {time.monotonic() - t0:.1f} s")
-    pool = AgentPool(inventory)
-    yield inventory, pool
-    pool.close()
 
 
 def test_lab_reports_itself_up(lab):

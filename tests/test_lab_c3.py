@@ -7,7 +7,6 @@ A full SSH login to a nested guest costs ~1 min of key exchange under TCG: one l
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -15,19 +14,6 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.qemu
-
-
-@pytest.fixture(scope="module")
-def lab():
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 not installed")
-    from harness.agents import AgentPool
-    from harness.inventory import load_inventory
-    from harness.lab import ensure_lab
-
-    inventory = load_inventory(ensure_lab(guests=2))
-    with AgentPool(inventory) as pool:
-        yield inventory, pool
 
 
 def test_c3_ssh_over_vsock_reaches_the_guest(lab):

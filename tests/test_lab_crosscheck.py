@@ -6,7 +6,6 @@ The same cells run once with Driver(kind="socat") and once with the probe; a dif
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,19 +26,6 @@ CELLS = [
     ("vm22", "wildcard", "vm21", "server"),
     ("l1", "node:vm21", "l1", "server"),
 ]
-
-
-@pytest.fixture(scope="module")
-def lab():
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 not installed")
-    from harness.agents import AgentPool
-    from harness.inventory import load_inventory
-    from harness.lab import ensure_lab
-
-    inventory = load_inventory(ensure_lab(guests=2))
-    with AgentPool(inventory) as pool:
-        yield inventory, pool
 
 
 @pytest.mark.parametrize("server_on,bind,client_on,target", CELLS,

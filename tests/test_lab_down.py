@@ -32,7 +32,9 @@ def test_down_stops_every_qemu_it_started_and_removes_its_run_folder():
         pytest.skip("qemu-system-x86_64 not installed")
     from harness.lab import lab_is_up, lifecycle, qemu
     from harness.lab.paths import LabPaths
+    from tests.qemu_lab import release_lab
 
+    release_lab()  # the shared pool's sessions and connections end before their nodes do
     paths = LabPaths.default()
     if qemu.running_pid(paths) is None:
         lifecycle.up(guests=0, progress=lambda line: None)

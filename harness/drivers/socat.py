@@ -1,7 +1,9 @@
 """socat driver: the documents' own tool (`VSOCK-LISTEN` / `VSOCK-CONNECT`), or TCP4 for tcp nodes.
 
-Server: `socat -d -d VSOCK-LISTEN:<port>,reuseaddr SYSTEM:<echo>` where the echo answers
+Server: `socat -d -d -t T VSOCK-LISTEN:<port>,reuseaddr SYSTEM:<echo>` where the echo answers
 "Hello: " + payload like the documents' program; it is ready when socat logs "listening on".
+The server's -t matters: once the client half-closes, socat waits only -t (0.5 s by default) for
+the echo's output, and on a nested guest the echo's shell alone takes seconds to start.
 Client: `socat -t T - VSOCK-CONNECT:<cid>:<port>,connect-timeout=C` fed the payload.
 socat is never run with VSOCK on a node that is not a lab node (the controller's /dev/vsock
 belongs to the infrastructure).
@@ -32,9 +34,10 @@ def connect_address(family: str, addr: str, port: int, connect_timeout: float) -
     return f"{kind}:{addr}:{port},connect-timeout={connect_timeout:g}"
 
 
-def server_argv(family: str, addr: str, port: int) -> list[str]:
+def server_argv(family: str, addr: str, port: int, timeout: float) -> list[str]:
     # socat logs to stderr; the transport streams stdout lines, so fold them together
-    return ["sh", "-c", 'exec socat -d -d "$1" "$2" 2>&1', "socat-server", listen_address(family, addr, port), ECHO]
+    return ["sh", "-c", 'exec socat -d -d -t "$1" "$2" "$3" 2>&1', "socat-server", f"{timeout:g}",
+            listen_address(family, addr, port), ECHO]
 
 
 def client_argv(family: str, addr: str, port: int, timeout: float) -> list[str]:
@@ -58,9 +61,9 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         obs.outcome = Outcome.NA if why.startswith("socat has no") else Outcome.E
         obs.detail = why
         return obs
-    s_argv = server_argv(plan.server.family, plan.bind.addr, cell.port)
+    s_argv = server_argv(plan.server.family, plan.bind.addr, cell.port, float(cell.timeout))
     c_argv = client_argv(plan.client.family, plan.target.addr, cell.port, float(cell.timeout))
-    obs.commands.append(f"{plan.server.name}: {' '.join(s_argv[4:])}")
+    obs.commands.append(f"{plan.server.name}: socat -d -d -t {' '.join(s_argv[4:])}")
     try:
         s_transport = pool.transport(plan.server.name)
         start = start_server(s_transport, s_argv, lambda line: READY in line, float(cell.timeout) + ready_margin(plan.server))
