@@ -13,12 +13,16 @@ from harness.outcome import Outcome
 DriverKind = Literal["probe", "socat", "command"]
 
 
+# the placeholders of command-driver templates (harness/drivers/command.py fills them)
+TEMPLATE_FIELDS = ("bind", "target", "addr", "port", "service", "payload", "vm_id", "cid", "timeout")
+
+
 @dataclass(frozen=True)
 class Driver:
     """How the server and client of a cell are realised on their nodes."""
 
     kind: DriverKind = "probe"
-    # command driver only: templates with {bind} {target} {port} {service} {payload} {vm_id} {cid}
+    # command driver only: templates with the TEMPLATE_FIELDS placeholders
     server: str | None = None
     client: str | None = None
 

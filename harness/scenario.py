@@ -54,7 +54,7 @@ Cell order: explicit cells in file order, then the remaining axes cells in produ
 
 Drivers: `probe` runs harness/probe.py on both nodes; `socat` runs socat as the documents
 did; `command` runs the templates, with placeholders {bind} {target} {addr} {port} {service}
-{payload} {vm_id} {cid} filled from the resolved cell (harness/drivers/command.py has the
+{payload} {vm_id} {cid} {timeout} filled from the resolved cell (harness/drivers/command.py has the
 details). The server template runs in the background on the server node, the client template
 on the client node, and the client decides: O when it exits 0 (and, if it sends {payload},
 "Hello: <payload>" is in its output), X when it exits non-zero with a recognisable connect
@@ -74,14 +74,13 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
 from harness import addresses, yamlfile
-from harness.cell import Cell, Driver
+from harness.cell import TEMPLATE_FIELDS, Cell, Driver
 from harness.errors import InputError
 from harness.node import Inventory, Node
 from harness.outcome import Outcome
 
 SELECTORS = ("host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-TEMPLATE_FIELDS = ("bind", "target", "addr", "port", "service", "payload", "vm_id", "cid")  # = harness/drivers/command.py
 EXPECT_WORDS = {"o": "O", "x": "X", "b": "B", "n/a": "n/a", "na": "n/a", "unknown": None}
 DEFAULT_PAYLOAD = "World!"
 DEFAULT_TIMEOUT = 10.0

@@ -7,6 +7,10 @@ round-trips only. Everything is closed when pytest unconfigures, even after a fa
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+
 import pytest
 
 from harness.cell import Cell
@@ -39,6 +43,7 @@ class RunSession:
         self._facts_done: set[str] = set()
         self._facts: dict[str, dict] = {}
         self._warmed = False
+        self._say_lock = threading.Lock()
 
     # -- lazily built, once per run ------------------------------------------------------------
 
@@ -53,6 +58,17 @@ class RunSession:
             self._inventory = inventory
         return self._inventory
 
+    def _say(self, line: str) -> None:
+        """A progress line on the terminal now, even while pytest captures the running test."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            print(line, flush=True)
+            return
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        with self._say_lock, (capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()):
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
     def _ensure_lab(self) -> None:
         """The embedded lab is booted (or reused) on first use, never at collection."""
         if self._lab_checked or self.inventory.name != LAB_INVENTORY_NAME or self._lab_error is not None:
@@ -64,10 +80,8 @@ class RunSession:
         if lab_is_up():
             path = lifecycle.status().get("inventory")
         else:
-            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-            say = (lambda line: reporter.write_line(f"[lab] {line}")) if reporter else print
             try:
-                path = ensure_lab(progress=say)
+                path = ensure_lab(progress=lambda line: self._say(f"[lab] {line}"))
             except HarnessError as err:
                 self._lab_error = str(err)
                 return
@@ -130,29 +144,20 @@ class RunSession:
         return None
 
     def _warm_up(self, item: pytest.Item | None) -> None:
-        """Start every node's agent at once, before the first cell, and keep each node's facts.
-
-        Started lazily one by one, a lab's nested guests would cost their ~2 min start each in
-        turn (SSH ~55 s + a Python start); in parallel the run pays it once.
-        """
+        """Start every node's agent at once, before the first cell, and keep each node's facts."""
         if self._warmed or item is None:
             return
         self._warmed = True
         names = sorted({name for i in item.session.items
                         if isinstance(getattr(i, "cell", None), Cell) and not i.cell.skip_reason
                         for name in (i.cell.server_on, i.cell.client_on) if name in self.inventory.nodes})
-        if len(names) < 2:
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        def info(name: str):
-            try:
-                return name, self.pool.agent(name).info()
-            except HarnessError as err:  # the node's cells say so themselves, as E
-                return name, {"error": str(err)}
-
-        with ThreadPoolExecutor(len(names)) as ex:
-            self._facts.update(ex.map(info, names))
+        if len(names) >= 2:
+            self._say(f"[run] starting the probe on {', '.join(names)} at once")
+            t0 = time.monotonic()
+            self._facts.update(self.pool.facts(names))
+            failed = sorted(name for name, facts in self._facts.items() if "error" in facts)
+            self._say(f"[run] probes ready in {time.monotonic() - t0:.0f} s"
+                      + (f" (no probe on {', '.join(failed)}: its cells will say why)" if failed else ""))
 
     def _record_facts(self, recorder, node_name: str) -> None:
         if node_name in self._facts_done:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -36,8 +35,10 @@ def lab():
     booted = time.monotonic()
     pool = AgentPool(inventory)
     _POOLS.append(pool)
-    with ThreadPoolExecutor(len(inventory.nodes)) as ex:
-        list(ex.map(lambda name: pool.agent(name).info(), inventory.nodes))
+    failed = {name: f["error"] for name, f in pool.facts(inventory.nodes).items() if "error" in f}
+    if failed:
+        release_lab()
+        pytest.fail(f"lab agents did not start: {failed}")
     print(f"\nlab ready in {booted - t0:.1f} s, every node's probe in {time.monotonic() - booted:.1f} s more")
     yield inventory, pool
     release_lab()

@@ -11,6 +11,7 @@ from harness.agents import AgentPool
 from harness.cell import Cell, Driver
 from harness.drivers import command, socat
 from harness.drivers.errnos import find_errno
+from harness.drivers.spawned import start_margin
 from harness.node import Access, Inventory, Node
 from harness.outcome import Outcome
 from harness.runner import run_cell
@@ -70,6 +71,24 @@ def test_socat_addresses_follow_the_documents():
     assert socat.listen_address("tcp", "127.0.0.1", 5) == "TCP4-LISTEN:5,reuseaddr,bind=127.0.0.1"
 
 
+def test_socat_waits_for_the_echo_as_long_as_the_server_node_takes_to_start_it():
+    """Connect within the cell's timeout; the reply may also take the server node's process start."""
+    assert socat.server_argv("vsock", "4294967295", 1234, 310) == [
+        "sh", "-c", 'exec socat -d -d -t "$1" "$2" "$3" 2>&1', "socat-server", "310",
+        "VSOCK-LISTEN:1234,reuseaddr", socat.ECHO]
+    assert socat.client_argv("vsock", "21", 1234, 10, 310) == [
+        "socat", "-t", "310", "-T", "310", "-", "VSOCK-CONNECT:21:1234,connect-timeout=10"]
+    nested = Node(name="vm21", role="vm", parent="l1", os="linux", family="vsock", cid=21,
+                  access=Access(kind="ssh", host="127.0.0.1", connect_timeout=300))
+    assert start_margin(nested) == 300 and start_margin(local_inventory().nodes["ctl"]) == 5
+
+
+def test_command_templates_get_the_cells_timeout():
+    assert command.render("socat -T {timeout} -u VSOCK-CONNECT:{target}:{port} STDOUT",
+                          {"timeout": "120", "target": "21", "port": 22}) == [
+        "socat", "-T", "120", "-u", "VSOCK-CONNECT:21:22", "STDOUT"]
+
+
 def test_socat_driver_refuses_vsock_off_lab_nodes_without_touching_them():
     """The controller's /dev/vsock belongs to the infrastructure: no socat VSOCK here, ever."""
     vm = Node(name="vm1", role="host", os="linux", family="vsock", cid=21, lab_node=False,
@@ -126,3 +145,18 @@ def test_command_driver_locally(pool):
     d = Driver(kind="command", client="sleep 30")
     cut = run_cell(cell("loopback", "loopback", free_port(), timeout=1, driver=d), inv, pool)
     assert cut.outcome is Outcome.E and "cut at its timeout" in cut.detail
+
+
+def test_pool_facts_asks_every_node_and_names_the_one_that_failed():
+    dead = Node(name="dead", role="host", os="linux", family="tcp", address="127.0.0.1",
+                access=Access(kind="ssh", host="127.0.0.1", port=free_port(), user="nobody",
+                              use_ssh_config=False, connect_timeout=5))
+    p = AgentPool(local_inventory(dead=dead))
+    try:
+        facts = p.facts(["ctl", "dead"])
+    finally:
+        p.close()
+    assert set(facts) == {"ctl", "dead"}
+    assert facts["ctl"]["hostname"] == socket.gethostname() and "error" not in facts["ctl"]
+    assert "dead" in facts["dead"]["error"] and "hostname" not in facts["dead"]
+    assert p.facts([]) == {}

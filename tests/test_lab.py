@@ -49,12 +49,7 @@ def test_every_node_answers_over_ssh(lab):
 
 def test_probe_info_reports_each_nodes_own_cid(lab):
     inventory, pool = lab
-
-    def info(name):
-        return name, pool.agent(name).info()
-
-    with ThreadPoolExecutor(len(inventory.nodes)) as ex:
-        facts = dict(ex.map(info, inventory.nodes))
+    facts = pool.facts(inventory.nodes)
     assert facts["l1"]["local_cid"] == 2  # vhost_vsock loaded: l1 is VMADDR_CID_HOST
     assert facts["vm21"]["local_cid"] == 21 and facts["vm22"]["local_cid"] == 22
     for name, f in facts.items():

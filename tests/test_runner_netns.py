@@ -154,6 +154,10 @@ def test_pytest_runs_the_scenario_against_the_lab_inventory(netns_lab, tmp_path)
     out = proc.stdout.decode()
     assert proc.returncode == 0, out[-3000:]
     assert "38 passed" in out
+    # progress reaches the terminal while the cell runs, not in the captured output after it
+    names = ", ".join(sorted(netns_lab.inventory().nodes))
+    assert f"[run] starting the probe on {names} at once" in out
+    assert out.index("[run] probes ready in") < out.index("short test summary info")
     assert "X" in out and "ECONNREFUSED" in (tmp_path / "runs").glob("*/results.json").__next__().read_text()
     netns_lab.assert_clean()
 

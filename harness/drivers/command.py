@@ -1,8 +1,8 @@
 """Command-template driver: any tool as server and client (e.g. the documents' ConsoleApp1.exe).
 
 Templates (Driver.server, Driver.client) take {bind} {target} {addr} {port} {service} {payload}
-{vm_id} {cid}: bind/target are the resolved addresses, addr is the side's own one (bind for the
-server, target for the client), vm_id/cid are the server node's. Values are shell-quoted, then
+{vm_id} {cid} {timeout}: bind/target are the resolved addresses, addr is the side's own one (bind
+for the server, target for the client), vm_id/cid are the server node's, timeout the cell's (s). Values are shell-quoted, then
 the text is split into argv (no shell unless the template calls one).
 
 The server runs in the background and is ready at its first line of stdout, or -- on Linux
@@ -11,7 +11,9 @@ print nothing, like `socat VSOCK-LISTEN:22,fork TCP:localhost:22`). Never a slee
   O  exit 0 and, when the template sends {payload}, "Hello: <payload>" in its stdout;
   X  non-zero exit with a recognisable connect errno in its output (ECONNREFUSED, "Connection
      refused", WSAECONNREFUSED, 10061 ...);
-  E  anything else, including a client cut at cell.timeout (killed on the node).
+  E  anything else, including a client cut at its budget (killed on the node): the cell's
+     timeout plus a process start on the client node (spawned.start_margin), since on a nested
+     lab guest a process start alone takes 10-50 s.
 """
 from __future__ import annotations
 
@@ -19,20 +21,20 @@ import shlex
 import string
 
 from harness.agents import AgentPool
+from harness.cell import TEMPLATE_FIELDS
 from harness.drivers import CellPlan
-from harness.drivers.spawned import ready_margin, run_client, server_failure, start_server, stop_server
+from harness.drivers.spawned import start_margin, run_client, server_failure, start_server, stop_server
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 
-FIELDS = ("bind", "target", "addr", "port", "service", "payload", "vm_id", "cid")
 
 
 def render(template: str, values: dict[str, object]) -> list[str]:
     """Fill the template with shell-quoted values and split it into argv (ValueError when malformed)."""
     fmt = string.Formatter()
     for _, name, _, _ in fmt.parse(template):
-        if name is not None and name not in FIELDS:
-            raise ValueError(f"unknown placeholder {{{name}}} (known: {', '.join(FIELDS)})")
+        if name is not None and name not in TEMPLATE_FIELDS:
+            raise ValueError(f"unknown placeholder {{{name}}} (known: {', '.join(TEMPLATE_FIELDS)})")
     quoted = {k: shlex.quote("" if v is None else str(v)) for k, v in values.items()}
     return shlex.split(template.format(**quoted))
 
@@ -41,7 +43,7 @@ def values_for(plan: CellPlan, side: str) -> dict[str, object]:
     return {"bind": plan.bind.addr, "target": plan.target.addr,
             "addr": plan.bind.addr if side == "server" else plan.target.addr,
             "port": plan.cell.port, "service": plan.service, "payload": plan.cell.payload,
-            "vm_id": plan.server.vm_id, "cid": plan.server.cid}
+            "vm_id": plan.server.vm_id, "cid": plan.server.cid, "timeout": f"{float(plan.cell.timeout):g}"}
 
 
 def run(plan: CellPlan, pool: AgentPool) -> Observation:
@@ -62,7 +64,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
             obs.commands.append(f"{plan.server.name}: {shlex.join(s_argv)}")
             try:
                 start = start_server(pool.transport(plan.server.name), s_argv, lambda line: True,
-                                     float(cell.timeout) + ready_margin(plan.server), listener=(plan.server.family, cell.port))
+                                     float(cell.timeout) + start_margin(plan.server), listener=(plan.server.family, cell.port))
             except NodeError as exc:
                 obs.detail = f"server: {exc}"
                 return obs
@@ -76,7 +78,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
             return obs
         expected = plan.expected_reply
         needs_echo = "{payload}" in driver.client
-        return run_client(transport, c_argv, None, float(cell.timeout), obs,
+        return run_client(transport, c_argv, None, float(cell.timeout) + start_margin(plan.client), obs,
                           lambda rc, out, err: rc == 0 and (not needs_echo or expected in out))
     finally:
         if start is not None:

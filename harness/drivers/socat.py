@@ -1,10 +1,12 @@
 """socat driver: the documents' own tool (`VSOCK-LISTEN` / `VSOCK-CONNECT`), or TCP4 for tcp nodes.
 
-Server: `socat -d -d -t T VSOCK-LISTEN:<port>,reuseaddr SYSTEM:<echo>` where the echo answers
+Server: `socat -d -d -t W VSOCK-LISTEN:<port>,reuseaddr SYSTEM:<echo>` where the echo answers
 "Hello: " + payload like the documents' program; it is ready when socat logs "listening on".
-The server's -t matters: once the client half-closes, socat waits only -t (0.5 s by default) for
-the echo's output, and on a nested guest the echo's shell alone takes seconds to start.
-Client: `socat -t T - VSOCK-CONNECT:<cid>:<port>,connect-timeout=C` fed the payload.
+Client: `socat -t W -T W - VSOCK-CONNECT:<cid>:<port>,connect-timeout=C` fed the payload.
+C is the cell's timeout; W adds the server node's process start (spawned.start_margin): once the
+client half-closes, both ends wait only -t (0.5 s by default) for the echo's output, and on a
+nested guest the echo's shell alone takes 10-50 s to start. W is a bound, not a wait: an answered
+or refused connection ends socat at once.
 socat is never run with VSOCK on a node that is not a lab node (the controller's /dev/vsock
 belongs to the infrastructure).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from harness.agents import AgentPool
 from harness.drivers import CellPlan
-from harness.drivers.spawned import ready_margin, run_client, server_failure, start_server, stop_server
+from harness.drivers.spawned import start_margin, run_client, server_failure, start_server, stop_server
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 
@@ -40,8 +42,9 @@ def server_argv(family: str, addr: str, port: int, timeout: float) -> list[str]:
             listen_address(family, addr, port), ECHO]
 
 
-def client_argv(family: str, addr: str, port: int, timeout: float) -> list[str]:
-    return ["socat", "-t", f"{timeout:g}", "-T", f"{timeout:g}", "-", connect_address(family, addr, port, timeout)]
+def client_argv(family: str, addr: str, port: int, connect_timeout: float, reply_wait: float) -> list[str]:
+    return ["socat", "-t", f"{reply_wait:g}", "-T", f"{reply_wait:g}", "-",
+            connect_address(family, addr, port, connect_timeout)]
 
 
 def refusal(plan: CellPlan) -> str | None:
@@ -61,12 +64,13 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         obs.outcome = Outcome.NA if why.startswith("socat has no") else Outcome.E
         obs.detail = why
         return obs
-    s_argv = server_argv(plan.server.family, plan.bind.addr, cell.port, float(cell.timeout))
-    c_argv = client_argv(plan.client.family, plan.target.addr, cell.port, float(cell.timeout))
+    reply_wait = float(cell.timeout) + start_margin(plan.server)
+    s_argv = server_argv(plan.server.family, plan.bind.addr, cell.port, reply_wait)
+    c_argv = client_argv(plan.client.family, plan.target.addr, cell.port, float(cell.timeout), reply_wait)
     obs.commands.append(f"{plan.server.name}: socat -d -d -t {' '.join(s_argv[4:])}")
     try:
         s_transport = pool.transport(plan.server.name)
-        start = start_server(s_transport, s_argv, lambda line: READY in line, float(cell.timeout) + ready_margin(plan.server))
+        start = start_server(s_transport, s_argv, lambda line: READY in line, float(cell.timeout) + start_margin(plan.server))
     except NodeError as exc:
         obs.detail = f"server: {exc}"
         return obs
@@ -80,7 +84,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
             obs.detail = f"client: {exc}"
             return obs
         expected = plan.expected_reply
-        return run_client(c_transport, c_argv, cell.payload.encode("utf-8"), float(cell.timeout) + 5.0, obs,
+        return run_client(c_transport, c_argv, cell.payload.encode("utf-8"), reply_wait + start_margin(plan.client), obs,
                           lambda rc, out, err: rc == 0 and out == expected)
     finally:
         stop_server(start.proc, obs)

@@ -17,9 +17,12 @@ from harness.outcome import Observation, Outcome
 from harness.transports.base import CommandTimeout, Process, Transport
 
 
-def ready_margin(node: Node) -> float:
-    """How long beyond the cell's timeout a server may take to get ready: a process start on
-    the node, which the inventory's connect_timeout already sizes (nested lab guests: minutes)."""
+def start_margin(node: Node) -> float:
+    """How long beyond the cell's timeout a program started on the node may take: its process
+    start, which the inventory's connect_timeout already sizes (nested lab guests: minutes).
+    The cell's timeout stays the budget of the connection itself."""
+    if node.access.kind == "local":  # this machine (or a namespace of it): no connection to size it by
+        return 5.0
     return max(5.0, float(node.access.connect_timeout))
 
 
