@@ -2,8 +2,8 @@
 
 Templates (Driver.server, Driver.client) take {bind} {target} {addr} {port} {service} {payload}
 {vm_id} {cid} {timeout}: bind/target are the resolved addresses, addr is the side's own one (bind
-for the server, target for the client), vm_id/cid are the server node's, timeout the cell's (s). Values are shell-quoted, then
-the text is split into argv (no shell unless the template calls one).
+for the server, target for the client), vm_id/cid are the server node's, timeout the cell's (s).
+Values are shell-quoted, then the text is split into argv (no shell unless the template calls one).
 
 The server runs in the background and is ready at its first line of stdout, or -- on Linux
 nodes, tcp and vsock -- as soon as `ss --listening` on the node lists its port (servers that
@@ -26,7 +26,6 @@ from harness.drivers import CellPlan
 from harness.drivers.spawned import start_margin, run_client, server_failure, start_server, stop_server
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
-
 
 
 def render(template: str, values: dict[str, object]) -> list[str]:
