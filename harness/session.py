@@ -71,7 +71,7 @@ class RunSession:
 
     def _ensure_lab(self) -> None:
         """The embedded lab is booted (or reused) on first use, never at collection."""
-        if self._lab_checked or self.inventory.name != LAB_INVENTORY_NAME or self._lab_error is not None:
+        if self._lab_checked or self.inventory.name != LAB_INVENTORY_NAME:
             return
         self._lab_checked = True
         from harness.inventory import load_inventory

@@ -64,13 +64,13 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         obs.outcome = Outcome.NA if why.startswith("socat has no") else Outcome.E
         obs.detail = why
         return obs
-    reply_wait = float(cell.timeout) + start_margin(plan.server)
+    reply_wait = float(cell.timeout) + start_margin(plan.server)  # also the server's budget to get ready
     s_argv = server_argv(plan.server.family, plan.bind.addr, cell.port, reply_wait)
     c_argv = client_argv(plan.client.family, plan.target.addr, cell.port, float(cell.timeout), reply_wait)
     obs.commands.append(f"{plan.server.name}: socat -d -d -t {' '.join(s_argv[4:])}")
     try:
         s_transport = pool.transport(plan.server.name)
-        start = start_server(s_transport, s_argv, lambda line: READY in line, float(cell.timeout) + start_margin(plan.server))
+        start = start_server(s_transport, s_argv, lambda line: READY in line, reply_wait)
     except NodeError as exc:
         obs.detail = f"server: {exc}"
         return obs
