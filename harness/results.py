@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness import __version__
-from harness.cell import Cell
+from harness.cell import Cell, current_id
 from harness.errors import InputError
 from harness.outcome import Observation, Outcome
 
@@ -111,7 +111,7 @@ class CellResult:
         expected = data.get("expected")
         baseline = data.get("baseline")
         return cls(
-            id=data["id"],
+            id=current_id(data["id"]),
             observation=Observation.from_dict(data["observation"]),
             expected=Outcome.parse(expected) if expected else None,
             driver=data.get("driver") or "probe",

@@ -71,7 +71,7 @@ def test_round_trip_keeps_every_field(tmp_path):
 def test_cell_result_dict_round_trip_with_driver_and_baseline():
     c = cell("C3", "guest", "wildcard", "host", "server", Outcome.O, driver=Driver("socat"))
     result = CellResult.from_cell(c, REFUSED, baseline=ECHO)
-    assert result.flip == "O->X" and result.id.endswith("@socat]")
+    assert result.flip == "O->X" and result.id.endswith("+socat]")
     back = CellResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert back == result
 
@@ -187,3 +187,15 @@ def test_result_files_are_ordinary_readable_files(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_ids_from_older_results_files_read_in_todays_form(tmp_path):
+    from harness.cell import current_id
+
+    assert current_id("A1[hv-host:wildcard<-win-vm:parent]") == "A1[hv-host:wildcard-from-win-vm:parent]"
+    assert current_id("C2[k:wildcard<-g:parent@socat]") == "C2[k:wildcard-from-g:parent+socat]"
+    assert current_id(A1.id) == A1.id
+    old = CellResult.from_cell(A1, ECHO).to_dict() | {"id": "A1[hv-host:wildcard<-win-vm:parent]"}
+    write_json_atomic(tmp_path / "old.json", {"run_id": "20250101T000000Z-000000", "cells": [old]})
+    recorder = Recorder(tmp_path, {"baseline_path": str(tmp_path / "old.json")})
+    assert recorder.flip_of(A1.id, REFUSED) == "O->X"  # last year's run is still a baseline

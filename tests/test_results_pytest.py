@@ -14,8 +14,8 @@ import pytest
 from harness.results import load_run
 from tests.loopback_project import REPO, make_project, run_pytest
 
-L2 = "L2[lo2:self<-lo1:node:lo1]"
-L3 = "L3[lo1:loopback<-lo1:loopback]"
+L2 = "L2[lo2:self-from-lo1:node:lo1]"
+L3 = "L3[lo1:loopback-from-lo1:loopback]"
 
 
 @pytest.fixture
