@@ -212,6 +212,8 @@ class MatrixRun:
         result = getattr(item, "matrix_result", None)
         if call.when == "setup" and result is not None:
             setattr(report, REPORT_ATTR, result)
+        if report.failed and call.when == "setup" and call.excinfo and isinstance(call.excinfo.value, HarnessError):
+            report.longrepr = str(call.excinfo.value)  # an E is one line, not a traceback
         return report
 
     # -- controller: collect, then write ---------------------------------------------------------

@@ -115,12 +115,16 @@ class CellItem(pytest.Item):
 
     def setup(self) -> None:
         if self.cell.skip_reason:
-            pytest.skip(self.cell.skip_reason)
+            self._skip(self.cell.skip_reason)
         self.verdict = matrix_run(self.config).run_cell(self, self.cell)
         if self.verdict.kind == "error":
             raise CellError(self.verdict.message)
         if self.verdict.kind == "skip":
-            pytest.skip(self.verdict.message)
+            self._skip(self.verdict.message)
+
+    def _skip(self, reason: str) -> None:
+        """Skipped at the cell's line in its scenario file (as a skip marker would be), not here."""
+        raise pytest.skip.Exception(reason, _use_item_location=True)
 
     def runtest(self) -> None:
         if self.verdict is not None and self.verdict.kind == "fail":

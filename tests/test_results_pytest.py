@@ -57,6 +57,24 @@ def test_xdist_workers_results_reach_one_run_with_matrix_and_junit(project):
         "cell": L2, "expected": "X", "observed": "X", "errno": "ECONNREFUSED 111"}
 
 
+def test_e_is_an_error_na_a_skip_and_a_mismatch_a_failure_in_pytest_and_junit(tmp_path):
+    project = make_project(tmp_path, outcomes=True)
+    proc = run_pytest(project, "scenarios/outcomes.yaml", "-rA", "--junitxml=junit.xml")
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "1 failed, 1 skipped, 1 error" in out
+    assert "ERROR at setup of L5[gone:wildcard-from-lo1:server]" in out and "Traceback" not in out
+    assert "\nE (harness or lab failure, not counted as X): server: node gone: cannot connect to " in out
+    assert "SKIPPED [1] scenarios/outcomes.yaml:10: n/a: bind children on lo1: tcp has no equivalent" in out
+    cases = junit_cases(project / "junit.xml")
+    assert [child.tag for child in cases["L5[gone:wildcard-from-lo1:server]"] if child.tag != "properties"] == ["error"]
+    assert [child.tag for child in cases["L6[lo1:children-from-lo2:server]"] if child.tag != "properties"] == ["skipped"]
+    assert [child.tag for child in cases["L7[lo2:loopback-from-lo1:server]"] if child.tag != "properties"] == ["failure"]
+    _, run = the_run(project)
+    assert {c.label: c.observation.outcome.value for c in run.cells} == {"L5": "E", "L6": "n/a", "L7": "X"}
+    assert run.cell("L5[gone:wildcard-from-lo1:server]").observation.detail.startswith("server: node gone:")
+
+
 def test_baseline_last_flip_fails_the_cell_and_is_listed_first(project):
     first = run_pytest(project)
     assert first.returncode == 0, first.stdout + first.stderr
