@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import logging
 import shlex
 import threading
 import time
@@ -23,6 +24,7 @@ from harness.node import Inventory, Node
 from harness.transports import open_transport
 from harness.transports.base import CommandTimeout, Process, Transport, one_line
 
+log = logging.getLogger("hvsock_matrix.probe")  # DEBUG: every request and answer (they hold no secret)
 DEFAULT_IDLE_TIMEOUT = 900.0  # the session exits by itself when the controller forgets it
 MARGIN = 15.0  # seconds a response may take beyond the operation's own timeout (slow nested guests)
 
@@ -176,6 +178,7 @@ class SessionAgent(ProbeAgent):
                 raise _SessionEnded(self._dead)
             self._pending[rid] = slot
         self.sent.append(line)
+        log.debug("%s -> %s", self.node.name, line)
         try:
             try:
                 proc.write_line(line)
@@ -190,6 +193,7 @@ class SessionAgent(ProbeAgent):
                 raise NodeError(self.node.name, f"no answer to {op} within {wait:g}s")
             if "answer" not in slot:
                 raise _SessionEnded(slot.get("error", "probe session ended"))
+            log.debug("%s <- %s", self.node.name, json.dumps(slot["answer"], sort_keys=True))
             return slot["answer"]
         finally:
             with self._lock:
@@ -272,6 +276,7 @@ class OneShotAgent(ProbeAgent):
     def listen(self, family, addr, port, service, timeout, count=1):
         argv = self._listen_argv(family, addr, port, service, timeout, count)
         self.sent.append(" ".join(argv))
+        log.debug("%s -> %s", self.node.name, shlex.join(argv))
         proc = self.transport.spawn(argv)
         deadline = time.monotonic() + float(self.node.access.connect_timeout) + self.margin + 60.0
         while True:
@@ -287,6 +292,7 @@ class OneShotAgent(ProbeAgent):
             msg = _parse(line)
             if msg is None:
                 continue
+            log.debug("%s <- %s", self.node.name, json.dumps(msg, sort_keys=True))
             if msg.get("event") == "listening":
                 name = f"P{next(self._ids)}"
                 with self._lock:
@@ -298,6 +304,7 @@ class OneShotAgent(ProbeAgent):
     def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None):
         argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout)
         self.sent.append(" ".join(argv))
+        log.debug("%s -> %s", self.node.name, shlex.join(argv))
         budget = float(timeout) + float(connect_timeout or 0) + self.margin + float(self.node.access.connect_timeout)
         try:
             res = self.transport.run(argv, timeout=budget)
@@ -306,6 +313,7 @@ class OneShotAgent(ProbeAgent):
         msgs = [m for m in (_parse(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
             raise NodeError(self.node.name, one_line(f"probe connect rc={res.rc} printed nothing: {res.stderr}"))
+        log.debug("%s <- %s", self.node.name, json.dumps(msgs[-1], sort_keys=True))
         return msgs[-1]
 
     def stop(self, listener):
@@ -335,10 +343,12 @@ class OneShotAgent(ProbeAgent):
 
     def info(self):
         argv = self._cmd("info")
+        log.debug("%s -> %s", self.node.name, shlex.join(argv))
         res = self.transport.run(argv, timeout=self.margin + 60.0)
         msgs = [m for m in (_parse(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
             raise NodeError(self.node.name, one_line(f"probe info rc={res.rc}: {res.stderr}"))
+        log.debug("%s <- %s", self.node.name, json.dumps(msgs[-1], sort_keys=True))
         return msgs[-1]
 
     def close(self) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -144,3 +145,31 @@ def test_pytest_html_report_embeds_the_matrix(project):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     page = (project / "report.html").read_text(encoding="utf-8")
     assert 'class="hvsock-matrix"' in page and "srcdoc=" in page and "Scenario L" in page
+
+
+def test_probe_requests_and_answers_are_logged_at_debug_live_and_in_junit(project):
+    proc = run_pytest(project, "-k", "L3", "--log-cli-level=DEBUG", "-o", "junit_logging=log", "--junitxml=junit.xml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    listen = re.search(r'hvsock_matrix.probe.*lo1 -> \{"addr": "127.0.0.1", .*"op": "listen"', out)
+    answer = re.search(r'hvsock_matrix.probe.*lo1 <- \{.*"event": "listening"', out)
+    assert listen and answer and listen.start() < answer.start(), out
+    system_out = junit_cases(project / "junit.xml")[L3].find("system-out").text
+    assert '"op": "connect"' in system_out and '"event": "result"' in system_out
+    assert "Captured log setup" not in out  # passed: pytest shows logs of failures only
+
+
+def test_commands_a_cell_ran_are_a_report_section(tmp_path):
+    project = make_project(tmp_path, outcomes=True)
+    proc = run_pytest(project, "scenarios/outcomes.yaml", "-k", "L7")
+    section = proc.stdout[proc.stdout.index("Captured hvsock-matrix commands setup"):].splitlines()[1:4]
+    assert [line.split(":", 1)[0] for line in section] == ["lo2", "lo1", "lo2"]
+    assert '"op": "listen"' in section[0] and '"op": "connect"' in section[1] and '"op": "stop"' in section[2]
+
+
+def test_session_setup_starts_the_probes_before_the_first_cell(project):
+    proc = run_pytest(project, "-v")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert out.index("[run] starting the probe on lo1, lo2 at once") < out.index("[run] probes ready in") \
+        < out.index("scenarios/loopback.yaml::L1[")  # not inside the first cell's setup or call
