@@ -25,9 +25,9 @@ _lock = threading.Lock()
 
 # user:password@host (URLs, scp-style targets, connection strings)
 _USERINFO = re.compile(r"(?<![\w.-])([\w.\\$-]{1,256}):([^\s@/:]{1,256})@(?=[\w\[.-])")
-# password=..., pwd: ..., token=..., Authorization: Bearer ...
-_ASSIGNED = re.compile(r"(?i)\b((?:[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|passphrase|credential)s?)"
-                       r"[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]+)")
+# password=..., pwd=..., "token": "..." (command lines, connection strings, JSON)
+_KEY = r"[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|passphrase|credential)s?"
+_ASSIGNED = re.compile(rf"(?i)(\b{_KEY}\s*=\s*[\"']?|\"{_KEY}\"\s*:\s*\")([^\s\"',;}}]+)")
 _BEARER = re.compile(r"(?i)\b(authorization\s*[:=]\s*(?:bearer|basic)?\s*)(\S+)")
 
 

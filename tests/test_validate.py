@@ -18,7 +18,7 @@ CORPUS = sorted((ROOT / "tests" / "bad_input").glob("*.yaml"))
 
 
 def validate(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HVSOCK_MATRIX_I_AM_A_LAB_NODE"}
+    env = {k: v for k, v in os.environ.items() if k != "HVSOCK_MATRIX_LAB_NODE"}
     return subprocess.run([sys.executable, "-m", "harness.cli", "validate", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
