@@ -110,7 +110,7 @@ class AccessModel(_Strict):
     @classmethod
     def _host(cls, v):
         if v is not None and credential_in_host(v):
-            raise ValueError("host must not carry credentials (user:password@host); "
+            raise ValueError("host must not carry credentials (no 'user:password@' or 'user@' prefix); "
                              "use user: and password_env: NAME")
         if v is not None and not HOST_RE.fullmatch(v):
             raise ValueError("host must be a hostname, an ~/.ssh/config alias or an IP address "

@@ -69,11 +69,16 @@ def _short_tag(tag: str) -> str:
     return "!!" + tag[len(_Y):] if tag.startswith(_Y) else tag
 
 
-def read_text(path: str | Path) -> str:
-    """The file's text: a regular file under MAX_FILE_BYTES, UTF-8 (BOM allowed); else InputError."""
-    path = str(path)
+def read_text(path: str | Path, shown_as: str | None = None) -> str:
+    """The file's text: a regular file under MAX_FILE_BYTES, UTF-8 (BOM allowed); else InputError.
+
+    Size and type are checked before a byte is read (a 2 GB file or a FIFO costs nothing).
+    `shown_as` is the path named in messages (default: `path`).
+    """
+    real = str(path)
+    path = shown_as or real
     try:
-        st = os.stat(path)
+        st = os.stat(real)
     except OSError as err:
         raise InputError(f"{path}:1", f"cannot read file: {err.strerror or err}") from None
     if stat.S_ISDIR(st.st_mode):
@@ -83,7 +88,7 @@ def read_text(path: str | Path) -> str:
     if st.st_size > MAX_FILE_BYTES:
         raise InputError(f"{path}:1", f"file of {st.st_size} bytes is over the {MAX_FILE_BYTES} byte limit")
     try:
-        with open(path, "rb") as f:
+        with open(real, "rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise InputError(f"{path}:1", f"cannot read file: {err.strerror or err}") from None
@@ -100,7 +105,7 @@ def decode(path: str, raw: bytes) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
-        raise InputError(f"{path}:{line}", f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})") from None
+        raise InputError(f"{path}:{line}", f"not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
 
 
 class _Frame:
@@ -315,6 +320,10 @@ def load(path: str | Path, text: str | None = None) -> Any:
     loader.path = path
     try:
         return _Builder(loader).document()
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, max(err.position, 0)) + 1
+        raise InputError(f"{path}:{line}", f"bad YAML: character #x{err.character:04x} is not allowed "
+                                           f"(control characters and invalid code points)") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -369,6 +378,9 @@ def reject_inline_secrets(path: str, data: Any) -> None:
                 stack.append(value)
         elif isinstance(cur, list):
             stack.extend(cur)
+
+
+NEITHER_MESSAGE = "neither a scenario nor an inventory file (no top-level 'scenario:' or 'inventory:' key)"
 
 
 def top_level_kind(path: str | Path, data: Any = None) -> str | None:

@@ -24,7 +24,10 @@ def validate(*args: str) -> subprocess.CompletedProcess:
 
 
 def expectation(path: Path) -> str:
-    first = path.read_text(encoding="utf-8").splitlines()[0]
+    """The file's first line; the corpus holds BOM, UTF-16 and non-UTF-8 files too."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-16") if raw.startswith(b"\xff\xfe") else raw.decode("utf-8-sig", "replace")
+    first = text.splitlines()[0]
     assert first.startswith("# expect: "), f"{path.name}: first line must be '# expect: LINE: message'"
     return first[len("# expect: "):]
 
