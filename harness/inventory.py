@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationErr
 from harness import addresses, yamlfile
 from harness.errors import InputError
 from harness.node import NAME_RE, NAME_RULE, Access, Inventory, Node, check_timeout, shown
-from harness.secrets import credential_in_host, credential_in_user
+from harness.secrets import credential_in_host, credential_in_user, register
 
 RESERVED_NAMES = frozenset({"host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm",
                             "server", "self", "any"})
@@ -249,6 +249,8 @@ def parse_inventory(path: str, data: Any) -> Inventory:
             if by_name[n.parent][1].role != "host":
                 raise InputError(at(i, "parent"), f"node {n.name}: parent {n.parent!r} is not a host (role vm)")
         a = n.access
+        if a.password_env:  # whatever prints it later (a library's error text) is scrubbed
+            register(os.environ.get(a.password_env))
         if a.kind in ("ssh", "psexec") and not a.host:
             raise InputError(at(i, "access"), f"node {n.name}: access kind {a.kind} needs host:")
         if a.jump is not None:
