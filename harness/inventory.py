@@ -28,7 +28,8 @@ nodes:                             # a list; order is kept (selectors expand in 
       use_ssh_config: true         # honour ~/.ssh/config
       connect_timeout: 30          # seconds
       python: python3              # interpreter on the node (default python3 / py -3)
-      workdir: /tmp/hvsock-matrix  # where the probe is copied
+      workdir: /tmp                # POSIX: each run copies the probe into a fresh `mktemp -d` (0700)
+                                   # below this base, checked by sha256; only root/the user may write it
       netns: null                  # local only: run inside this network namespace
   - name: win-vm
     role: vm

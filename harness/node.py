@@ -52,7 +52,7 @@ class Access:
     use_ssh_config: bool = True  # honour ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump)
     connect_timeout: float = 30.0  # nested lab guests need ~300
     python: str | None = None  # interpreter on the node; default python3 / py -3
-    workdir: str | None = None  # where the probe is copied; default /tmp/hvsock-matrix or %TEMP%
+    workdir: str | None = None  # POSIX: base of each run's fresh mktemp -d (default /tmp); Windows: see psexec.py
     netns: str | None = None  # local only: run inside this network namespace (ip netns exec)
 
 
