@@ -150,6 +150,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         done["report"] = report
     except (OSError, HarnessError) as err:
         done["error"] = f"hvsock-matrix: could not write the results: {err}"
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR  # a nightly job must not pass with no matrix
     config.stash[DONE_KEY] = done
 
 
