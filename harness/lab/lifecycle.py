@@ -29,7 +29,9 @@ from harness.lab.readiness import L1Client, tcp_banner
 
 DEFAULT_PORT = int(os.environ.get("HVSOCK_MATRIX_LAB_PORT", 2222))
 L1_TIMEOUT = 180.0  # recipe: L1 ssh at 7-8 s; generous for a loaded machine
-GUESTS_TIMEOUT = 540.0  # recipe: L2 sshd ready at ~170 s, two L2s ~180 s; all must fit in 10 min
+# recipe: L2 sshd ready at ~170 s, two L2s ~180 s; all must fit in 10 min. A machine shared with
+# other labs needs longer (measured: 520 s at load 11): HVSOCK_MATRIX_LAB_GUESTS_TIMEOUT.
+GUESTS_TIMEOUT = float(os.environ.get("HVSOCK_MATRIX_LAB_GUESTS_TIMEOUT", 540))
 MAX_GUESTS = 2  # 2 cores: an idle L2 takes 60-100% of an L1 vCPU
 
 
