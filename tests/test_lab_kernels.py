@@ -216,3 +216,13 @@ def test_kernel_files_are_found_in_both_the_old_and_the_merged_usr_layout(tmp_pa
     (new / "usr" / "lib" / "modules" / "7.2.13+deb14-amd64" / "vmlinuz").write_bytes(b"bz")
     assert kernel.vmlinuz_path(old, "6.1.0-56-amd64") == old / "boot" / "vmlinuz-6.1.0-56-amd64"
     assert kernel.vmlinuz_path(new, "7.2.13+deb14-amd64") == new / "usr/lib/modules/7.2.13+deb14-amd64/vmlinuz"
+
+
+def test_lab_up_with_a_bad_kernel_spec_is_one_line_and_touches_nothing(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("HVSOCK_MATRIX_CACHE", str(tmp_path / "cache"))
+    assert main(["lab", "up", "--kernel", "stable", "--guest-kernel", "6.1;reboot"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "kernel `6.1;reboot`: expected stable, backports, sid" in err
+    assert not (tmp_path / "cache").exists()
