@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -36,9 +37,13 @@ def test_probe_is_used_in_place_or_copied_to_a_workdir(tmp_path):
     assert LocalTransport(local_node()).probe_command()[1] == str(PROBE_SOURCE)
     t = LocalTransport(local_node(workdir=str(tmp_path / "w")))
     cmd = t.probe_command()
-    assert cmd[1] == str(tmp_path / "w" / "probe.py")
-    assert (tmp_path / "w" / "probe.py").read_bytes() == PROBE_SOURCE.read_bytes()
-    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["probe.py"]
+    run_dir = Path(cmd[1]).parent  # a fresh mktemp -d per run, owner-only
+    assert run_dir.parent == tmp_path / "w" and run_dir.name.startswith("hvsock-matrix.")
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    assert Path(cmd[1]).read_bytes() == PROBE_SOURCE.read_bytes()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["probe.py"]
+    again = LocalTransport(local_node(workdir=str(tmp_path / "w"))).probe_command()
+    assert Path(again[1]).parent != run_dir  # the next run never reuses (or trusts) a directory
 
 
 @pytest.mark.netns

@@ -21,6 +21,7 @@ import time
 import paramiko
 
 from harness.node import Access, Inventory, Node
+from harness.secrets import register as register_secret
 from harness.transports.base import (
     DEFAULT_DEADLINE,
     CommandResult,
@@ -230,6 +231,7 @@ class SSHTransport(Transport):
         password = None
         if self.node.access.password_env:
             password = os.environ.get(self.node.access.password_env)
+            register_secret(password)
             if password is None:
                 raise self.fail(f"environment variable {self.node.access.password_env} (password_env) is not set")
         sock = self._jump_channel(s)
