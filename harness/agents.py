@@ -23,10 +23,11 @@ from harness.errors import HarnessError, NodeError
 from harness.node import Inventory, Node
 from harness.transports import open_transport
 from harness.transports.base import CommandTimeout, Process, Transport, one_line
+from harness import timeouts
 
 log = logging.getLogger("hvsock_matrix.probe")  # DEBUG: every request and answer (they hold no secret)
-DEFAULT_IDLE_TIMEOUT = 900.0  # the session exits by itself when the controller forgets it
-MARGIN = 15.0  # seconds a response may take beyond the operation's own timeout (slow nested guests)
+DEFAULT_IDLE_TIMEOUT = timeouts.SESSION_IDLE  # the session exits by itself when the controller forgets it
+MARGIN = timeouts.MARGIN  # a response may take this long beyond its operation's own timeout
 
 
 class _SessionEnded(Exception):
@@ -90,7 +91,7 @@ class SessionAgent(ProbeAgent):
         try:
             # a Python start on a nested TCG guest reading its stdlib over 9p: tens of seconds
             # idle, minutes when the lab is busy -- sized from the inventory's connect_timeout
-            first = proc.read_line(2 * float(self.node.access.connect_timeout) + 60.0)
+            first = proc.read_line(timeouts.session_first_line(self.node.access.connect_timeout))
         except TimeoutError:
             proc.kill()
             raise NodeError(self.node.name, "probe session did not start (no 'ready' line)") from None
@@ -201,20 +202,20 @@ class SessionAgent(ProbeAgent):
 
     # -- the contract -----------------------------------------------------------------------
     def listen(self, family, addr, port, service, timeout, count=1):
-        return self.request("listen", self.margin + 10.0, family=family, addr=str(addr), port=int(port),
+        return self.request("listen", timeouts.listen_answer(self.margin), family=family, addr=str(addr), port=int(port),
                             service=service, count=count, timeout=timeout)
 
     def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None):
         ct = timeout if connect_timeout is None else connect_timeout
-        return self.request("connect", float(timeout) + float(ct) + self.margin, family=family, addr=str(addr),
+        return self.request("connect", timeouts.connect_answer(timeout, ct, self.margin), family=family, addr=str(addr),
                             port=int(port), service=service, payload=payload, timeout=timeout,
                             connect_timeout=ct)
 
     def stop(self, listener):
-        return self.request("stop", self.margin + 10.0, listener=listener)
+        return self.request("stop", timeouts.stop_answer(self.margin), listener=listener)
 
     def info(self):
-        return self.request("info", self.margin + 30.0)
+        return self.request("info", timeouts.info_answer(self.margin))
 
     def close(self) -> None:
         with self._lock:
@@ -224,7 +225,7 @@ class SessionAgent(ProbeAgent):
         try:
             proc.write_line(json.dumps({"id": 0, "op": "bye"}))
             proc.close_stdin()
-            if proc.wait(5) is None:
+            if proc.wait(timeouts.PROCESS_EXIT) is None:
                 proc.kill()
         except Exception:
             try:
@@ -278,7 +279,7 @@ class OneShotAgent(ProbeAgent):
         self.sent.append(" ".join(argv))
         log.debug("%s -> %s", self.node.name, shlex.join(argv))
         proc = self.transport.spawn(argv)
-        deadline = time.monotonic() + float(self.node.access.connect_timeout) + self.margin + 60.0
+        deadline = time.monotonic() + timeouts.oneshot_listening(self.node.access.connect_timeout, self.margin)
         while True:
             try:
                 line = proc.read_line(max(0.0, deadline - time.monotonic()))
@@ -287,7 +288,7 @@ class OneShotAgent(ProbeAgent):
                 raise NodeError(self.node.name, "probe serve printed no 'listening' line in time") from None
             if line is None:
                 tail = proc.stderr_tail()
-                proc.wait(5)
+                proc.wait(timeouts.PROCESS_EXIT)
                 raise NodeError(self.node.name, one_line(f"probe serve exited without a word: {tail}"))
             msg = _parse(line)
             if msg is None:
@@ -298,14 +299,14 @@ class OneShotAgent(ProbeAgent):
                 with self._lock:
                     self._servers[name] = (proc, [])
                 return dict(msg, listener=name)
-            proc.wait(5)
+            proc.wait(timeouts.PROCESS_EXIT)
             return msg  # bind_failed, refused, error
 
     def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None):
         argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout)
         self.sent.append(" ".join(argv))
         log.debug("%s -> %s", self.node.name, shlex.join(argv))
-        budget = float(timeout) + float(connect_timeout or 0) + self.margin + float(self.node.access.connect_timeout)
+        budget = timeouts.oneshot_connect(timeout, connect_timeout, self.node.access.connect_timeout, self.margin)
         try:
             res = self.transport.run(argv, timeout=budget)
         except CommandTimeout as exc:
@@ -326,7 +327,7 @@ class OneShotAgent(ProbeAgent):
         # collect what it already printed (accepted events), then end it
         while True:
             try:
-                line = proc.read_line(0.2)
+                line = proc.read_line(timeouts.STOP_DRAIN)
             except TimeoutError:
                 break
             if line is None:
@@ -344,7 +345,7 @@ class OneShotAgent(ProbeAgent):
     def info(self):
         argv = self._cmd("info")
         log.debug("%s -> %s", self.node.name, shlex.join(argv))
-        res = self.transport.run(argv, timeout=self.margin + 60.0)
+        res = self.transport.run(argv, timeout=timeouts.oneshot_info(self.margin))
         msgs = [m for m in (_parse(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
             raise NodeError(self.node.name, one_line(f"probe info rc={res.rc}: {res.stderr}"))

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harness import timeouts
+
 Role = Literal["host", "vm"]
 OS = Literal["linux", "windows"]
 Family = Literal["hyperv", "vsock", "tcp"]
@@ -20,7 +22,7 @@ HostKeyPolicy = Literal["reject", "accept-new", "ignore"]
 # accept a trailing newline), ASCII only, bounded length.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 NAME_RULE = "letters, digits, . _ - ; at most 63 characters, not starting with . _ -"
-MAX_TIMEOUT_S = 86400.0  # a day: longer is a typo, and would overflow thread/socket timeouts
+MAX_TIMEOUT_S = timeouts.MAX_TIMEOUT  # a day: longer is a typo, and would overflow thread/socket timeouts
 
 
 def shown(value: object, limit: int = 60) -> str:
@@ -50,7 +52,7 @@ class Access:
     known_hosts: str | None = None  # path; default ~/.ssh/known_hosts
     host_key_policy: HostKeyPolicy = "reject"
     use_ssh_config: bool = True  # honour ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump)
-    connect_timeout: float = 30.0  # nested lab guests need ~300
+    connect_timeout: float = timeouts.NODE_CONNECT_TIMEOUT  # nested lab guests need ~300
     python: str | None = None  # interpreter on the node; default python3 / py -3
     workdir: str | None = None  # POSIX: base of each run's fresh mktemp -d (default /tmp); Windows: see psexec.py
     netns: str | None = None  # local only: run inside this network namespace (ip netns exec)

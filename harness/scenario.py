@@ -75,7 +75,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
-from harness import addresses, yamlfile
+from harness import addresses, timeouts, yamlfile
 from harness.cell import TEMPLATE_FIELDS, Cell, Driver
 from harness.errors import InputError
 from harness.node import NAME_RE, NAME_RULE, Inventory, Node, check_timeout, shown
@@ -87,7 +87,7 @@ HARD_MAX_CELLS = 1_000_000
 MAX_AXIS_VALUES = 4096
 EXPECT_WORDS = {"o": "O", "x": "X", "b": "B", "n/a": "n/a", "na": "n/a", "unknown": None}
 DEFAULT_PAYLOAD = "World!"
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = timeouts.CELL_TIMEOUT
 
 
 # --- token checks (used as pydantic validators; ValueError messages become "path:line: ...") ---

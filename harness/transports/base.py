@@ -24,6 +24,7 @@ from typing import IO, Callable
 
 from harness.errors import NodeError
 from harness.node import Inventory, Node
+from harness import timeouts
 
 PROBE_SOURCE = Path(__file__).resolve().parent.parent / "probe.py"
 DEFAULT_POSIX_WORKDIR = "/tmp"  # the base; each run's probe lives in a fresh mktemp -d below it
@@ -31,7 +32,7 @@ RUN_DIR_TEMPLATE = "hvsock-matrix.XXXXXXXXXX"
 _MAKE_RUN_DIR = 'umask 077 && mkdir -p -- "$1" && exec mktemp -d -- "$1/$2"'
 _SHA256 = ('sha256sum -- "$2" 2>/dev/null || exec "$1" -c '
            '"import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],\'rb\').read()).hexdigest())" "$2"')
-DEFAULT_DEADLINE = 60.0  # seconds for housekeeping calls (mkdir, put) that have no timeout of their own
+DEFAULT_DEADLINE = timeouts.HOUSEKEEPING  # housekeeping calls (mkdir, put) that have no timeout of their own
 
 
 class CommandTimeout(NodeError):

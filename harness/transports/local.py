@@ -17,6 +17,7 @@ import sys
 import time
 
 from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, LineQueue, Process, Transport, one_line
+from harness import timeouts
 
 
 # what a child needs to find programs, speak the locale and write temp files -- nothing else
@@ -60,7 +61,7 @@ class LocalProcess(Process):
                 os.killpg(self.popen.pid, signal.SIGKILL)  # its own session: children go too
             except (ProcessLookupError, PermissionError):
                 self.popen.kill()
-        self.wait(5)
+        self.wait(timeouts.PROCESS_EXIT)
 
     def wait(self, timeout: float) -> int | None:
         try:

@@ -27,15 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Callable
 
+from harness import timeouts
 from harness.errors import NodeError
 from harness.hyperv.powershell import powershell_argv, ps_quote
 
 DEFAULT_WORKDIR = r"C:\Windows\Temp\hvsock-matrix"
 DEFAULT_PYTHON = ["py", "-3"]
 SMB_PORT = 445
-CALL_GRACE = 15.0  # seconds past a command's own timeout before the controller gives up on the Client
+CALL_GRACE = timeouts.PSEXEC_CALL_GRACE  # past a command's own timeout before the controller gives up on the Client
 POLL_START, POLL_MAX = 0.05, 0.5
-KILL_GRACE = 3.0  # seconds for a killed child's wrapper to write its exit code
+KILL_GRACE = timeouts.PSEXEC_KILL_GRACE  # for a killed child's wrapper to write its exit code
 SPAWN_DIR = "spawn"
 
 from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, Process, Transport
@@ -353,10 +354,10 @@ class PsexecProcess(Process):
         if self._exit_code() is not None:
             self._finished()
             return
-        self._t.run(["taskkill.exe", "/PID", str(self.pid), "/T", "/F"], timeout=30)
+        self._t.run(["taskkill.exe", "/PID", str(self.pid), "/T", "/F"], timeout=timeouts.PSEXEC_TASKKILL)
         if self.wait(KILL_GRACE) is None:
             if self.pid != self.wrapper_pid:
-                self._t.run(["taskkill.exe", "/PID", str(self.wrapper_pid), "/T", "/F"], timeout=30)
+                self._t.run(["taskkill.exe", "/PID", str(self.wrapper_pid), "/T", "/F"], timeout=timeouts.PSEXEC_TASKKILL)
             self._rc = 1  # taskkill /F leaves exit code 1
         self._finished()
 

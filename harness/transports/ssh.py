@@ -22,6 +22,7 @@ import paramiko
 
 from harness.node import Access, Inventory, Node
 from harness.secrets import register as register_secret
+from harness import timeouts
 from harness.transports.base import (
     DEFAULT_DEADLINE,
     CommandResult,
@@ -114,7 +115,7 @@ class SSHProcess(Process):
                 pass
             if self.pid:
                 try:
-                    self._transport.run(["kill", "-KILL", str(self.pid)], timeout=15, wrap=False)
+                    self._transport.run(["kill", "-KILL", str(self.pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
                 except Exception:  # the node may be gone: closing the channel is all that is left
                     pass
         self._chan.close()
@@ -329,7 +330,7 @@ class SSHTransport(Transport):
                     pid = self._marker_pid(text) if wrap else None
                     if pid:
                         try:
-                            self.run(["kill", "-KILL", str(pid)], timeout=15, wrap=False)
+                            self.run(["kill", "-KILL", str(pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
                         except Exception:
                             pass
                     raise CommandTimeout(self.node.name,
