@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from harness.errors import HarnessError, NodeError
+from harness.probe import answer_line, parse_line, request_line
 from harness.node import Inventory, Node
 from harness.transports import open_transport
 from harness.transports.base import CommandTimeout, Process, Transport, one_line
@@ -95,7 +96,7 @@ class SessionAgent(ProbeAgent):
         except TimeoutError:
             proc.kill()
             raise NodeError(self.node.name, "probe session did not start (no 'ready' line)") from None
-        ready = _parse(first)
+        ready = parse_line(first)
         if ready is None or ready.get("event") != "ready":
             tail = proc.stderr_tail()
             proc.kill()
@@ -129,7 +130,7 @@ class SessionAgent(ProbeAgent):
                     if tail:
                         reason += ": " + tail.splitlines()[-1]
                     break
-                msg = _parse(line)
+                msg = parse_line(line)
                 if msg is None:
                     continue
                 rid = msg.get("id")
@@ -170,9 +171,10 @@ class SessionAgent(ProbeAgent):
     def _request_once(self, op: str, wait: float, fields: dict) -> dict:
         proc = self._ensure()
         rid = next(self._ids)
-        req = {"id": rid, "op": op}
-        req.update(fields)
-        line = json.dumps(req, sort_keys=True)
+        try:
+            line = request_line(rid, op, **fields)
+        except ValueError as exc:  # a harness bug, caught before it reaches the node
+            raise NodeError(self.node.name, f"bad probe request: {exc}") from None
         slot = {"event": threading.Event(), "proc": proc}
         with self._lock:
             if self._dead is not None and self._proc is proc:  # died between _ensure and now
@@ -194,7 +196,7 @@ class SessionAgent(ProbeAgent):
                 raise NodeError(self.node.name, f"no answer to {op} within {wait:g}s")
             if "answer" not in slot:
                 raise _SessionEnded(slot.get("error", "probe session ended"))
-            log.debug("%s <- %s", self.node.name, json.dumps(slot["answer"], sort_keys=True))
+            log.debug("%s <- %s", self.node.name, answer_line(slot["answer"]))
             return slot["answer"]
         finally:
             with self._lock:
@@ -223,7 +225,7 @@ class SessionAgent(ProbeAgent):
         if proc is None:
             return
         try:
-            proc.write_line(json.dumps({"id": 0, "op": "bye"}))
+            proc.write_line(request_line(0, "bye"))
             proc.close_stdin()
             if proc.wait(timeouts.PROCESS_EXIT) is None:
                 proc.kill()
@@ -290,10 +292,10 @@ class OneShotAgent(ProbeAgent):
                 tail = proc.stderr_tail()
                 proc.wait(timeouts.PROCESS_EXIT)
                 raise NodeError(self.node.name, one_line(f"probe serve exited without a word: {tail}"))
-            msg = _parse(line)
+            msg = parse_line(line)
             if msg is None:
                 continue
-            log.debug("%s <- %s", self.node.name, json.dumps(msg, sort_keys=True))
+            log.debug("%s <- %s", self.node.name, answer_line(msg))
             if msg.get("event") == "listening":
                 name = f"P{next(self._ids)}"
                 with self._lock:
@@ -311,10 +313,10 @@ class OneShotAgent(ProbeAgent):
             res = self.transport.run(argv, timeout=budget)
         except CommandTimeout as exc:
             raise NodeError(self.node.name, f"probe connect still running after {budget:g}s") from exc
-        msgs = [m for m in (_parse(line) for line in res.stdout.splitlines()) if m]
+        msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
             raise NodeError(self.node.name, one_line(f"probe connect rc={res.rc} printed nothing: {res.stderr}"))
-        log.debug("%s <- %s", self.node.name, json.dumps(msgs[-1], sort_keys=True))
+        log.debug("%s <- %s", self.node.name, answer_line(msgs[-1]))
         return msgs[-1]
 
     def stop(self, listener):
@@ -332,7 +334,7 @@ class OneShotAgent(ProbeAgent):
                 break
             if line is None:
                 break
-            msg = _parse(line) or {}
+            msg = parse_line(line) or {}
             if msg.get("event") == "accepted":
                 accepted += 1
                 peers.append(msg.get("peer"))
@@ -346,10 +348,10 @@ class OneShotAgent(ProbeAgent):
         argv = self._cmd("info")
         log.debug("%s -> %s", self.node.name, shlex.join(argv))
         res = self.transport.run(argv, timeout=timeouts.oneshot_info(self.margin))
-        msgs = [m for m in (_parse(line) for line in res.stdout.splitlines()) if m]
+        msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
             raise NodeError(self.node.name, one_line(f"probe info rc={res.rc}: {res.stderr}"))
-        log.debug("%s <- %s", self.node.name, json.dumps(msgs[-1], sort_keys=True))
+        log.debug("%s <- %s", self.node.name, answer_line(msgs[-1]))
         return msgs[-1]
 
     def close(self) -> None:
@@ -452,11 +454,3 @@ class AgentPool:
         self.close()
 
 
-def _parse(line: str | None) -> dict | None:
-    if not line:
-        return None
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        return None
-    return msg if isinstance(msg, dict) else None
