@@ -75,6 +75,12 @@ def test_e_is_an_error_na_a_skip_and_a_mismatch_a_failure_in_pytest_and_junit(tm
     assert {c.label: c.observation.outcome.value for c in run.cells} == {"L5": "E", "L6": "n/a", "L7": "X"}
     assert run.cell("L5[gone:wildcard-from-lo1:server]").observation.detail.startswith("server: node gone:")
 
+    alone = run_pytest(project, "-k", "L5[gone:wildcard-from-lo1:server]", "--junitxml=alone.xml")
+    assert alone.returncode == 1 and alone.stdout.rstrip().splitlines()[-1].startswith("=") \
+        and " 1 error in " in alone.stdout.splitlines()[-1] and "passed" not in alone.stdout.splitlines()[-1]
+    assert [c.tag for c in junit_cases(project / "alone.xml")["L5[gone:wildcard-from-lo1:server]"]
+            if c.tag != "properties"] == ["error"]
+
 
 def test_baseline_last_flip_fails_the_cell_and_is_listed_first(project):
     first = run_pytest(project)
