@@ -262,8 +262,8 @@ class _Builder:
             tag = self.loader.resolve(yaml.ScalarNode, text, event.implicit)
             if tag == _MERGE:
                 return _MERGE_KEY
-            if tag not in _SCALAR_TAGS:
-                return text
+            if tag not in _SCALAR_TAGS or (tag in (_INT, _FLOAT) and ":" in text):
+                return text  # YAML 1.1 sexagesimal (`19:00` = 1140) is never meant: it stays text
         elif tag not in _SCALAR_TAGS:
             raise self.fail(line, f"YAML tag {_short_tag(tag)} is not allowed (plain data only)")
         if tag == _STR:
