@@ -49,13 +49,13 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
 
 from harness import addresses, timeouts, yamlfile
 from harness.errors import InputError
-from harness.node import NAME_RE, NAME_RULE, Access, Inventory, Node, check_timeout, shown
+from harness.node import NAME_RE, NAME_RULE, Access, Inventory, Node, check_timeout, seconds, shown
 from harness.secrets import credential_in_host, credential_in_user, register
 
 RESERVED_NAMES = frozenset({"host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm",
@@ -87,7 +87,7 @@ class AccessModel(_Strict):
     known_hosts: Optional[str] = None
     host_key_policy: Literal["reject", "accept-new", "ignore"] = "reject"
     use_ssh_config: StrictBool = True
-    connect_timeout: float = timeouts.NODE_CONNECT_TIMEOUT
+    connect_timeout: Annotated[float, BeforeValidator(seconds)] = timeouts.NODE_CONNECT_TIMEOUT
     python: Optional[str] = None
     workdir: Optional[str] = None
     netns: Optional[str] = None

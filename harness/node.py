@@ -31,6 +31,13 @@ def shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
+def seconds(value: object) -> float:
+    """A number of seconds as written: an int or float, never true/false or text like '10'."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number of seconds, not {shown(value)}")
+    return float(value)
+
+
 def check_timeout(what: str, value: float) -> float:
     """A timeout must be a finite number of seconds in (0, MAX_TIMEOUT_S]."""
     if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:

@@ -78,7 +78,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from harness import addresses, timeouts, yamlfile
 from harness.cell import TEMPLATE_FIELDS, Cell, Driver
 from harness.errors import InputError
-from harness.node import NAME_RE, NAME_RULE, Inventory, Node, check_timeout, shown
+from harness.node import NAME_RE, NAME_RULE, Inventory, Node, check_timeout, seconds, shown
 from harness.outcome import Outcome
 
 SELECTORS = ("host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm")
@@ -258,7 +258,7 @@ class CellModel(_Strict):
     port: Optional[Port] = None
     service: Optional[Service] = None
     payload: Optional[str] = None
-    timeout: Optional[float] = None
+    timeout: Optional[Annotated[float, BeforeValidator(seconds)]] = None
     driver: Optional[DriverField] = None
 
     @field_validator("timeout")
@@ -283,7 +283,7 @@ class ScenarioModel(_Strict):
     port_base: Optional[Port] = None
     driver: DriverField = Driver()
     payload: str = DEFAULT_PAYLOAD
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: Annotated[float, BeforeValidator(seconds)] = DEFAULT_TIMEOUT
     pairs: Literal["related", "any"] = "related"
     max_cells: StrictInt = DEFAULT_MAX_CELLS
     axes: Optional[AxesModel] = None

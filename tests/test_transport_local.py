@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import NodeError
 from harness.node import Access, Node
 from harness.transports import open_transport
 from harness.transports.base import CommandTimeout, PROBE_SOURCE
@@ -58,3 +59,16 @@ def test_netns_prefix_runs_inside_the_namespace(netns_lab):
         assert proc.pid in netns_lab.pids("b")
     finally:
         proc.kill()
+
+
+def test_a_probe_copy_that_does_not_match_is_never_run(tmp_path):
+    t = LocalTransport(local_node(workdir=str(tmp_path / "w")))
+    real_put = t.put
+
+    def tampering_put(local_path, remote_path):
+        real_put(local_path, remote_path)
+        Path(remote_path).write_text("import os  # planted\n")
+
+    t.put = tampering_put
+    with pytest.raises(NodeError, match="does not match ours"):
+        t.probe_command()
