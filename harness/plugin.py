@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from harness import in_flight
 from harness.cell import Cell
 from harness.errors import HarnessError
 from harness.node import Inventory
@@ -44,9 +45,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "oneshot: a probe process per server and client")
     group.addoption("--keep-registration", action="store_true", default=False,
                     help="leave the Hyper-V service GUIDs this run registered on the hosts")
+    in_flight.add_option(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    in_flight.limits_for(config)  # a bad --cells-in-flight stops the run with one line
     # An explicit --inventory that is wrong stops the run with one line before anything else.
     if config.getoption("inventory", None):
         _, error = get_inventory_or_error(config)

@@ -126,6 +126,9 @@ class CellScheduler:
 
     # -- the caller's side ----------------------------------------------------------------------
 
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._by_key
+
     def start(self) -> "CellScheduler":
         with self._cond:
             self._started = True

@@ -43,6 +43,8 @@ class RunSession:
         self._facts_done: set[str] = set()
         self._facts: dict[str, dict] = {}
         self._warmed = False
+        self._scheduler = None  # cells in flight (harness/in_flight.py), started after the warm-up
+        self._scheduler_checked = False
         self._say_lock = threading.Lock()
 
     # -- lazily built, once per run ------------------------------------------------------------
@@ -144,8 +146,11 @@ class RunSession:
         return None
 
     def _warm_up(self, item: pytest.Item | None) -> None:
-        """Start every node's agent at once, before the first cell, and keep each node's facts."""
-        if self._warmed or item is None:
+        """Start every node's agent at once, before the first cell, and keep each node's facts.
+
+        An xdist worker starts a node's agent when its first cell needs it: it runs only some
+        of the cells, so warming every node would start probes it never uses."""
+        if self._warmed or item is None or getattr(self.config, "workerinput", None) is not None:
             return
         self._warmed = True
         names = sorted({name for i in item.session.items
@@ -175,13 +180,25 @@ class RunSession:
     # -- the one call a pytest item makes ------------------------------------------------------
 
     def run(self, cell: Cell, item: pytest.Item | None = None) -> Observation:
-        from harness.runner import run_cell
-
         self._ensure_lab()
         if self._lab_error:
             return Observation(Outcome.E, detail=f"lab-in-a-box did not come up: {self._lab_error}")
         self._warm_up(item)
         self._register_services(item)
+        if not self._scheduler_checked and item is not None:
+            from harness import in_flight
+
+            self._scheduler_checked = True
+            _ = self.pool  # built here, once: the scheduler's threads share it
+            self._scheduler = in_flight.start(self.config, item.session.items, self._run_cell)
+        if self._scheduler is not None and item is not None and item.nodeid in self._scheduler:
+            return self._scheduler.result(item.nodeid)
+        return self._run_cell(cell)
+
+    def _run_cell(self, cell: Cell) -> Observation:
+        """One cell, in the item or in the scheduler's thread: it touches nothing of pytest."""
+        from harness.runner import run_cell
+
         failure = self._registration_failure(cell)
         if failure:
             return Observation(Outcome.E, detail=failure)
@@ -207,6 +224,9 @@ class RunSession:
             pytest.fail(verdict.message, pytrace=False)
 
     def close(self) -> None:
+        if self._scheduler is not None:  # first: the cells in flight stop their own servers
+            self._scheduler.cancel()
+            self._scheduler = None
         try:
             if self._registration:
                 self._registration.__exit__(None, None, None)
