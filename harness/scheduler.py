@@ -28,8 +28,9 @@ from harness.cell import Cell
 from harness.outcome import Observation, Outcome
 
 SPAWNING_DRIVERS = ("socat", "command")
-# a number a command template writes as a port: after ':' '=' or a blank, before an address separator
-_FIXED_PORT = re.compile(r"(?:(?<=[:=\s])|^)(\d{1,10})(?=$|[\s,:'\"/])")
+# a number a command template writes as a port: inside an address, after ':' or '=' (socat's
+# TCP:localhost:22 and VSOCK-LISTEN:22, port=22), before a separator; `sleep 300` is no port
+_FIXED_PORT = re.compile(r"(?<=[:=])(\d{1,10})(?=$|[\s,:'\"/])")
 
 
 @dataclass(frozen=True)

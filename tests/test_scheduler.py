@@ -153,6 +153,7 @@ def test_a_command_template_with_a_fixed_port_claims_it():
                    client="sh -c 'socat -T {timeout} -u VSOCK-CONNECT:{target}:{port},readbytes=4 STDOUT | grep -q ^SSH-'")
     assert fixed_ports(relay.server) == {22}
     assert fixed_ports("ConsoleApp1.exe /server {bind}") == set()
+    assert fixed_ports("sh -c 'sleep 300; ssh -o ConnectTimeout=30 h'") == {30}  # in an option's value only
     assert ("port", 22) in claims(cell(0, driver=relay, port=2222))
     # a probe cell on port 22 and the relay on its own port still never overlap: the relay binds 22
     cells = [cell(0, driver=relay, port=2222, server="g1"), cell(1, port=22, server="g2")]
