@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,39 @@ def test_cells_really_overlap(tmp_path):
     proc, cells = run(tmp_path, scenario, "--cells-in-flight", "4")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert [c["observation"]["outcome"] for c in cells] == ["O", "O"]
+
+
+def test_ctrl_c_leaves_no_process_and_records_only_reported_cells(tmp_path):
+    marks = tmp_path / "started"
+    marks.mkdir()
+    client = f"sh -c 'touch {marks}/{{port}}; sleep 4; echo connect: Connection refused >&2; exit 1'"
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "cells.yaml").write_text(command_cells(client, 8))
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "scenarios/cells.yaml", "--inventory", "inventory.yaml",
+                             "-p", "no:cacheprovider", "-v", "--rootdir", str(tmp_path), "--results-dir",
+                             str(tmp_path / "reports"), "--cells-in-flight", "4"], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(marks.iterdir())) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling: two cells in flight (the process-start limit), then Ctrl-C
+        assert proc.poll() is None and len(list(marks.iterdir())) >= 2
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "KeyboardInterrupt" in out
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_mentions(p, str(marks))]
+    assert not leftovers  # the cells in flight ended and stopped their servers before pytest exited
+    runs = sorted((tmp_path / "reports" / "runs").glob("*/results.json")) if (tmp_path / "reports").is_dir() else []
+    recorded = [c["id"] for c in json.loads(runs[-1].read_text())["cells"]] if runs else []
+    assert set(recorded) <= set(reported(out)) and len(recorded) == len(set(recorded))
+
+
+def _cmdline_mentions(proc_dir: Path, text: str) -> bool:
+    try:
+        return text in (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
