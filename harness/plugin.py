@@ -23,7 +23,9 @@ import pytest
 from harness import in_flight
 from harness.cell import Cell
 from harness.errors import HarnessError
+from harness import markers
 from harness.lifecycle import PLUGIN_NAME, MatrixRun, display_path, matrix_run
+from harness.markers import cell_markers
 
 SCENARIO_DIR = "scenarios"
 _TOP_LEVEL_SCENARIO = re.compile(rb"^scenario[ \t]*:", re.MULTILINE)
@@ -48,6 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     in_flight.limits_for(config)  # a bad --cells-in-flight stops the run with one line
+    markers.register(config)
     run = MatrixRun(config)
     config.pluginmanager.register(run, PLUGIN_NAME)
     # An explicit --inventory that is wrong stops the run with one line before anything else.
@@ -90,7 +93,10 @@ class ScenarioFile(pytest.File):
         path = display_path(self.config, self.path)
         data = yamlfile.load(path, self.path.read_text(encoding="utf-8"))
         for cell in expand(parse_scenario(path, data), inventory):
-            yield CellItem.from_parent(self, name=cell.id, cell=cell)
+            item = CellItem.from_parent(self, name=cell.id, cell=cell)
+            for marker in cell_markers(cell, inventory):
+                item.add_marker(marker)
+            yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, HarnessError):

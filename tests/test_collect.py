@@ -73,6 +73,23 @@ def test_k_with_a_whole_id_selects_exactly_that_cell(cell_id):
     assert [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line] == [cell_id]
 
 
+def _collected(*args: str) -> list[str]:
+    result = run_pytest("scenarios/", "--collect-only", "-q", "--strict-markers",
+                        "--inventory", "inventory/hyperv-lab.example.yaml", *args)
+    assert result.returncode in (0, 5), result.stdout + result.stderr
+    return [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line]
+
+
+def test_markers_select_cells_by_driver_family_and_scenario_under_strict_markers():
+    every, socat, not_socat = _collected(), _collected("-m", "socat"), _collected("-m", "not socat")
+    assert socat and all(i.endswith("+socat]") for i in socat)
+    assert sorted(socat + not_socat) == sorted(every)
+    b_vsock = _collected("-m", "scenario(name='B') and vsock and probe")
+    assert b_vsock == ["B1[hv-host:wildcard-from-linux-vm-hv:parent]", "B2[linux-vm-hv:wildcard-from-hv-host:server]",
+                       "B3[linux-vm-hv:wildcard-from-linux-vm-hv:loopback]"]
+    assert not any(i.startswith("A") for i in _collected("-m", "vsock or tcp"))  # A is Hyper-V only
+
+
 @pytest.fixture
 def project(tmp_path):
     """A throwaway checkout layout: scenarios/ with one good file, no inventory."""
