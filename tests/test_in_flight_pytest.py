@@ -165,3 +165,32 @@ def _cmdline_mentions(proc_dir: Path, text: str) -> bool:
         return text in (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
+
+
+def test_a_dead_node_makes_its_cells_E_and_the_others_still_run(tmp_path):
+    """`gone` cannot start its probe (no interpreter there): its cells are E, as one after another."""
+    gone = "  - {name: gone, role: host, os: linux, family: tcp, address: 127.0.0.1, " \
+           "access: {kind: local, python: /nonexistent/python3}}\n"
+    lines = [f"scenario: D\nport_base: {PORT_BASE + 150}\ntimeout: 5\ncells:"]
+    for i, (server, client) in enumerate([("here", "here"), ("gone", "here"), ("here", "gone"), ("here", "here"),
+                                          ("gone", "gone"), ("here", "here")]):
+        lines.append(f"  - label: D{i}\n    server: {{on: {server}, bind: 127.0.0.{i + 1}}}\n"
+                     f"    client: {{on: {client}, target: 127.0.0.{i + 1}}}")
+    results = {}
+    for n in ("1", "4"):
+        folder = tmp_path / n
+        folder.mkdir()
+        (folder / "inventory.yaml").write_text(INVENTORY + gone)
+        (folder / "scenarios").mkdir()
+        (folder / "scenarios" / "cells.yaml").write_text("\n".join(lines) + "\n")
+        proc = subprocess.run([sys.executable, "-m", "pytest", "scenarios/cells.yaml", "--inventory", "inventory.yaml",
+                               "-p", "no:cacheprovider", "-q", "--rootdir", str(folder), "--results-dir",
+                               str(folder / "reports"), "--cells-in-flight", n], cwd=folder,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300)
+        cells = json.loads(sorted((folder / "reports" / "runs").glob("*/results.json"))[-1].read_text())["cells"]
+        results[n] = [(c["label"], c["observation"]["outcome"]) for c in cells]
+        assert "3 passed" in proc.stdout and "1 error" in proc.stdout, proc.stdout[-3000:]
+    assert results["4"] == results["1"]
+    assert [(label, outcome) for label, outcome in results["1"] if label in ("D0", "D3", "D4", "D5")] == \
+        [("D0", "O"), ("D3", "O"), ("D4", "E"), ("D5", "O")]
+    assert not listeners_in_range()
