@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,9 +68,11 @@ def naive_cell(cell, inventory: Inventory) -> tuple[str, str | None, float]:
     if not hasattr(plan, "server"):
         return plan.outcome.value, None, time.monotonic() - t0
     wait = float(cell.timeout) + 120.0
-    s_cmd = shlex.join(socat.server_argv(plan.server.family, plan.bind.addr, cell.port, wait))
+    # bounded on the node whatever happens here; -tt: killing ssh hangs the server up at once
+    s_cmd = f"timeout {wait + 60:g} " + shlex.join(socat.server_argv(plan.server.family, plan.bind.addr, cell.port, wait))
     c_cmd = shlex.join(socat.client_argv(plan.client.family, plan.target.addr, cell.port, float(cell.timeout), wait))
-    server = subprocess.Popen(ssh_argv(plan.server, inventory) + [s_cmd], stdout=subprocess.PIPE,
+    s_ssh = ssh_argv(plan.server, inventory)
+    server = subprocess.Popen(s_ssh[:1] + ["-tt"] + s_ssh[1:] + [s_cmd], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
     try:
         seen = []
@@ -92,8 +95,19 @@ def naive_cell(cell, inventory: Inventory) -> tuple[str, str | None, float]:
     return ("X" if found else "E"), (found[0] if found else None), took
 
 
-def harness_run(inventory: Path, keyword: str | None, n: int, folder: Path) -> tuple[float, dict, str]:
-    """One pytest run: (seconds, {cell id: (outcome, errno name)}, pytest's summary line)."""
+def cells_span(cells: list[dict]) -> float:
+    """Seconds from the first cell's start to the last cell's end (the run without start-up and warm-up)."""
+    spans = []
+    for c in cells:
+        o = c["observation"]
+        if o.get("started_at") and o.get("duration_ms") is not None:
+            start = datetime.fromisoformat(o["started_at"]).timestamp()
+            spans.append((start, start + o["duration_ms"] / 1000))
+    return (max(e for _, e in spans) - min(s for s, _ in spans)) if spans else 0.0
+
+
+def harness_run(inventory: Path, keyword: str | None, n: int, folder: Path) -> tuple[float, float, dict, str]:
+    """One pytest run: (seconds, seconds of cells, {cell id: (outcome, errno name)}, pytest's summary line)."""
     reports = folder / f"reports-{n}"
     argv = [sys.executable, "-m", "pytest", str(SCENARIO), "--inventory", str(inventory), "-p", "no:cacheprovider",
             "-q", "--results-dir", str(reports), "--cells-in-flight", str(n), "--rootdir", str(ROOT)]
@@ -107,7 +121,7 @@ def harness_run(inventory: Path, keyword: str | None, n: int, folder: Path) -> t
         raise SystemExit(f"pytest wrote no results (rc={proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
     cells = json.loads(runs[-1].read_text())["cells"]
     summary = [line for line in proc.stdout.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
-    return took, {c["id"]: (c["observation"]["outcome"], c["observation"]["errno_name"]) for c in cells}, \
+    return took, cells_span(cells), {c["id"]: (c["observation"]["outcome"], c["observation"]["errno_name"]) for c in cells}, \
         (summary[-1].strip("= ") if summary else f"rc={proc.returncode}")
 
 
@@ -133,9 +147,9 @@ def main() -> int:
                 naive[c.id] = naive_cell(c, inventory)
                 print(f"  naive {c.id}: {naive[c.id][0]} {naive[c.id][1] or ''} {naive[c.id][2]:.1f} s", flush=True)
             rows.append(("(a) naive OpenSSH + socat loop", len(naive_cells), time.monotonic() - t0))
-        t_one, one, sum_one = harness_run(inventory_path, keyword, 1, Path(tmp))
+        t_one, span_one, one, sum_one = harness_run(inventory_path, keyword, 1, Path(tmp))
         rows.append(("(b) harness, --cells-in-flight 1", len(one), t_one))
-        t_many, many, sum_many = harness_run(inventory_path, keyword, args.in_flight, Path(tmp))
+        t_many, span_many, many, sum_many = harness_run(inventory_path, keyword, args.in_flight, Path(tmp))
         rows.append((f"(c) harness, --cells-in-flight {args.in_flight}", len(many), t_many))
     print(f"\n{'run':<36} {'cells':>5} {'time':>9} {'per cell':>9}")
     for name, count, took in rows:
@@ -146,6 +160,8 @@ def main() -> int:
         print(f"per cell, naive / (b) = {per_cell[rows[0][0]] / per_cell[b]:.1f}x, "
               f"naive / (c) = {per_cell[rows[0][0]] / per_cell[c]:.1f}x")
     print(f"(c) / (b) = {t_many / t_one:.2f}  (done when <= 0.50 on the full matrix)")
+    print(f"cells only (first start to last end, no pytest start-up or probe warm-up): (b) {span_one:.1f} s, "
+          f"(c) {span_many:.1f} s, (c) / (b) = {span_many / max(span_one, 1e-9):.2f}")
     differ = sorted(cid for cid in set(one) | set(many) if one.get(cid) != many.get(cid))
     print(f"(b): {sum_one}\n(c): {sum_many}")
     print("same outcome and errno name in every cell: " + ("yes" if not differ else f"NO: {differ}"))
