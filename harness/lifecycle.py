@@ -33,11 +33,13 @@ from typing import Any
 
 import pytest
 
+from harness import in_flight
 from harness.cell import Cell
 from harness.errors import HarnessError, InputError
 from harness.node import Inventory
 from harness.outcome import Observation, Outcome
 from harness.report.pytest_output import PytestHtmlSummary, cell_properties, write_summary
+from harness.scheduler import CellScheduler
 from harness.results import CellResult, Recorder, flip_between, new_run_id, resolve_run, utc_now
 from harness.session import RunSession, remove_registrations
 from harness.verdict import Verdict, judge
@@ -75,6 +77,7 @@ class MatrixRun:
         self.baseline_outcomes: dict[str, str] = {}
         self.order: dict[str, int] = {}  # cell id -> collection index
         self.session: RunSession | None = None  # where cells run
+        self.in_flight: CellScheduler | None = None  # cells run ahead of the item loop (harness/in_flight.py)
         self.registrations: dict[str, set[str]] = {}  # GUIDs xdist workers kept, removed at the end
         self.done: dict[str, Any] = {}  # what sessionfinish wrote (or the error)
         self._inventory: tuple[Inventory | None, HarnessError | None] | None = None
@@ -163,7 +166,8 @@ class MatrixRun:
             return
         cells = _runnable_cells(getattr(session, "items", None) or [])
         if cells:
-            self._session_for(cells)
+            run = self._session_for(cells)
+            self.in_flight = in_flight.start(self.config, session.items, run.run)
 
     def _session_for(self, cells: list[Cell]) -> RunSession:
         if self.session is None:
@@ -172,7 +176,7 @@ class MatrixRun:
                 raise HarnessError("no inventory: pass --inventory FILE or start the lab (hvsock-matrix lab up)")
             keep = bool(self.config.getoption("keep_registration", False)) or self.worker_id is not None
             self.session = RunSession(inventory, probe_mode=self.config.getoption("probe_mode", None) or "session",
-                                      keep_registration=keep, say=self._say)
+                                      keep_registration=keep, say=self._say, warm_up=self.worker_id is None)
             self.session.start(cells)
         return self.session
 
@@ -192,7 +196,10 @@ class MatrixRun:
     def run_cell(self, item: pytest.Item, cell: Cell) -> Verdict:
         """Run the cell, put its result on the item (properties, sections, report data), judge it."""
         session = self._session_for([cell])
-        observation = session.run(cell)
+        if self.in_flight is not None and item.nodeid in self.in_flight:
+            observation = self.in_flight.result(item.nodeid)
+        else:
+            observation = session.run(cell)
         baseline = self.baseline_outcomes.get(cell.id)
         flip = flip_between(Observation(Outcome.parse(baseline)) if baseline else None, observation)
         item.user_properties.extend(cell_properties(cell, observation, baseline, flip))
@@ -261,6 +268,9 @@ class MatrixRun:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def _close_session(self) -> None:
+        if self.in_flight is not None:  # first: the cells in flight stop their own servers
+            scheduler, self.in_flight = self.in_flight, None
+            scheduler.cancel()
         if self.session is None:
             return
         workeroutput = getattr(self.config, "workeroutput", None)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from harness import in_flight
 from harness.cell import Cell
 from harness.errors import HarnessError
 from harness import markers
@@ -42,9 +43,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "oneshot: a probe process per server and client")
     group.addoption("--keep-registration", action="store_true", default=False,
                     help="leave the Hyper-V service GUIDs this run registered on the hosts")
+    in_flight.add_option(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    in_flight.limits_for(config)  # a bad --cells-in-flight stops the run with one line
     markers.register(config)
     run = MatrixRun(config)
     config.pluginmanager.register(run, PLUGIN_NAME)

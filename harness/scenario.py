@@ -63,6 +63,14 @@ on the client node, and the client decides: O when it exits 0 (and, if it sends 
 errno, E otherwise. Document 000's "ssh over vsock" (C3) is written this way: the guest runs
 the documents' relay `socat VSOCK-LISTEN:{port},reuseaddr,fork TCP:localhost:22`, the host
 connects over vsock and must read the SSH server's banner (`SSH-`) through it.
+
+How a command client should end: as soon as it has its answer, never at a timeout. A shell
+pipeline ends when its LAST process does, and a reader like `grep -q` exiting early does not
+stop the program feeding it while the peer stays silent (sshd waits for the client's banner):
+bound what the client reads instead (socat `readbytes=N`, `head -c N`, a request/response tool
+that exits after the reply). `{timeout}` (e.g. socat `-T {timeout}`) is the bound for a peer
+that never answers, not the expected duration: a client that waits for it turns every cell
+into `timeout` seconds and makes an O look like a slow O.
 """
 from __future__ import annotations
 

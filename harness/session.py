@@ -27,7 +27,7 @@ class RunSession:
     """
 
     def __init__(self, inventory: Inventory, *, probe_mode: str = "session", keep_registration: bool = False,
-                 say: Callable[[str], None] | None = None):
+                 say: Callable[[str], None] | None = None, warm_up: bool = True):
         self.inventory = inventory
         self.probe_mode = probe_mode
         self.keep_registration = keep_registration
@@ -39,6 +39,8 @@ class RunSession:
         self._facts: dict[str, dict] = {}
         self._facts_sent: set[str] = set()
         self._started = False
+        # an xdist worker runs only some cells: it starts a node's probe when a cell first needs it
+        self._warm_up_all = warm_up
 
     # -- session setup -------------------------------------------------------------------------
 
@@ -51,7 +53,9 @@ class RunSession:
         self._ensure_lab()
         if self._lab_error:
             return
-        self._warm_up(cells)
+        _ = self.pool  # built once, here: cells in flight share it from their threads
+        if self._warm_up_all:
+            self._warm_up(cells)
         self._register_services(cells)
 
     def _ensure_lab(self) -> None:
