@@ -12,7 +12,8 @@ With outcomes=True, scenarios/outcomes.yaml adds one cell per pytest outcome:
     L6  lo1 children   <- lo2 server     n/a   SKIPPED: tcp has no "children"
     L7  lo2 loopback   <- lo1 server     X (127.0.0.2 refused), documented O: FAILED (a mismatch)
 
-Ports: a random base per project, so concurrent runs on a busy machine do not collide.
+Ports: a random base per project in 25000-29999, so concurrent runs on a busy machine do not collide
+(and no ephemeral port of an outgoing connection takes a wildcard listener's port).
 """
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def closed_port() -> int:
 
 
 def make_project(root: Path, outcomes: bool = False) -> Path:
-    base = 30000 + secrets.randbelow(20000)
+    base = 25000 + secrets.randbelow(4980)  # below the ephemeral range (32768-60999), clear of fixed test ports
     (root / "scenarios").mkdir(parents=True)
     (root / "scenarios" / "loopback.yaml").write_text(SCENARIO.format(port_base=base))
     if outcomes:
