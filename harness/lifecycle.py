@@ -10,8 +10,10 @@ pytest_configure (find it with `matrix_run(config)`). Its hooks, in the order py
                                                   collection: one CellItem per cell (plugin.py)
                                                   pytest_collection_finish: collection order
                                                   pytest_runtestloop (first): session setup:
-                                                      boot the lab, start probes, register GUIDs
-                                                  CellItem.setup: run the cell; E raises (ERROR),
+                                                      boot the lab, start probes, register GUIDs;
+                                                      without xdist, cells in flight start ahead
+                                                  CellItem.setup: run the cell (or take its
+                                                      in-flight result); E raises (ERROR),
                                                       n/a skips; CellItem.runtest: mismatch/flip FAILS
                                                   pytest_runtest_makereport: the cell's result
                                                       onto its setup report (REPORT_ATTR)
