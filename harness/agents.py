@@ -21,12 +21,20 @@ from typing import Any, Callable
 
 from harness.errors import HarnessError, NodeError
 from harness.probe import answer_line, parse_line, request_line
+from harness.secrets import scrub
 from harness.node import Inventory, Node
 from harness.transports import open_transport
 from harness.transports.base import CommandTimeout, Process, Transport, one_line
 from harness import timeouts
 
-log = logging.getLogger("hvsock_matrix.probe")  # DEBUG: every request and answer (they hold no secret)
+log = logging.getLogger("hvsock_matrix.probe")  # DEBUG: every request and answer
+
+
+def _trace(node: str, direction: str, line: str) -> None:
+    """One probe request (->) or answer (<-) at DEBUG, scrubbed like every text that leaves a cell."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s %s %s", node, direction, scrub(line))
+
 DEFAULT_IDLE_TIMEOUT = timeouts.SESSION_IDLE  # the session exits by itself when the controller forgets it
 MARGIN = timeouts.MARGIN  # a response may take this long beyond its operation's own timeout
 
@@ -181,7 +189,7 @@ class SessionAgent(ProbeAgent):
                 raise _SessionEnded(self._dead)
             self._pending[rid] = slot
         self.sent.append(line)
-        log.debug("%s -> %s", self.node.name, line)
+        _trace(self.node.name, "->", line)
         try:
             try:
                 proc.write_line(line)
@@ -196,7 +204,7 @@ class SessionAgent(ProbeAgent):
                 raise NodeError(self.node.name, f"no answer to {op} within {wait:g}s")
             if "answer" not in slot:
                 raise _SessionEnded(slot.get("error", "probe session ended"))
-            log.debug("%s <- %s", self.node.name, answer_line(slot["answer"]))
+            _trace(self.node.name, "<-", answer_line(slot["answer"]))
             return slot["answer"]
         finally:
             with self._lock:
@@ -279,7 +287,7 @@ class OneShotAgent(ProbeAgent):
     def listen(self, family, addr, port, service, timeout, count=1):
         argv = self._listen_argv(family, addr, port, service, timeout, count)
         self.sent.append(" ".join(argv))
-        log.debug("%s -> %s", self.node.name, shlex.join(argv))
+        _trace(self.node.name, "->", shlex.join(argv))
         proc = self.transport.spawn(argv)
         deadline = time.monotonic() + timeouts.oneshot_listening(self.node.access.connect_timeout, self.margin)
         while True:
@@ -295,7 +303,7 @@ class OneShotAgent(ProbeAgent):
             msg = parse_line(line)
             if msg is None:
                 continue
-            log.debug("%s <- %s", self.node.name, answer_line(msg))
+            _trace(self.node.name, "<-", answer_line(msg))
             if msg.get("event") == "listening":
                 name = f"P{next(self._ids)}"
                 with self._lock:
@@ -307,7 +315,7 @@ class OneShotAgent(ProbeAgent):
     def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None):
         argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout)
         self.sent.append(" ".join(argv))
-        log.debug("%s -> %s", self.node.name, shlex.join(argv))
+        _trace(self.node.name, "->", shlex.join(argv))
         budget = timeouts.oneshot_connect(timeout, connect_timeout, self.node.access.connect_timeout, self.margin)
         try:
             res = self.transport.run(argv, timeout=budget)
@@ -316,7 +324,7 @@ class OneShotAgent(ProbeAgent):
         msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
             raise NodeError(self.node.name, one_line(f"probe connect rc={res.rc} printed nothing: {res.stderr}"))
-        log.debug("%s <- %s", self.node.name, answer_line(msgs[-1]))
+        _trace(self.node.name, "<-", answer_line(msgs[-1]))
         return msgs[-1]
 
     def stop(self, listener):
@@ -346,12 +354,12 @@ class OneShotAgent(ProbeAgent):
 
     def info(self):
         argv = self._cmd("info")
-        log.debug("%s -> %s", self.node.name, shlex.join(argv))
+        _trace(self.node.name, "->", shlex.join(argv))
         res = self.transport.run(argv, timeout=timeouts.oneshot_info(self.margin))
         msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
             raise NodeError(self.node.name, one_line(f"probe info rc={res.rc}: {res.stderr}"))
-        log.debug("%s <- %s", self.node.name, answer_line(msgs[-1]))
+        _trace(self.node.name, "<-", answer_line(msgs[-1]))
         return msgs[-1]
 
     def close(self) -> None:
