@@ -83,6 +83,10 @@ class FakeWindowsMachine:
     gcs: dict[str, str] = field(default_factory=dict)  # registered service GUID -> ElementName
 
     @property
+    def python_version(self) -> tuple[int, int]:
+        return tuple(int(x) for x in self.python.split(".")[:2])  # type: ignore[return-value]
+
+    @property
     def hyperv_role(self) -> bool:
         return self.role == "host"
 
@@ -225,9 +229,14 @@ class FakeHyperVLab:
         if args[1:] == []:
             return None, (b"", b"usage: probe.py\r\n", 2)
         try:
-            return probe.build_parser().parse_args(args[1:]), None
+            parsed = probe.build_parser().parse_args(args[1:])
         except SystemExit:
             return None, (b"", b"probe.py: error: bad arguments\r\n", 2)
+        if machine.python_version < (3, 12) and parsed.command in ("serve", "connect", "session"):
+            # probe.main: no socket.AF_HYPERV before CPython 3.12 -> one error line, exit 2
+            return None, (_out({"event": "error", "message": "Python %s has no socket.AF_HYPERV: the probe needs "
+                                "Python >= 3.12 on Windows nodes" % machine.python}), b"", 2)
+        return parsed, None
 
     def _python(self, machine: FakeWindowsMachine, args: list[str]):
         if args == ["--version"]:
@@ -240,7 +249,7 @@ class FakeHyperVLab:
             facts = {"event": "info", "hostname": machine.address.split(".")[0].upper(), "os": "windows",
                      "kernel": "10", "python": machine.python, "local_cid": None, "dev_vsock": False,
                      "vsock_modules": [], "socat_version": None, "vm_id": vm_id, "lab_node": parsed.lab_node,
-                     "af_hyperv": True}
+                     "af_hyperv": machine.python_version >= (3, 12) and "Hyper-V RAW" in machine.winsock_catalog}
             return _out(facts), b"", 0
         if parsed.command == "connect":
             result = self._connect(machine, parsed)
