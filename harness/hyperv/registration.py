@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from harness.errors import NodeError
+from harness.hyperv.clixml import first_error_line
 from harness.hyperv.powershell import (
     MAX_ENCODED_CHARS,
     canonical_guid,
@@ -220,8 +221,7 @@ def _run_script(transport, script: str) -> str:
     node = transport.node.name
     result = transport.run(powershell_argv(script), timeout=SCRIPT_TIMEOUT)
     if result.rc != 0 and "missing-root" not in result.stdout:
-        first = (result.stderr or result.stdout or "").strip().splitlines()
-        raise NodeError(node, f"PowerShell exited {result.rc}: {first[0] if first else 'no output'}")
+        raise NodeError(node, f"PowerShell exited {result.rc}: {first_error_line(result.stderr, result.stdout)}")
     return result.stdout
 
 

@@ -28,6 +28,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Callable
 
 from harness.errors import NodeError
+from harness.hyperv.clixml import error_text
 from harness.hyperv.powershell import powershell_argv, ps_quote
 
 DEFAULT_WORKDIR = r"C:\Windows\Temp\hvsock-matrix"
@@ -446,7 +447,7 @@ class PsexecTransport(Transport):
                                          run_elevated=True, timeout_seconds=seconds, stdin=stdin)
 
         stdout, stderr, rc = self._call(go, timeout)
-        return CommandResult(rc=int(rc), stdout=_text(stdout), stderr=_text(stderr))
+        return CommandResult(rc=int(rc), stdout=_text(stdout), stderr=error_text(_text(stderr)))
 
     def run_powershell(self, script: str, timeout: float) -> CommandResult:
         return self.run(powershell_argv(script), timeout)

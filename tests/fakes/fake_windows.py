@@ -33,6 +33,25 @@ PARENT = "a42e7cda-d03f-480c-9cc2-a4de20abb878"
 WSAECONNREFUSED = 10061
 WSAEADDRINUSE = 10048
 
+# What powershell.exe 5.1 writes to a redirected stderr under -EncodedCommand (PAExec, OpenSSH without a
+# tty): the error stream as CLIXML, first the module-analysis progress record, then the error record's
+# text in <S S="Error"> pieces with CR/LF escaped as _x000D__x000A_ (PowerShell/PowerShell#16678 shows
+# the same shape from `ssh -T ... -EncodedCommand`).
+GET_VM_NOT_RECOGNIZED_CLIXML = (
+    '#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+    '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T>'
+    '<T>System.Object</T></TN><MS><I64 N="SourceId">1</I64><PR N="Record"><AV>Preparing modules for first use.</AV>'
+    '<AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD></PR></MS></Obj>'
+    '<S S="Error">Get-VM : The term \'Get-VM\' is not recognized as the name of a cmdlet, function, script file, or '
+    'operable program. Check the _x000D__x000A_</S>'
+    '<S S="Error">spelling of the name, or if a path was included, verify that the path is correct and try again._x000D__x000A_</S>'
+    '<S S="Error">At line:1 char:1_x000D__x000A_</S><S S="Error">+ Get-VM | ConvertTo-Json_x000D__x000A_</S>'
+    '<S S="Error">+ ~~~~~~_x000D__x000A_</S>'
+    '<S S="Error">    + CategoryInfo          : ObjectNotFound: (Get-VM:String) [], CommandNotFoundException_x000D__x000A_</S>'
+    '<S S="Error">    + FullyQualifiedErrorId : CommandNotFoundException_x000D__x000A_</S>'
+    '<S S="Error"> _x000D__x000A_</S></Objs>'
+)
+
 HYPERV_RAW_CATALOG = """\
 Winsock Catalog Provider Entry
 ------------------------------------------------------
@@ -210,7 +229,7 @@ class FakeHyperVLab:
             return "".join(f"{g}\t{n}\r\n" for g, n in machine.gcs.items()).encode(), b"", 0
         if "Get-VM" in script and "ConvertTo-Json" in script and "netsh" not in script:
             if not machine.hyperv_role:
-                return b"", b"Get-VM : The term 'Get-VM' is not recognized\r\n", 1
+                return b"", GET_VM_NOT_RECOGNIZED_CLIXML.encode(), 1
             vms = [{"Name": m.vm_name or m.address, "Id": m.vm_id} for m in self.machines.values()
                    if m.parent and m.parent.lower() == machine.address.lower()]
             data = vms[0] if len(vms) == 1 else vms  # ConvertTo-Json: one object is not a list
