@@ -7,6 +7,7 @@ registration someone else made, and a run removes only the entries it added itse
 """
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -185,8 +186,15 @@ def list_script() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _chunks(guids: Iterable[str], build: Callable[[list[str]], str]) -> list[str]:
-    """Scripts small enough for one command line each (ranges keep most runs to one)."""
+def _fits(script: str, limit: int | None) -> bool:
+    """True when the script's whole command line stays within the transport's limit."""
+    if len(encode_command(script)) > MAX_ENCODED_CHARS:
+        return False
+    return limit is None or len(subprocess.list2cmdline(powershell_argv(script))) <= limit
+
+
+def _chunks(guids: Iterable[str], build: Callable[[list[str]], str], limit: int | None = None) -> list[str]:
+    """Scripts small enough for one command line each on this transport (ranges keep most runs to one)."""
     pending = sorted({canonical_guid(g) or g for g in guids})
     if not pending:
         return []
@@ -195,12 +203,19 @@ def _chunks(guids: Iterable[str], build: Callable[[list[str]], str]) -> list[str
     while pending:
         part = pending[:size]
         script = build(part)
-        if len(encode_command(script)) > MAX_ENCODED_CHARS and size > 1:
+        if not _fits(script, limit):
+            if size == 1:
+                raise ValueError(f"one GUID's script does not fit a command line of {limit} characters")
             size = max(1, size // 2)
             continue
         scripts.append(script)
         pending = pending[size:]
     return scripts
+
+
+def _limit(transport) -> int | None:
+    limit = getattr(transport, "command_line_limit", None)
+    return limit() if callable(limit) else None
 
 
 # --- running them --------------------------------------------------------------------------------
@@ -237,7 +252,7 @@ class RegistrationReport:
 def register_guids(transport, guids: Iterable[str], element_name: str = ELEMENT_NAME) -> RegistrationReport:
     report = RegistrationReport(transport.node.name)
     wanted = set(canonical_guid(g) or g for g in guids)
-    for script in _chunks(wanted, lambda part: register_script(part, element_name)):
+    for script in _chunks(wanted, lambda part: register_script(part, element_name), _limit(transport)):
         states = _parse_states(report.node, _run_script(transport, script), ("added", "present"))
         report.added += states["added"]
         report.present += states["present"]
@@ -250,7 +265,7 @@ def register_guids(transport, guids: Iterable[str], element_name: str = ELEMENT_
 def unregister_guids(transport, guids: Iterable[str], element_name: str = ELEMENT_NAME) -> dict[str, list[str]]:
     """Removes our entries among `guids`; returns {'removed': [...], 'absent': [...], 'foreign': [...]}."""
     total: dict[str, list[str]] = {"removed": [], "absent": [], "foreign": []}
-    for script in _chunks(guids, lambda part: unregister_script(part, element_name)):
+    for script in _chunks(guids, lambda part: unregister_script(part, element_name), _limit(transport)):
         states = _parse_states(transport.node.name, _run_script(transport, script), tuple(total))
         for key, values in states.items():
             total[key] += values

@@ -38,6 +38,7 @@ CALL_GRACE = 15.0  # seconds past a command's own timeout before the controller 
 POLL_START, POLL_MAX = 0.05, 0.5
 KILL_GRACE = 3.0  # seconds for a killed child's wrapper to write its exit code
 SPAWN_DIR = "spawn"
+CREATE_PROCESS_LIMIT = 32767 - 1  # lpCommandLine, without its terminating NUL
 
 from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, Process, Transport
 
@@ -473,6 +474,10 @@ class PsexecTransport(Transport):
         except (OSError, ValueError) as exc:
             raise NodeError(self.node.name, f"put {local_path} -> {remote_path}: {_one_line(exc)}") from None
         self._files_call(lambda f: f.write_bytes(unc, data))
+
+    def command_line_limit(self) -> int:
+        """PAExec starts the program with CreateProcess: 32,767 characters including the final NUL."""
+        return CREATE_PROCESS_LIMIT
 
     def python(self) -> str:
         return self.python_argv[0]
