@@ -349,7 +349,10 @@ def test_kill_takes_the_wrapper_too_when_it_does_not_finish(fake, monkeypatch):
 
 
 class FakeSmbclientModule:
-    """Stands in for smbprotocol's smbclient module (no SMB server here); raises its real errors."""
+    """Stands in for smbprotocol's smbclient module (tests/test_smb_samba.py runs the real one against
+    Samba). Faithful where the port matters: connections are pooled by `server.lower():port` and every
+    call without port= means 445 (smbclient/_pool.py register_session, get_smb_tree); a call whose key
+    has no registered session opens a new connection with no credentials, recorded in `anonymous`."""
 
     def __init__(self):
         from smbprotocol.exceptions import NtStatus, SMBOSError
@@ -357,17 +360,30 @@ class FakeSmbclientModule:
         self.files: dict[str, bytes] = {}
         self.dirs: list[str] = []
         self.sessions: list[tuple] = []
+        self.pool: dict[str, str | None] = {}  # connection key -> username
+        self.anonymous: list[str] = []
+        self.reset: list[dict] = []
         self._missing = lambda path: SMBOSError(NtStatus.STATUS_OBJECT_NAME_NOT_FOUND, path)
 
-    def register_session(self, server, username=None, password=None, port=445, encrypt=None, connection_timeout=60):
+    def register_session(self, server, username=None, password=None, port=445, encrypt=None, connection_timeout=60,
+                         connection_cache=None, **kwargs):
         self.sessions.append((server, username, port, encrypt, connection_timeout))
+        self.pool[f"{server.lower()}:{port}"] = username
 
-    def makedirs(self, path, exist_ok=False):
+    def _tree(self, path, port=445, connection_cache=None, username=None, **kwargs):
+        key = f"{path.lstrip(chr(92)).split(chr(92))[0].lower()}:{port}"
+        if key not in self.pool:
+            self.anonymous.append(key)
+            self.pool[key] = username
+
+    def makedirs(self, path, exist_ok=False, **kwargs):
+        self._tree(path, **kwargs)
         self.dirs.append(path)
 
-    def open_file(self, path, mode="r", share_access=None):
+    def open_file(self, path, mode="r", share_access=None, **kwargs):
         import io
 
+        self._tree(path, **kwargs)
         fake = self
         if "r" in mode:
             if path not in self.files:
@@ -381,20 +397,25 @@ class FakeSmbclientModule:
                 super().close()
         return Writer()
 
-    def remove(self, path):
+    def remove(self, path, **kwargs):
+        self._tree(path, **kwargs)
         if path not in self.files:
             raise self._missing(path)
         del self.files[path]
 
+    def reset_connection_cache(self, fail_on_error=True, connection_cache=None):
+        self.reset.append(connection_cache)
 
-def test_smb_files_over_the_smbclient_api(monkeypatch):
+
+@pytest.mark.parametrize("port", [445, 4455])
+def test_smb_files_over_the_smbclient_api(monkeypatch, port):
     import smbclient
 
     fake_module = FakeSmbclientModule()
-    for name in ("register_session", "makedirs", "open_file", "remove"):
+    for name in ("register_session", "makedirs", "open_file", "remove", "reset_connection_cache"):
         monkeypatch.setattr(smbclient, name, getattr(fake_module, name))
-    files = psexec.SmbFiles("h.fake.invalid", "LAB\\u", SECRET, 445, 30)
-    assert fake_module.sessions == [("h.fake.invalid", "LAB\\u", 445, True, 30)]
+    files = psexec.SmbFiles("h.fake.invalid", "LAB\\u", SECRET, port, 30)
+    assert fake_module.sessions == [("h.fake.invalid", "LAB\\u", port, True, 30)]
     unc = r"\\h.fake.invalid\C$\w\spawn\x.out"
     assert files.read_from(unc, 0) is None  # not written yet: None, not an error
     files.write_bytes(unc, b"line1\nline2\n")
@@ -403,3 +424,6 @@ def test_smb_files_over_the_smbclient_api(monkeypatch):
     files.remove(unc)
     files.remove(unc)  # already gone: fine
     assert files.read_from(unc, 0) is None
+    assert fake_module.anonymous == []  # every call went to the registered server:port
+    files.close()
+    assert len(fake_module.reset) == 1 and fake_module.reset[0] is not None  # only our own cache

@@ -61,26 +61,33 @@ def _pypsexec_client(server: str, username: str | None, password: str | None, po
 
 
 class SmbFiles:
-    """Files on a Windows node through its admin share, with smbprotocol's high-level smbclient API."""
+    """Files on a Windows node through its admin share, with smbprotocol's high-level smbclient API.
+
+    smbclient keys its connections by `server:port` (smbclient/_pool.py register_session/get_smb_tree),
+    and every call without `port=` means 445: each call here passes the node's port and this node's own
+    connection cache, so no call ever opens a second, credential-less connection to port 445.
+    """
 
     def __init__(self, server: str, username: str | None, password: str | None, port: int, timeout: float):
         import smbclient
 
         self._smb = smbclient
         self.server = server
-        smbclient.register_session(server, username=username, password=password, port=port,
-                                   encrypt=True, connection_timeout=int(max(1, timeout)))
+        self._cache: dict = {}
+        self._kw = {"port": port, "connection_cache": self._cache}
+        smbclient.register_session(server, username=username, password=password, encrypt=True,
+                                   connection_timeout=int(max(1, timeout)), **self._kw)
 
     def write_bytes(self, unc: str, data: bytes) -> None:
-        self._smb.makedirs(str(PureWindowsPath(unc).parent), exist_ok=True)
-        with self._smb.open_file(unc, mode="wb") as handle:
+        self._smb.makedirs(str(PureWindowsPath(unc).parent), exist_ok=True, **self._kw)
+        with self._smb.open_file(unc, mode="wb", **self._kw) as handle:
             handle.write(data)
 
     def read_from(self, unc: str, offset: int) -> bytes | None:
         """Bytes from `offset` on, or None when the file does not exist (yet). Opened sharing rwd:
         the wrapper is still writing it."""
         try:
-            with self._smb.open_file(unc, mode="rb", share_access="rwd") as handle:
+            with self._smb.open_file(unc, mode="rb", share_access="rwd", **self._kw) as handle:
                 handle.seek(offset)
                 return handle.read()
         except OSError as exc:  # smbprotocol's SMBOSError is an OSError, not a FileNotFoundError
@@ -90,10 +97,14 @@ class SmbFiles:
 
     def remove(self, unc: str) -> None:
         try:
-            self._smb.remove(unc)
+            self._smb.remove(unc, **self._kw)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+    def close(self) -> None:
+        """Closes this node's SMB connections (smbclient.reset_connection_cache on our own cache)."""
+        self._smb.reset_connection_cache(fail_on_error=False, connection_cache=self._cache)
 
 
 client_factory: Callable = _pypsexec_client
@@ -181,7 +192,9 @@ def _retire(shared: _SharedClient, wait: float) -> None:
     if not shared.lock.acquire(timeout=wait):
         return
     try:
-        for step in (shared.client.remove_service, shared.client.disconnect):
+        for step in (shared.client.remove_service, shared.client.disconnect, getattr(shared.files, "close", None)):
+            if step is None:
+                continue
             try:
                 step()
             except Exception:  # the node may be gone; nothing left to do on our side
