@@ -20,7 +20,7 @@ from harness.node import Access, Node
 from harness.transports import psexec
 from harness.transports.base import CommandTimeout, Transport
 from harness.transports.psexec import PsexecTransport, admin_share_path
-from tests.fakes.fake_psexec import FakePsexecClient, FakeSmbShare, split_windows_cmdline
+from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
 
 HOST = "win-a.fake.invalid"
 ENV = "HVSOCK_FAKE_PSEXEC_PASSWORD"
@@ -37,6 +37,7 @@ def fake(monkeypatch):
     """Installs FakePsexecClient (answers via `fake.handler`) and a FakeSmbShare."""
     monkeypatch.setenv(ENV, SECRET)
     FakePsexecClient.created.clear()
+    FakeServiceManager.machines.clear()
     share = FakeSmbShare()
 
     class Box:
@@ -50,6 +51,7 @@ def fake(monkeypatch):
     monkeypatch.setattr(psexec, "files_factory", share.session)
     yield box
     psexec.shared_clients().clear()
+    psexec._BROKEN.clear()
 
 
 def runs(client):
@@ -172,12 +174,14 @@ def test_connect_failure_is_a_node_error(fake, monkeypatch):
         PsexecTransport(node()).run(["cmd.exe"], timeout=5)
 
 
-def test_a_hung_call_is_cut_and_the_next_call_gets_a_fresh_client(fake, monkeypatch):
+def test_a_hung_call_fails_the_node_fast_until_its_client_is_retired(fake, monkeypatch):
+    """pypsexec names every Client of this process alike: a second one must not be built while the
+    hung one still runs (its create_service would delete the busy service)."""
     monkeypatch.setattr(psexec, "CALL_GRACE", 0.2)
     release = threading.Event()
 
     def hang(c, call):
-        release.wait(5)
+        release.wait(30)
         return b"", b"", 0
     fake.handler = hang
     t = PsexecTransport(node())
@@ -185,11 +189,23 @@ def test_a_hung_call_is_cut_and_the_next_call_gets_a_fresh_client(fake, monkeypa
     with pytest.raises(CommandTimeout, match="did not return within"):
         t.run(["cmd.exe"], timeout=0.1)
     assert time.monotonic() - start < 3
+    hung_shared = next(iter(psexec.shared_clients().values()))
     fake.handler = lambda c, call: (b"fine", b"", 0)
-    assert t.run(["cmd.exe"], timeout=1).stdout == "fine"
-    assert len(FakePsexecClient.created) == 2
-    release.set()
+    for _ in range(2):  # every further call on the node: E at once, with the reason
+        start = time.monotonic()
+        with pytest.raises(NodeError, match="did not return within") as err:
+            t.run(["cmd.exe"], timeout=1)
+        assert time.monotonic() - start < 1 and "hung" in err.value.message
+    scm = FakeServiceManager.of(HOST)
+    assert len(FakePsexecClient.created) == 1 and scm.deleted_while_busy == []
+    release.set()  # the hung call returns; its Client removes its own service and disconnects
+    assert hung_shared.retired.wait(30)
+    assert t.run(["cmd.exe"], timeout=1).stdout == "fine"  # a fresh Client, names free again
+    assert len(FakePsexecClient.created) == 2 and scm.deleted_while_busy == []
+    name = FakePsexecClient.created[0].service_name
+    assert scm.log == [("create", name), ("delete", name), ("create", name)]
     t.close()
+    assert scm.services == {} and scm.exes == set()
 
 
 def test_runs_on_one_client_are_serialised(fake):

@@ -35,6 +35,7 @@ DEFAULT_WORKDIR = r"C:\Windows\Temp\hvsock-matrix"
 DEFAULT_PYTHON = ["py", "-3"]
 SMB_PORT = 445
 CALL_GRACE = 15.0  # seconds past a command's own timeout before the controller gives up on the Client
+BROKEN_RETIRE_WAIT = 300.0  # seconds a hung Client gets to finish before its node stays unusable
 POLL_START, POLL_MAX = 0.05, 0.5
 KILL_GRACE = 3.0  # seconds for a killed child's wrapper to write its exit code
 SPAWN_DIR = "spawn"
@@ -114,9 +115,11 @@ files_factory: Callable = SmbFiles
 # --- one Client per process per host --------------------------------------------------------------
 
 class _SharedClient:
-    def __init__(self, client, files):
+    def __init__(self, client, files, key: tuple[int, str] | None = None):
         self.client = client
         self.files = files
+        self.key = key
+        self.retired = threading.Event()  # set once its service is removed and it is disconnected
         self.lock = threading.Lock()  # one PAExec run at a time on this Client (fixed pipe names)
         self.users = 0
         self.broken = False
@@ -124,6 +127,7 @@ class _SharedClient:
 
 
 _REGISTRY: dict[tuple[int, str], _SharedClient] = {}
+_BROKEN: dict[tuple[int, str], str] = {}  # key -> why: a call hung and its Client is not retired yet
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -153,25 +157,64 @@ def _acquire(node) -> _SharedClient:
         raise NodeError(node.name, "psexec access needs access.host")
     key = _registry_key(access)
     with _REGISTRY_LOCK:
+        if key in _BROKEN:
+            raise NodeError(node.name, f"psexec to {access.host} unusable until its hung Client is retired: "
+                                       f"{_BROKEN[key]} (a new Client would reuse its PAExec service name)")
         shared = _REGISTRY.get(key)
         if shared is not None and not shared.broken:
             shared.users += 1
             return shared
         password = _password(node)
         port = access.port or SMB_PORT
+        client = None
         try:
             client = client_factory(access.host, access.user, password, port, True)
             client.connect(timeout=int(math.ceil(access.connect_timeout)))
-            client.create_service()
-            files = files_factory(access.host, access.user, password, port, access.connect_timeout)
         except NodeError:
             raise
         except Exception as exc:
-            raise NodeError(node.name, f"psexec connect to {access.host}:{port} failed: {_one_line(exc)}") from None
-        shared = _SharedClient(client, files)
+            raise NodeError(node.name, f"psexec connect to {access.host}:{port} failed: {failure_text(exc)}") from None
+        try:
+            client.create_service()
+            files = files_factory(access.host, access.user, password, port, access.connect_timeout)
+        except Exception as exc:
+            _quietly(client.remove_service, client.disconnect)  # pypsexec copied PAExec-*.exe to ADMIN$ first
+            if isinstance(exc, NodeError):
+                raise
+            raise NodeError(node.name, f"creating the PAExec service on {access.host}:{port} failed: "
+                                       f"{failure_text(exc)}") from None
+        shared = _SharedClient(client, files, key)
         shared.users = 1
         _REGISTRY[key] = shared
         return shared
+
+
+def _quietly(*steps) -> None:
+    for step in steps:
+        if step is None:
+            continue
+        try:
+            step()
+        except Exception:  # the node may be gone; nothing left to do on our side
+            pass
+
+
+_DCERPC_FAULTS = {  # DCE/RPC fault statuses ([MS-RPCE] 2.2.2.11 / C706 appendix E)
+    0x1C010002: "nca_s_op_rng_error: the server's Service Control Manager has no such operation (not Windows?)",
+    0x00000005: "access denied",
+    0x1C010003: "nca_s_unk_if: the server has no Service Control Manager interface",
+}
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line for a pypsexec/smbprotocol failure; a DCE/RPC fault PDU's status is named, not dumped."""
+    text = str(exc)
+    match = re.search(r"status = \((\d+)\)", text)
+    if "FaultPDU" in text and match:
+        status = int(match.group(1))
+        name = _DCERPC_FAULTS.get(status, "unknown fault")
+        return f"{type(exc).__name__}: DCE/RPC fault 0x{status:08x} ({name})"
+    return _one_line(exc)
 
 
 def _release(key: tuple[int, str], shared: _SharedClient) -> None:
@@ -182,25 +225,27 @@ def _release(key: tuple[int, str], shared: _SharedClient) -> None:
         if _REGISTRY.get(key) is shared:
             del _REGISTRY[key]
     if shared.broken:  # a stuck call may hold the Client: tidy up in the background, never block
-        threading.Thread(target=_retire, args=(shared, 300.0), daemon=True).start()
+        threading.Thread(target=_retire, args=(shared, BROKEN_RETIRE_WAIT), daemon=True).start()
     else:
         _retire(shared, CALL_GRACE)
 
 
 def _retire(shared: _SharedClient, wait: float) -> None:
-    """Removes this Client's own PAExec service and disconnects (never cleanup(): others' services)."""
+    """Removes this Client's own PAExec service and disconnects (never cleanup(): others' services).
+
+    A broken Client's key stays blocked until this has run: pypsexec names every Client of a process
+    `PAExec-<pid>-<controller host>` (client.py Client.__init__), so a second one would delete the
+    hung one's service in create_service(), and the old one's remove_service() would later delete
+    the new one's. If the hung call never returns, the node stays unusable for this run."""
     if not shared.lock.acquire(timeout=wait):
         return
     try:
-        for step in (shared.client.remove_service, shared.client.disconnect, getattr(shared.files, "close", None)):
-            if step is None:
-                continue
-            try:
-                step()
-            except Exception:  # the node may be gone; nothing left to do on our side
-                pass
+        _quietly(shared.client.remove_service, shared.client.disconnect, getattr(shared.files, "close", None))
     finally:
         shared.lock.release()
+    with _REGISTRY_LOCK:
+        _BROKEN.pop(shared.key, None)
+    shared.retired.set()
 
 
 # --- paths -----------------------------------------------------------------------------------------
@@ -427,8 +472,11 @@ class PsexecTransport(Transport):
         thread.start()
         thread.join(timeout + CALL_GRACE)
         if thread.is_alive():
-            shared.broken = True  # a stuck SMB call: the next call builds a fresh Client
-            raise CommandTimeout(self.node.name, f"psexec call did not return within {timeout + CALL_GRACE:g}s")
+            reason = f"a psexec call did not return within {timeout + CALL_GRACE:g}s"
+            with _REGISTRY_LOCK:
+                shared.broken = True  # no new Client for this host until this one is retired (_retire)
+                _BROKEN[self._key] = reason
+            raise CommandTimeout(self.node.name, reason)
         if "error" in box:
             exc = box["error"]
             if isinstance(exc, NodeError):
