@@ -392,8 +392,12 @@ class FakeSmbclientModule:
             self.anonymous.append(key)
             self.pool[key] = username
 
-    def makedirs(self, path, exist_ok=False, **kwargs):
+    def mkdir(self, path, **kwargs):
+        from smbprotocol.exceptions import NtStatus, SMBOSError
+
         self._tree(path, **kwargs)
+        if path in self.dirs:
+            raise SMBOSError(NtStatus.STATUS_OBJECT_NAME_COLLISION, path)
         self.dirs.append(path)
 
     def open_file(self, path, mode="r", share_access=None, **kwargs):
@@ -428,15 +432,16 @@ def test_smb_files_over_the_smbclient_api(monkeypatch, port):
     import smbclient
 
     fake_module = FakeSmbclientModule()
-    for name in ("register_session", "makedirs", "open_file", "remove", "reset_connection_cache"):
+    for name in ("register_session", "mkdir", "open_file", "remove", "reset_connection_cache"):
         monkeypatch.setattr(smbclient, name, getattr(fake_module, name))
     files = psexec.SmbFiles("h.fake.invalid", "LAB\\u", SECRET, port, 30)
     assert fake_module.sessions == [("h.fake.invalid", "LAB\\u", port, True, 30)]
     unc = r"\\h.fake.invalid\C$\w\spawn\x.out"
     assert files.read_from(unc, 0) is None  # not written yet: None, not an error
     files.write_bytes(unc, b"line1\nline2\n")
-    assert fake_module.dirs == [r"\\h.fake.invalid\C$\w\spawn"]
-    assert files.read_from(unc, 6) == b"line2\n"
+    assert fake_module.dirs == [r"\\h.fake.invalid\C$\w", r"\\h.fake.invalid\C$\w\spawn"]
+    files.write_bytes(unc, b"again")  # directories exist already: fine
+    assert files.read_from(unc, 0) == b"again"
     files.remove(unc)
     files.remove(unc)  # already gone: fine
     assert files.read_from(unc, 0) is None

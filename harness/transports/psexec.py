@@ -80,9 +80,21 @@ class SmbFiles:
                                    connection_timeout=int(max(1, timeout)), **self._kw)
 
     def write_bytes(self, unc: str, data: bytes) -> None:
-        self._smb.makedirs(str(PureWindowsPath(unc).parent), exist_ok=True, **self._kw)
+        self._makedirs(PureWindowsPath(unc).parent)
         with self._smb.open_file(unc, mode="wb", **self._kw) as handle:
             handle.write(data)
+
+    def _makedirs(self, directory: PureWindowsPath) -> None:
+        """Each directory below the share, top down. Not smbclient.makedirs: when the share itself is
+        missing it loops forever (smbclient/_os.py makedirs: ntpath.dirname of \\server\share is itself)."""
+        current = PureWindowsPath(directory.anchor)
+        for part in directory.parts[1:]:
+            current = current / part
+            try:
+                self._smb.mkdir(str(current), **self._kw)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
 
     def read_from(self, unc: str, offset: int) -> bytes | None:
         """Bytes from `offset` on, or None when the file does not exist (yet). Opened sharing rwd:
