@@ -60,6 +60,7 @@ def transport_with_real_files(samba) -> PsexecTransport:
     files = SmbFiles(samba.address, samba.user, samba.password, samba_server.SMB_PORT, 30)
     shared = psexec._SharedClient(client=_NoPaexec(), files=files, key=transport._key)
     shared.users = 1
+    shared.swept = True  # no PAExec on Samba to sweep
     psexec.shared_clients()[transport._key] = shared
     return transport
 

@@ -29,12 +29,14 @@ from typing import Callable
 
 from harness.errors import NodeError
 from harness.hyperv.clixml import error_text
+from harness.transports import paexec_sweep
 from harness.hyperv.powershell import powershell_argv, ps_quote
 
 DEFAULT_WORKDIR = r"C:\Windows\Temp\hvsock-matrix"
 DEFAULT_PYTHON = ["py", "-3"]
 SMB_PORT = 445
 CALL_GRACE = 15.0  # seconds past a command's own timeout before the controller gives up on the Client
+SWEEP_TIMEOUT = 120.0  # seconds for listing and removing a killed run's PAExec leftovers
 BROKEN_RETIRE_WAIT = 300.0  # seconds a hung Client gets to finish before its node stays unusable
 POLL_START, POLL_MAX = 0.05, 0.5
 KILL_GRACE = 3.0  # seconds for a killed child's wrapper to write its exit code
@@ -86,7 +88,7 @@ class SmbFiles:
 
     def _makedirs(self, directory: PureWindowsPath) -> None:
         """Each directory below the share, top down. Not smbclient.makedirs: when the share itself is
-        missing it loops forever (smbclient/_os.py makedirs: ntpath.dirname of \\server\share is itself)."""
+        missing it loops forever (smbclient/_os.py makedirs: ntpath.dirname of the share root is itself)."""
         current = PureWindowsPath(directory.anchor)
         for part in directory.parts[1:]:
             current = current / part
@@ -132,6 +134,7 @@ class _SharedClient:
         self.files = files
         self.key = key
         self.retired = threading.Event()  # set once its service is removed and it is disconnected
+        self.swept = False  # paexec_sweep ran through this Client
         self.lock = threading.Lock()  # one PAExec run at a time on this Client (fixed pipe names)
         self.users = 0
         self.broken = False
@@ -466,6 +469,14 @@ class PsexecTransport(Transport):
             if self._shared is not None:
                 _release(self._key, self._shared)
             self._shared = _acquire(self.node)
+            if not self._shared.swept:  # once per Client: a killed run's PAExec-<dead pid>-<host> leftovers
+                self._shared.swept = True
+                try:
+                    self._call(paexec_sweep.sweep, SWEEP_TIMEOUT)
+                except CommandTimeout:
+                    raise
+                except NodeError:  # tidying is best effort: the node works without it
+                    pass
         return self._shared
 
     def _call(self, fn: Callable, timeout: float):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from harness import probe
 from harness.hyperv.powershell import decode_command
 from harness.transports import psexec
-from tests.fakes.fake_psexec import FakePsexecClient, FakeSmbShare, split_windows_cmdline
+from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
 
 WILDCARD = "00000000-0000-0000-0000-000000000000"
 LOOPBACK = "e0e16197-dd56-4a10-9195-5ee7a155a838"
@@ -100,6 +100,7 @@ class FakeWindowsMachine:
     integration_services: bool = True
     winsock_catalog: str = HYPERV_RAW_CATALOG
     gcs: dict[str, str] = field(default_factory=dict)  # registered service GUID -> ElementName
+    gcs_owner: dict[str, str] = field(default_factory=dict)  # GUID -> HvsockMatrixOwner value, when written
 
     @property
     def python_version(self) -> tuple[int, int]:
@@ -201,32 +202,47 @@ class FakeHyperVLab:
             if not machine.hyperv_role:
                 return b"missing-root\r\n", b"", 3
             name = _ps_literal(script, r"\$name")
+            owner = _ps_literal(script, r"\$runowner") if "$runowner = " in script else None
             lines = []
             for g in self._guids(script):
                 if g in machine.gcs:
                     lines.append(f"present {g}")
                 else:
                     machine.gcs[g] = name
+                    if owner is not None:
+                        machine.gcs_owner[g] = owner
                     lines.append(f"added {g}")
             return ("\r\n".join(lines) + "\r\n").encode(), b"", 0
         if "GuestCommunicationServices" in script and "'removed '" in script:
             if not machine.hyperv_role:
                 return b"missing-root\r\n", b"", 3
             name = _ps_literal(script, r"\$name")
+            owner = _ps_literal(script, r"\$runowner") if "$runowner = " in script else None
             lines = []
             for g in self._guids(script):
                 if g not in machine.gcs:
                     lines.append(f"absent {g}")
-                elif machine.gcs[g] != name:
+                elif machine.gcs[g] != name or (owner is not None and machine.gcs_owner.get(g) != owner):
                     lines.append(f"foreign {g}")
                 else:
                     del machine.gcs[g]
+                    machine.gcs_owner.pop(g, None)
                     lines.append(f"removed {g}")
             return ("\r\n".join(lines) + "\r\n").encode(), b"", 0
         if "Get-ChildItem -LiteralPath $root" in script:
             if not machine.hyperv_role:
                 return b"missing-root\r\n", b"", 3
-            return "".join(f"{g}\t{n}\r\n" for g, n in machine.gcs.items()).encode(), b"", 0
+            return "".join(f"{g}\t{n}\t{machine.gcs_owner.get(g, '')}\r\n" for g, n in machine.gcs.items()).encode(), b"", 0
+        if "Get-Service -Name 'PAExec-*'" in script:  # harness/transports/paexec_sweep.py LIST_SCRIPT
+            scm = FakeServiceManager.of(machine.address)
+            lines = [f"service {n}" for n in scm.services] + [f"exe {e[:-4]}" for e in scm.exes]
+            return ("".join(line + "\r\n" for line in lines)).encode(), b"", 0
+        if "sc.exe delete $n" in script:  # paexec_sweep.remove_script
+            scm = FakeServiceManager.of(machine.address)
+            names = re.findall(r"'(PAExec-[^']+)'", script)
+            for name in names:
+                scm.delete(name)
+            return "".join(f"removed {n}\r\n" for n in names).encode(), b"", 0
         if "Get-VM" in script and "ConvertTo-Json" in script and "netsh" not in script:
             if not machine.hyperv_role:
                 return b"", GET_VM_NOT_RECOGNIZED_CLIXML.encode(), 1
