@@ -11,9 +11,10 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from harness import timeouts
 from harness.errors import NodeError
-from harness.hyperv.ownership import owner_tag, tag_is_dead
 from harness.hyperv.clixml import first_error_line
+from harness.hyperv.ownership import owner_tag, tag_is_dead
 from harness.hyperv.powershell import (
     MAX_ENCODED_CHARS,
     canonical_guid,
@@ -26,7 +27,7 @@ from harness.hyperv.powershell import (
 GCS_ROOT = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Virtualization\GuestCommunicationServices"
 ELEMENT_NAME = "hvsock-matrix"
 VSOCK_TEMPLATE_SUFFIX = "-facb-11e6-bd58-64006a7986d3"
-SCRIPT_TIMEOUT = 120.0
+SCRIPT_TIMEOUT = timeouts.REGISTRATION_SCRIPT
 
 
 # --- which GUIDs a run needs -------------------------------------------------------------------

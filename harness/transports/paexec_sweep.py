@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 
+from harness import timeouts
 from harness.hyperv.ownership import stale_paexec_names
 from harness.hyperv.powershell import output_lines, powershell_argv, ps_quote
 
@@ -41,7 +42,7 @@ def remove_script(names: list[str]) -> str:
 def _run(client, script: str) -> str:
     exe, *args = powershell_argv(script)
     stdout, _, _ = client.run_executable(exe, arguments=subprocess.list2cmdline(args), asynchronous=False,
-                                         run_elevated=True, timeout_seconds=120)
+                                         run_elevated=True, timeout_seconds=int(timeouts.PSEXEC_SWEEP))
     return (stdout or b"").decode("utf-8", errors="replace")
 
 
