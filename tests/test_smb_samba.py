@@ -83,8 +83,8 @@ def test_smbd_really_runs(samba):
 def test_put_uploads_the_probe_through_c_share_on_the_node_port(env):
     transport = transport_with_real_files(env)
     try:
-        remote = transport.deploy_probe()
-        assert remote == WORKDIR + r"\probe.py"
+        *python, remote = transport.probe_command()  # put, read back over SMB and compared
+        assert remote.startswith(WORKDIR + "\\") and remote.endswith(r"\probe.py")
         assert env.local(remote).read_bytes() == psexec.PROBE_SOURCE.read_bytes()
         assert env.smbd_running()
     finally:
