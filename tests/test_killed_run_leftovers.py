@@ -70,21 +70,18 @@ def test_owner_tags_tell_dead_from_live(dead_pid, live_pid):
     assert ownership.tag_is_dead(reused)
 
 
-def test_the_next_run_removes_a_killed_runs_registrations_only(lab, dead_pid, live_pid, monkeypatch):
+def test_the_next_run_removes_a_killed_runs_registrations_only(lab, dead_pid, live_pid):
     host = lab.machine(FAKE_HOST)
     host.gcs[G_FOREIGN] = "Docker"
     before = dict(host.gcs)
     inventory = fake_lab_inventory()
     transport = psexec.PsexecTransport(inventory.nodes["hv-host"], inventory)
     try:
-        monkeypatch.setattr(registration, "owner_tag", lambda: dead_pid[1])  # the run that will be killed
-        registration.register_guids(transport, G_KILLED)
-        monkeypatch.setattr(registration, "owner_tag", lambda: live_pid[1])  # a run still going
-        registration.register_guids(transport, [G_LIVE])
-        monkeypatch.setattr(registration, "owner_tag", lambda: f"other-controller.invalid:{dead_pid[0]}:1")
-        registration.register_guids(transport, [G_OTHER_HOST])
-        monkeypatch.undo()
-        host.gcs[G_UNTAGGED] = registration.ELEMENT_NAME  # an older harness: no owner tag
+        registration.register_guids(transport, G_KILLED, owner=dead_pid[1])  # the run that will be killed
+        registration.register_guids(transport, [G_LIVE], owner=live_pid[1])  # a run still going
+        registration.register_guids(transport, [G_OTHER_HOST], owner=f"other-controller.invalid:{dead_pid[0]}:1")
+        registration.register_guids(transport, [G_UNTAGGED])  # `hvsock-matrix register`, or an older harness
+        assert G_UNTAGGED not in host.gcs_owner
         survivors = {g: host.gcs[g] for g in (G_LIVE, G_OTHER_HOST, G_UNTAGGED)}
 
         guard = registration.RegistrationGuard(inventory, guids=G_KILLED, transport_for=lambda n: transport)
@@ -120,3 +117,17 @@ def test_the_next_run_removes_a_killed_runs_paexec_services_only(lab, dead_pid, 
     finally:
         transport.close()
     assert sorted(scm.exes) == sorted([f"PAExec-{live_pid[0]}-{me}.exe", f"PAExec-{dead_pid[0]}-OTHER-CONTROLLER.exe"])
+
+
+def test_kept_registrations_are_not_swept_by_the_next_run(lab):
+    """--keep-registration: the entries outlive their run on purpose, so they carry no owner tag."""
+    inventory = fake_lab_inventory()
+    transport = PsexecTransport(inventory.nodes["hv-host"], inventory)
+    try:
+        with registration.RegistrationGuard(inventory, guids=G_KILLED, keep=True, transport_for=lambda n: transport):
+            pass
+        with registration.RegistrationGuard(inventory, guids=[G_LIVE], transport_for=lambda n: transport) as guard:
+            assert guard.swept["hv-host"] == []
+        assert sorted(lab.machine(FAKE_HOST).gcs) == sorted(G_KILLED)
+    finally:
+        transport.close()

@@ -266,10 +266,12 @@ class RegistrationReport:
     present: list[str] = field(default_factory=list)
 
 
-def register_guids(transport, guids: Iterable[str], element_name: str = ELEMENT_NAME) -> RegistrationReport:
+def register_guids(transport, guids: Iterable[str], element_name: str = ELEMENT_NAME,
+                   owner: str | None = None) -> RegistrationReport:
+    """Registers `guids`; with `owner` (a run's owner_tag) they are that run's, swept once it is dead.
+    Without it (hvsock-matrix register, --keep-registration) they stay until unregistered by hand."""
     report = RegistrationReport(transport.node.name)
     wanted = set(canonical_guid(g) or g for g in guids)
-    owner = owner_tag()
     for script in _chunks(wanted, lambda part: register_script(part, element_name, owner), _limit(transport)):
         states = _parse_states(report.node, _run_script(transport, script), ("added", "present"))
         report.added += states["added"]
@@ -391,7 +393,8 @@ class RegistrationGuard:
             try:
                 transport = self._transport(node)
                 self.swept[node.name] = sweep_dead_runs(transport, self.element_name)  # a killed run's leftovers
-                self.reports[node.name] = register_guids(transport, self.guids, self.element_name)
+                self.reports[node.name] = register_guids(transport, self.guids, self.element_name,
+                                                         None if self.keep else owner_tag())
             except NodeError as err:
                 if self.strict:
                     self._undo()
