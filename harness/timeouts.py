@@ -48,6 +48,8 @@ REMOTE_KILL = 15.0  # `kill -KILL` over SSH
 PSEXEC_CALL_GRACE = 15.0  # past a command's own timeout before the controller gives up on the Client
 PSEXEC_KILL_GRACE = 3.0  # for a killed child's wrapper to write its exit code
 PSEXEC_TASKKILL = 30.0  # taskkill /T /F
+PSEXEC_SWEEP = 120.0  # listing and removing a killed run's PAExec services and exes
+PSEXEC_BROKEN_RETIRE = 300.0  # a hung pypsexec Client's call may still finish and free its service name
 
 # -- Hyper-V host scripts (harness/hyperv/, harness/doctor/) ----------------------------------
 REGISTRATION_SCRIPT = 120.0  # add/remove GuestCommunicationServices keys

@@ -12,6 +12,7 @@ import subprocess
 
 from harness.doctor.parse import parse_proc_modules
 from harness.errors import NodeError
+from harness.hyperv.clixml import first_error_line
 from harness.hyperv.powershell import powershell_argv, ps_quote
 from harness.hyperv.registration import GCS_ROOT
 from harness.hyperv.vmids import GUEST_PARAMETERS_KEY
@@ -79,8 +80,8 @@ def windows_facts(node, pool) -> dict:
     result = pool.transport(node.name).run(powershell_argv(WINDOWS_FACTS_SCRIPT), timeout=timeouts.WINDOWS_FACTS_SCRIPT)
     lines = [line for line in result.stdout.splitlines() if line.strip().startswith("{")]
     if not lines:
-        first = (result.stderr or result.stdout or "no output").strip().splitlines()
-        raise NodeError(node.name, f"facts script failed (rc {result.rc}): {first[0] if first else ''}")
+        raise NodeError(node.name, f"facts script failed (rc {result.rc}): "
+                                   f"{first_error_line(result.stderr, result.stdout)}")
     try:
         facts.update(json.loads(lines[-1]))
     except json.JSONDecodeError as err:

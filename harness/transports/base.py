@@ -134,6 +134,9 @@ def one_line(text: object, limit: int = 300) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
+CMD_EXE_LIMIT = 8191  # cmd.exe's longest command line (Microsoft: "Command prompt line string limitation")
+
+
 class Transport(abc.ABC):
     """How the controller reaches one node."""
 
@@ -164,6 +167,14 @@ class Transport(abc.ABC):
         return [self.python(), self._probe_path]
 
     # -- helpers implementations may override -----------------------------------------
+    def command_line_limit(self) -> int | None:
+        """Longest command line run() can hand this node, None where none matters (POSIX ARG_MAX is far).
+
+        Windows OpenSSH starts every command as `cmd.exe /c <command>`, and cmd.exe stops at 8191
+        characters ("The command line is too long."); transports that reach Windows another way override it.
+        """
+        return CMD_EXE_LIMIT - len("cmd.exe /c ") if self.node.os == "windows" else None
+
     def python(self) -> str:
         if self.node.access.python:
             return self.node.access.python
