@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harness import timeouts
 from harness.outcome import Outcome
 
 DriverKind = Literal["probe", "socat", "command"]
@@ -44,7 +45,7 @@ class Cell:
     driver: Driver = field(default_factory=Driver)
     service: str | None = None  # explicit Hyper-V service GUID (canonical lowercase)
     payload: str = "World!"
-    timeout: float = 10.0  # seconds for the client's whole attempt
+    timeout: float = timeouts.CELL_TIMEOUT  # seconds for the client's whole attempt
     skip_reason: str | None = None  # set when the inventory lacks a node this cell needs
     defined_at: str = ""  # "file:line" of the cell or axes block
 

@@ -219,6 +219,9 @@ class MatrixRun:
         result = getattr(item, "matrix_result", None)
         if call.when == "setup" and result is not None:
             setattr(report, REPORT_ATTR, result)
+            _add_html_extra(report, result["cell"]["observation"].get("commands") or [])
+        if report.failed and call.when == "setup" and call.excinfo and isinstance(call.excinfo.value, HarnessError):
+            report.longrepr = str(call.excinfo.value)  # an E is one line, not a traceback
         return report
 
     # -- controller: collect, then write ---------------------------------------------------------
@@ -285,6 +288,16 @@ class MatrixRun:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Nodes are closed even when the session never finished (a usage error, an interrupt)."""
         self._close_session()
+
+
+def _add_html_extra(report: pytest.TestReport, commands: list[str]) -> None:
+    """pytest-html (when installed) shows the commands a cell ran, as its docs say: report.extras."""
+    try:
+        from pytest_html import extras
+    except ImportError:
+        return
+    if commands:
+        report.extras = [*getattr(report, "extras", []), extras.text("\n".join(commands), name="hvsock-matrix commands")]
 
 
 def _runnable_cells(items: list[pytest.Item]) -> list[Cell]:

@@ -14,7 +14,6 @@ Bad scenario or inventory files give one "path:line: message" line, never a trac
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from harness.lifecycle import PLUGIN_NAME, MatrixRun, display_path, matrix_run
 from harness.markers import cell_markers
 
 SCENARIO_DIR = "scenarios"
-_TOP_LEVEL_SCENARIO = re.compile(rb"^scenario[ \t]*:", re.MULTILINE)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,26 +71,21 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         return None
     if not _under_scenarios_dir(parent.config, file_path):
         return None
-    try:
-        head = file_path.read_bytes()
-    except OSError:
-        return None
-    if not _TOP_LEVEL_SCENARIO.search(head):
-        return None
-    return ScenarioFile.from_parent(parent, path=file_path)
+    return ScenarioFile.from_parent(parent, path=file_path)  # harness/scenario_files.py: the rule
 
 
 class ScenarioFile(pytest.File):
     """One scenario file; its items are the cells expanded against the run's inventory."""
 
     def collect(self):
-        from harness.scenario import expand, parse_scenario
-        from harness import yamlfile
+        from harness.scenario import expand
+        from harness.scenario_files import load_for_collection
 
+        scenario = load_for_collection(self.path, display_path(self.config, self.path))
+        if scenario is None:  # an inventory file kept under scenarios/: ignored by rule
+            return
         inventory = matrix_run(self.config).inventory()
-        path = display_path(self.config, self.path)
-        data = yamlfile.load(path, self.path.read_text(encoding="utf-8"))
-        for cell in expand(parse_scenario(path, data), inventory):
+        for cell in expand(scenario, inventory):
             item = CellItem.from_parent(self, name=cell.id, cell=cell)
             for marker in cell_markers(cell, inventory):
                 item.add_marker(marker)
@@ -118,12 +111,16 @@ class CellItem(pytest.Item):
 
     def setup(self) -> None:
         if self.cell.skip_reason:
-            pytest.skip(self.cell.skip_reason)
+            self._skip(self.cell.skip_reason)
         self.verdict = matrix_run(self.config).run_cell(self, self.cell)
         if self.verdict.kind == "error":
             raise CellError(self.verdict.message)
         if self.verdict.kind == "skip":
-            pytest.skip(self.verdict.message)
+            self._skip(self.verdict.message)
+
+    def _skip(self, reason: str) -> None:
+        """Skipped at the cell's line in its scenario file (as a skip marker would be), not here."""
+        raise pytest.skip.Exception(reason, _use_item_location=True)
 
     def runtest(self) -> None:
         if self.verdict is not None and self.verdict.kind == "fail":

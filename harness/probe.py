@@ -577,6 +577,69 @@ def info_facts(lab_node=False):
     return facts
 
 
+# ---------------------------------------------------------------- the JSON-line protocol
+# Defined once, here: this file must stay ONE stdlib-only file copied to nodes, so the
+# controller's agents (harness/agents.py) import these names from it. Every line is one JSON
+# object. A request is {"id": N, "op": OP, <REQUEST_FIELDS[OP]>}; its answer carries the same
+# id and one of ANSWER_EVENTS[OP]; lines with "id": null come unasked (UNASKED_EVENTS).
+
+REQUEST_FIELDS = {
+    "listen": ("family", "addr", "port", "service", "count", "timeout"),
+    "connect": ("family", "addr", "port", "service", "payload", "timeout", "connect_timeout"),
+    "stop": ("listener",),
+    "info": (),
+    "ping": (),
+    "bye": (),
+}
+REQUIRED_FIELDS = {"listen": ("family", "addr", "port"), "connect": ("family", "addr", "port"),
+                   "stop": ("listener",)}
+ANSWER_EVENTS = {
+    "listen": ("listening", "bind_failed", "refused", "error"),
+    "connect": ("result", "refused", "error"),
+    "stop": ("stopped", "error"),
+    "info": ("info", "error"),
+    "ping": ("pong",),
+    "bye": ("bye",),
+}
+UNASKED_EVENTS = ("ready", "accepted", "idle_timeout", "error")
+
+
+def request_problem(req):
+    """Why `req` (a dict) is not a request of this protocol, or None."""
+    op = req.get("op")
+    if op not in REQUEST_FIELDS:
+        return "unknown op %r" % (op,)
+    unknown = sorted(set(req) - set(REQUEST_FIELDS[op]) - {"id", "op"})
+    if unknown:
+        return "%s takes no %s" % (op, ", ".join(unknown))
+    missing = [name for name in REQUIRED_FIELDS.get(op, ()) if req.get(name) is None]
+    if missing:
+        return "%s needs %s" % (op, ", ".join(missing))
+    return None
+
+
+def request_line(rid, op, **fields):
+    """One request as its line; a request this probe would refuse is refused here already."""
+    req = dict(fields, id=rid, op=op)
+    problem = request_problem(req)
+    if problem:
+        raise ValueError(problem)
+    return json.dumps(req, sort_keys=True)
+
+
+def answer_line(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def parse_line(line):
+    """A protocol line as a dict; None for anything else (a login banner, a line cut short)."""
+    try:
+        obj = json.loads(line) if line else None
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 # ---------------------------------------------------------------- session mode
 
 class Session(object):
@@ -594,7 +657,7 @@ class Session(object):
         self.closing = threading.Event()
 
     def write(self, obj):
-        line = json.dumps(obj, sort_keys=True) + "\n"
+        line = answer_line(obj) + "\n"
         with self.lock:
             try:
                 self.out.write(line)
@@ -642,6 +705,9 @@ class Session(object):
 
     def dispatch(self, req):
         op = req.get("op")
+        problem = request_problem(req)
+        if problem:
+            return {"event": "error", "message": problem}
         if op == "listen":
             return self.op_listen(req)
         if op == "connect":
@@ -725,7 +791,7 @@ def run_session(args):
 # ---------------------------------------------------------------- command line
 
 def emit(obj):
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.write(answer_line(obj) + "\n")
     sys.stdout.flush()
 
 

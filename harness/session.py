@@ -143,14 +143,14 @@ class RunSession:
 
     def run(self, cell: Cell) -> Observation:
         """One cell's observation; whatever the harness or the lab got wrong is E with the reason."""
-        from harness.runner import run_cell
+        from harness.runner import run_cell, scrub_observation
 
         self.start([cell])
         if self._lab_error:
-            return Observation(Outcome.E, detail=f"lab-in-a-box did not come up: {self._lab_error}")
+            return scrub_observation(Observation(Outcome.E, detail=f"lab-in-a-box did not come up: {self._lab_error}"))
         failure = self._registration_failure(cell)
         if failure:
-            return Observation(Outcome.E, detail=failure)
+            return scrub_observation(Observation(Outcome.E, detail=failure))
         return run_cell(cell, self.inventory, self.pool)
 
     def new_facts(self, cell: Cell, observation: Observation) -> dict[str, dict]:

@@ -7,6 +7,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   qemu-system-x86 openssh-server openssh-client socat busybox-static cpio kmod xz-utils \
-  iproute2 procps chromium fonts-dejavu-core ca-certificates >/dev/null
+  iproute2 procps chromium fonts-dejavu-core ca-certificates zstd >/dev/null
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
 echo "hvsock-matrix: setup done"

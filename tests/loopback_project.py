@@ -6,7 +6,11 @@ path run end to end in seconds, without the qemu lab and without network namespa
     L2  lo2 self       <- lo1 node:lo1   X   ECONNREFUSED (nobody listens on 127.0.0.1)
     L3  lo1 loopback   <- lo1 loopback   O
     L4  lo2 self       <- lo2 server     O
-    L5  gone wildcard  <- lo1 server     E   only with unreachable=True: an ssh node on a closed port
+
+With outcomes=True, scenarios/outcomes.yaml adds one cell per pytest outcome:
+    L5  gone wildcard  <- lo1 server     E     ERROR: an ssh node on a closed loopback port
+    L6  lo1 children   <- lo2 server     n/a   SKIPPED: tcp has no "children"
+    L7  lo2 loopback   <- lo1 server     X (127.0.0.2 refused), documented O: FAILED (a mismatch)
 
 Ports: a random base per project, so concurrent runs on a busy machine do not collide.
 """
@@ -49,13 +53,21 @@ cells:
     expect: O
 """
 
-UNREACHABLE = """\
+OUTCOMES = """\
 scenario: U
-port: {port}
+port_base: {port_base}
+timeout: 10
 pairs: any
 cells:
   - label: L5
     server: {{on: gone, bind: wildcard}}
+    client: {{on: lo1, target: server}}
+    expect: O
+  - label: L6
+    server: {{on: lo1, bind: children}}
+    client: {{on: lo2, target: server}}
+  - label: L7
+    server: {{on: lo2, bind: loopback}}
     client: {{on: lo1, target: server}}
     expect: O
 """
@@ -81,12 +93,12 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def make_project(root: Path, unreachable: bool = False) -> Path:
+def make_project(root: Path, outcomes: bool = False) -> Path:
     base = 30000 + secrets.randbelow(20000)
     (root / "scenarios").mkdir(parents=True)
     (root / "scenarios" / "loopback.yaml").write_text(SCENARIO.format(port_base=base))
-    if unreachable:
-        (root / "scenarios" / "unreachable.yaml").write_text(UNREACHABLE.format(port=base + 10))
+    if outcomes:
+        (root / "scenarios" / "outcomes.yaml").write_text(OUTCOMES.format(port_base=base + 10))
     (root / "inventory.yaml").write_text(INVENTORY.format(closed_port=closed_port()))
     return root
 

@@ -85,7 +85,7 @@ def test_the_probe_command_lines_a_windows_node_receives(lab):
     (a1,) = [c for c in documented_cells(inventory) if c.label == "A1"]
     observations, _ = run_all([a1], inventory)
     assert observations["A1"].outcome is Outcome.O
-    probe = r"C:\Windows\Temp\hvsock-matrix\probe.py"
+    probe = psexec.DEFAULT_WORKDIR + r"\probe.py"
     service = f"{a1.port:08x}-facb-11e6-bd58-64006a7986d3"
     host_cmds = [argv for addr, argv in lab.commands if addr == FAKE_HOST and argv[0] == "py"]
     vm_cmds = [argv for addr, argv in lab.commands if addr == FAKE_VM and argv[0] == "py"]
@@ -126,7 +126,7 @@ def test_every_cell_of_matrix_a_gets_a_real_outcome(lab):
     assert Outcome.O in outcomes and Outcome.X in outcomes
     assert lab.listeners == [] and lab.machine(FAKE_HOST).gcs == {}
     # nothing left in the nodes' spawn folders once the pool closed: only the deployed probes remain
-    assert sorted(lab.share.files) == sorted(psexec.admin_share_path(a, r"C:\Windows\Temp\hvsock-matrix\probe.py").lower()
+    assert sorted(lab.share.files) == sorted(psexec.admin_share_path(a, psexec.DEFAULT_WORKDIR + r"\probe.py").lower()
                                              for a in (FAKE_HOST, FAKE_VM))
 
 

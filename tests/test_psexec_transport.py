@@ -235,13 +235,15 @@ def test_put_and_probe_command_deploy_once(fake, tmp_path):
     local.write_bytes(b"data\n")
     t.put(str(local), r"C:\work\f.txt")
     assert fake.share.files[r"\\win-a.fake.invalid\c$\work\f.txt"] == b"data\n"
-    assert t.probe_command() == ["py", "-3", r"C:\Windows\Temp\hvsock-matrix\probe.py"]
-    assert t.probe_command() == ["py", "-3", r"C:\Windows\Temp\hvsock-matrix\probe.py"]
-    deployed = fake.share.files[r"\\win-a.fake.invalid\c$\windows\temp\hvsock-matrix\probe.py"]
+    probe = psexec.DEFAULT_WORKDIR + r"\probe.py"  # C:\Windows\Temp\hvsock-matrix-<fresh per run>\probe.py
+    assert psexec.RUN_DIR_NAME.startswith("hvsock-matrix-") and len(psexec.RUN_DIR_NAME) == 14 + 32
+    assert t.probe_command() == ["py", "-3", probe]
+    assert t.probe_command() == ["py", "-3", probe]
+    deployed = fake.share.files[psexec.admin_share_path("win-a.fake.invalid", probe).lower()]
     assert deployed.startswith(b"#!/usr/bin/env python3")
     assert len([s for s in fake.share.sessions]) == 1
     other = PsexecTransport(node(python=r"C:\Program Files\Python312\python.exe", workdir=r"D:\hv"))
-    assert other.probe_command() == [r"C:\Program Files\Python312\python.exe", r"D:\hv\probe.py"]
+    assert other.probe_command() == [r"C:\Program Files\Python312\python.exe", rf"D:\hv\{psexec.RUN_DIR_NAME}\probe.py"]
     t.close()
     other.close()
 
@@ -275,14 +277,14 @@ try {
     [System.IO.File]::WriteAllText('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.err', [string]$_)
     [System.IO.File]::WriteAllText('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.rc', '-1')
 }
-"""
+""".replace("C:\\Windows\\Temp\\hvsock-matrix", psexec.DEFAULT_WORKDIR)  # the run's own folder
 
 
 def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fake, monkeypatch):
     monkeypatch.setattr(psexec.uuid, "uuid4", lambda: uuid.UUID("0123456789abcdef0123456789abcdef"))
     fake.handler = lambda c, call: (None, None, 7100) if call["asynchronous"] else (b"SUCCESS", b"", 0)
     t = PsexecTransport(node())
-    argv = ["py", "-3", r"C:\Windows\Temp\hvsock-matrix\probe.py", "serve", "--family", "hyperv",
+    argv = ["py", "-3", psexec.DEFAULT_WORKDIR + r"\probe.py", "serve", "--family", "hyperv",
             "--addr", "it's here", "--port", "19000"]
     proc = t.spawn(argv)
     (call,) = runs(FakePsexecClient.created[0])
@@ -290,7 +292,7 @@ def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fak
     assert decode_command(call["arguments"].split()[-1]) == SPAWN_SCRIPT
     assert proc.pid == 7100  # wrapper pid until the child's pid file exists
 
-    base = r"\\win-a.fake.invalid\C$\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef"
+    base = psexec.admin_share_path("win-a.fake.invalid", psexec.DEFAULT_WORKDIR + r"\spawn\0123456789abcdef")
     with pytest.raises(TimeoutError, match="no output line from background process within 0.2s"):
         proc.read_line(0.2)
     fake.share.write_bytes(base + ".pid", b"7102")
@@ -403,3 +405,18 @@ def test_smb_files_over_the_smbclient_api(monkeypatch):
     files.remove(unc)
     files.remove(unc)  # already gone: fine
     assert files.read_from(unc, 0) is None
+
+
+def test_a_probe_copy_that_does_not_match_is_never_run(fake, tmp_path):
+    """The copy is read back over SMB and compared (sha256) before probe_command returns it."""
+    t = PsexecTransport(node())
+    real_put = t.put
+
+    def tampering_put(local_path, remote_path):
+        real_put(local_path, remote_path)
+        fake.share.write_bytes(psexec.admin_share_path(HOST, remote_path), b"import os  # planted\n")
+
+    t.put = tampering_put
+    with pytest.raises(NodeError, match="does not match ours"):
+        t.probe_command()
+    t.close()

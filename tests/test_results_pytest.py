@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -55,6 +56,30 @@ def test_xdist_workers_results_reach_one_run_with_matrix_and_junit(project):
     props = properties(junit_cases(project / "junit.xml")[L2])
     assert {k: props[k] for k in ("cell", "expected", "observed", "errno")} == {
         "cell": L2, "expected": "X", "observed": "X", "errno": "ECONNREFUSED 111"}
+
+
+def test_e_is_an_error_na_a_skip_and_a_mismatch_a_failure_in_pytest_and_junit(tmp_path):
+    project = make_project(tmp_path, outcomes=True)
+    proc = run_pytest(project, "scenarios/outcomes.yaml", "-rA", "--junitxml=junit.xml")
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "1 failed, 1 skipped, 1 error" in out
+    assert "ERROR at setup of L5[gone:wildcard-from-lo1:server]" in out and "Traceback" not in out
+    assert "\nE (harness or lab failure, not counted as X): server: node gone: cannot connect to " in out
+    assert "SKIPPED [1] scenarios/outcomes.yaml:10: n/a: bind children on lo1: tcp has no equivalent" in out
+    cases = junit_cases(project / "junit.xml")
+    assert [child.tag for child in cases["L5[gone:wildcard-from-lo1:server]"] if child.tag != "properties"] == ["error"]
+    assert [child.tag for child in cases["L6[lo1:children-from-lo2:server]"] if child.tag != "properties"] == ["skipped"]
+    assert [child.tag for child in cases["L7[lo2:loopback-from-lo1:server]"] if child.tag != "properties"] == ["failure"]
+    _, run = the_run(project)
+    assert {c.label: c.observation.outcome.value for c in run.cells} == {"L5": "E", "L6": "n/a", "L7": "X"}
+    assert run.cell("L5[gone:wildcard-from-lo1:server]").observation.detail.startswith("server: node gone:")
+
+    alone = run_pytest(project, "-k", "L5[gone:wildcard-from-lo1:server]", "--junitxml=alone.xml")
+    assert alone.returncode == 1 and alone.stdout.rstrip().splitlines()[-1].startswith("=") \
+        and " 1 error in " in alone.stdout.splitlines()[-1] and "passed" not in alone.stdout.splitlines()[-1]
+    assert [c.tag for c in junit_cases(project / "alone.xml")["L5[gone:wildcard-from-lo1:server]"]
+            if c.tag != "properties"] == ["error"]
 
 
 def test_baseline_last_flip_fails_the_cell_and_is_listed_first(project):
@@ -126,3 +151,31 @@ def test_pytest_html_report_embeds_the_matrix(project):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     page = (project / "report.html").read_text(encoding="utf-8")
     assert 'class="hvsock-matrix"' in page and "srcdoc=" in page and "Scenario L" in page
+
+
+def test_probe_requests_and_answers_are_logged_at_debug_live_and_in_junit(project):
+    proc = run_pytest(project, "-k", "L3", "--log-cli-level=DEBUG", "-o", "junit_logging=log", "--junitxml=junit.xml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    listen = re.search(r'hvsock_matrix.probe.*lo1 -> \{"addr": "127.0.0.1", .*"op": "listen"', out)
+    answer = re.search(r'hvsock_matrix.probe.*lo1 <- \{.*"event": "listening"', out)
+    assert listen and answer and listen.start() < answer.start(), out
+    system_out = junit_cases(project / "junit.xml")[L3].find("system-out").text
+    assert '"op": "connect"' in system_out and '"event": "result"' in system_out
+    assert "Captured log setup" not in out  # passed: pytest shows logs of failures only
+
+
+def test_commands_a_cell_ran_are_a_report_section(tmp_path):
+    project = make_project(tmp_path, outcomes=True)
+    proc = run_pytest(project, "scenarios/outcomes.yaml", "-k", "L7")
+    section = proc.stdout[proc.stdout.index("Captured hvsock-matrix commands setup"):].splitlines()[1:4]
+    assert [line.split(":", 1)[0] for line in section] == ["lo2", "lo1", "lo2"]
+    assert '"op": "listen"' in section[0] and '"op": "connect"' in section[1] and '"op": "stop"' in section[2]
+
+
+def test_session_setup_starts_the_probes_before_the_first_cell(project):
+    proc = run_pytest(project, "-v")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert out.index("[run] starting the probe on lo1, lo2 at once") < out.index("[run] probes ready in") \
+        < out.index("scenarios/loopback.yaml::L1[")  # not inside the first cell's setup or call

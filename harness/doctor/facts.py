@@ -15,6 +15,7 @@ from harness.errors import NodeError
 from harness.hyperv.powershell import powershell_argv, ps_quote
 from harness.hyperv.registration import GCS_ROOT
 from harness.hyperv.vmids import GUEST_PARAMETERS_KEY
+from harness import timeouts
 
 WINDOWS_FACTS_SCRIPT = "\n".join([
     "$ErrorActionPreference = 'Continue'",
@@ -45,7 +46,7 @@ def controller_facts() -> dict:
     except OSError:
         facts["vsock_modules"] = []
     try:
-        out = subprocess.run(["socat", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        out = subprocess.run(["socat", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeouts.LOCAL_TOOL)
         for line in out.stdout.decode("utf-8", "replace").splitlines():
             if "socat version" in line:
                 facts["socat_version"] = line.split("socat version", 1)[1].split()[0]
@@ -75,7 +76,7 @@ def windows_facts(node, pool) -> dict:
     except NodeError as err:
         facts["python"] = None
         facts["probe_error"] = err.message
-    result = pool.transport(node.name).run(powershell_argv(WINDOWS_FACTS_SCRIPT), timeout=120)
+    result = pool.transport(node.name).run(powershell_argv(WINDOWS_FACTS_SCRIPT), timeout=timeouts.WINDOWS_FACTS_SCRIPT)
     lines = [line for line in result.stdout.splitlines() if line.strip().startswith("{")]
     if not lines:
         first = (result.stderr or result.stdout or "no output").strip().splitlines()

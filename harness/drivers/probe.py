@@ -12,8 +12,8 @@ from harness.agents import AgentPool
 from harness.drivers import CellPlan
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
+from harness import timeouts
 
-LISTEN_GRACE = 30.0  # the listener outlives the client's whole attempt by this much, then exits by itself
 
 
 def _record(commands: list[str], agent, op: str, **fields) -> None:
@@ -32,7 +32,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
     try:
         server = pool.agent(s_node.name)
         listen = dict(family=s_node.family, addr=plan.bind.addr, port=cell.port, service=plan.service_for(s_node),
-                      timeout=float(cell.timeout) * 2 + LISTEN_GRACE, count=1)
+                      timeout=timeouts.listener_lifetime(cell.timeout), count=1)
         _record(commands, server, "listen", **listen)
         ev = server.listen(**listen)
     except NodeError as exc:

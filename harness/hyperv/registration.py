@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from harness.errors import NodeError
+from harness import timeouts
 from harness.hyperv.powershell import (
     MAX_ENCODED_CHARS,
     canonical_guid,
@@ -23,7 +24,7 @@ from harness.hyperv.powershell import (
 GCS_ROOT = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Virtualization\GuestCommunicationServices"
 ELEMENT_NAME = "hvsock-matrix"
 VSOCK_TEMPLATE_SUFFIX = "-facb-11e6-bd58-64006a7986d3"
-SCRIPT_TIMEOUT = 120.0
+SCRIPT_TIMEOUT = timeouts.REGISTRATION_SCRIPT
 
 
 # --- which GUIDs a run needs -------------------------------------------------------------------

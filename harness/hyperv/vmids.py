@@ -12,9 +12,10 @@ import json
 
 from harness.errors import NodeError
 from harness.hyperv.powershell import canonical_guid, output_lines, powershell_argv, ps_quote
+from harness import timeouts
 
 GUEST_PARAMETERS_KEY = r"HKLM:\SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters"
-SCRIPT_TIMEOUT = 60.0
+SCRIPT_TIMEOUT = timeouts.VMIDS_SCRIPT
 
 # Id as a string: Windows PowerShell 5.1 may serialise a [guid] as {"Guid": ...}; ToString() never does.
 GET_VM_SCRIPT = (

@@ -3,11 +3,18 @@
 Every implementation (local subprocess, ssh, psexec) offers the same five calls, all bounded by
 a timeout, all failing with one-line NodeError -- so the agents and drivers never care how a
 node is reached. The probe is deployed once per transport (i.e. once per node per run).
+
+Where the probe goes (POSIX nodes): a directory made fresh for this run by `mktemp -d` (mode
+0700, unguessable name) under `access.workdir` (default /tmp), never a fixed path another local
+user could create first and fill with their own probe.py, which would then run as root. The
+copy is checked (sha256 on the node) before it is ever run. What this relies on: the base
+directory is /tmp (sticky) or writable only by the login user or root.
 """
 from __future__ import annotations
 
 import abc
 import collections
+import hashlib
 import queue
 import threading
 import time
@@ -17,10 +24,15 @@ from typing import IO, Callable
 
 from harness.errors import NodeError
 from harness.node import Inventory, Node
+from harness import timeouts
 
 PROBE_SOURCE = Path(__file__).resolve().parent.parent / "probe.py"
-DEFAULT_POSIX_WORKDIR = "/tmp/hvsock-matrix"
-DEFAULT_DEADLINE = 60.0  # seconds for housekeeping calls (mkdir, put) that have no timeout of their own
+DEFAULT_POSIX_WORKDIR = "/tmp"  # the base; each run's probe lives in a fresh mktemp -d below it
+RUN_DIR_TEMPLATE = "hvsock-matrix.XXXXXXXXXX"
+_MAKE_RUN_DIR = 'umask 077 && mkdir -p -- "$1" && exec mktemp -d -- "$1/$2"'
+_SHA256 = ('sha256sum -- "$2" 2>/dev/null || exec "$1" -c '
+           '"import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],\'rb\').read()).hexdigest())" "$2"')
+DEFAULT_DEADLINE = timeouts.HOUSEKEEPING  # housekeeping calls (mkdir, put) that have no timeout of their own
 
 
 class CommandTimeout(NodeError):
@@ -158,12 +170,32 @@ class Transport(abc.ABC):
         return "py" if self.node.os == "windows" else "python3"
 
     def workdir(self) -> str:
+        """The base directory under which each run makes its own directory."""
         return self.node.access.workdir or DEFAULT_POSIX_WORKDIR
 
+    def make_run_dir(self) -> str:
+        """A new owner-only directory for this run on the node (mktemp -d), its path."""
+        base = self.workdir().rstrip("/") or "/"
+        result = self.run(["sh", "-c", _MAKE_RUN_DIR, "hvsock-matrix", base, RUN_DIR_TEMPLATE], timeout=DEFAULT_DEADLINE)
+        path = result.stdout.strip()
+        if result.rc != 0 or not path.startswith(base.rstrip("/") + "/hvsock-matrix.") or "\n" in path:
+            raise self.fail(f"cannot make a run directory under {base}: {result.stderr.strip() or path or result.rc}")
+        return path
+
     def deploy_probe(self) -> str:
-        remote = self.workdir().rstrip("/") + "/probe.py"
+        remote = self.make_run_dir() + "/probe.py"
         self.put(str(PROBE_SOURCE), remote)
+        self.verify_copy(remote)
         return remote
+
+    def verify_copy(self, remote: str) -> None:
+        """The probe on the node is byte for byte ours, or it is never run."""
+        want = hashlib.sha256(PROBE_SOURCE.read_bytes()).hexdigest()
+        result = self.run(["sh", "-c", _SHA256, "sha256", self.python(), remote], timeout=DEFAULT_DEADLINE)
+        got = result.stdout.split()[0] if result.stdout.split() else ""
+        if got != want:
+            raise self.fail(f"the probe copied to {remote} does not match ours (sha256 {got[:12] or 'unknown'}, "
+                            f"expected {want[:12]}); not running it")
 
     def fail(self, message: object) -> NodeError:
         return NodeError(self.node.name, one_line(message))

@@ -16,6 +16,7 @@ Rules this file exists to keep:
 from __future__ import annotations
 
 import errno
+import hashlib
 import math
 import os
 import re
@@ -27,15 +28,22 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Callable
 
+from harness import timeouts
 from harness.errors import NodeError
 from harness.hyperv.powershell import powershell_argv, ps_quote
 
-DEFAULT_WORKDIR = r"C:\Windows\Temp\hvsock-matrix"
+# Per run, never a fixed path: a folder with a fresh unguessable name under the node's
+# C:\Windows\Temp (or access.workdir), so no local user can create it first and plant a
+# probe.py there that would run elevated. Relies on C:\Windows\Temp's default ACL: users may
+# create their own entries but not touch an administrator's.
+RUN_DIR_NAME = f"hvsock-matrix-{uuid.uuid4().hex}"
+DEFAULT_WORKDIR_BASE = r"C:\Windows\Temp"
+DEFAULT_WORKDIR = DEFAULT_WORKDIR_BASE + "\\" + RUN_DIR_NAME
 DEFAULT_PYTHON = ["py", "-3"]
 SMB_PORT = 445
-CALL_GRACE = 15.0  # seconds past a command's own timeout before the controller gives up on the Client
+CALL_GRACE = timeouts.PSEXEC_CALL_GRACE  # past a command's own timeout before the controller gives up on the Client
 POLL_START, POLL_MAX = 0.05, 0.5
-KILL_GRACE = 3.0  # seconds for a killed child's wrapper to write its exit code
+KILL_GRACE = timeouts.PSEXEC_KILL_GRACE  # for a killed child's wrapper to write its exit code
 SPAWN_DIR = "spawn"
 
 from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, Process, Transport
@@ -353,10 +361,10 @@ class PsexecProcess(Process):
         if self._exit_code() is not None:
             self._finished()
             return
-        self._t.run(["taskkill.exe", "/PID", str(self.pid), "/T", "/F"], timeout=30)
+        self._t.run(["taskkill.exe", "/PID", str(self.pid), "/T", "/F"], timeout=timeouts.PSEXEC_TASKKILL)
         if self.wait(KILL_GRACE) is None:
             if self.pid != self.wrapper_pid:
-                self._t.run(["taskkill.exe", "/PID", str(self.wrapper_pid), "/T", "/F"], timeout=30)
+                self._t.run(["taskkill.exe", "/PID", str(self.wrapper_pid), "/T", "/F"], timeout=timeouts.PSEXEC_TASKKILL)
             self._rc = 1  # taskkill /F leaves exit code 1
         self._finished()
 
@@ -376,10 +384,11 @@ class PsexecTransport(Transport):
     def __init__(self, node, inventory=None):
         super().__init__(node, inventory)
         access = node.access
-        self.windows_workdir = access.workdir or DEFAULT_WORKDIR
-        if not _DRIVE_RE.match(self.windows_workdir.replace("/", "\\")):
+        base = access.workdir or DEFAULT_WORKDIR_BASE
+        if not _DRIVE_RE.match(base.replace("/", "\\")):
             raise NodeError(node.name, f"access.workdir must be an absolute Windows path like C:\\dir, "
-                                       f"not {self.windows_workdir!r}")
+                                       f"not {base!r}")
+        self.windows_workdir = str(PureWindowsPath(base, RUN_DIR_NAME))
         self.python_argv = [access.python] if access.python else list(DEFAULT_PYTHON)
         self._key = _registry_key(access) if access.host else None
         self._shared: _SharedClient | None = None
@@ -482,6 +491,10 @@ class PsexecTransport(Transport):
     def deploy_probe(self) -> str:
         remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
         self.put(str(PROBE_SOURCE), remote)
+        unc = admin_share_path(self.node.access.host, remote)
+        copied = self._files_call(lambda f: f.read_from(unc, 0))  # read back: byte for byte ours, or never run
+        if copied is None or hashlib.sha256(copied).digest() != hashlib.sha256(PROBE_SOURCE.read_bytes()).digest():
+            raise NodeError(self.node.name, f"the probe copied to {remote} does not match ours (sha256); not running it")
         return remote
 
     def probe_command(self) -> list[str]:
