@@ -35,7 +35,7 @@ def write_files(folder: Path, cells: int) -> tuple[Path, Path]:
                          "  - {name: here, role: host, os: linux, family: tcp, address: 127.0.0.1, "
                          "access: {kind: local}}\n")
     (folder / "scenarios").mkdir()
-    lines = ["scenario: LOCAL", "port_base: 33000", "timeout: 5", "cells:"]
+    lines = ["scenario: LOCAL", "port_base: 23000", "timeout: 5", "cells:"]
     for i in range(cells):
         lines += [f"  - label: L{i}",
                   f"    server: {{on: here, bind: {BINDS[(i // SIDE) % SIDE]}}}",

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PORT_BASE = 34100
+PORT_BASE = 24100  # below the ephemeral range (32768-60999): no client socket of this machine takes them
 INVENTORY = ("inventory: local\nnodes:\n"
              "  - {name: here, role: host, os: linux, family: tcp, address: 127.0.0.1, access: {kind: local}}\n")
 
