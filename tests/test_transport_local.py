@@ -45,6 +45,9 @@ def test_probe_is_used_in_place_or_copied_to_a_workdir(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == ["probe.py"]
     again = LocalTransport(local_node(workdir=str(tmp_path / "w"))).probe_command()
     assert Path(again[1]).parent != run_dir  # the next run never reuses (or trusts) a directory
+    t.close()
+    assert not run_dir.exists()  # the run's directory leaves with the run
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [Path(again[1]).parent.name]
 
 
 @pytest.mark.netns

@@ -106,6 +106,10 @@ def test_put_copies_atomically_and_probe_is_deployed_once(netns_lab, inv, tmp_pa
     listing = t.run(["ls", run_dir], timeout=20).stdout.split()
     assert listing == ["probe.py"]  # no temp file left
     assert t.run(["stat", "-c", "%a", run_dir], timeout=20).stdout.strip() == "700"
+    t.close()
+    again = open_transport(inv.node("nsc"), inv)
+    assert again is not t
+    assert again.run(["test", "-e", run_dir], timeout=20).rc == 1  # closing removed the run's directory
 
 
 def test_command_past_its_timeout_is_killed_on_the_node(netns_lab, inv):

@@ -144,6 +144,7 @@ class Transport(abc.ABC):
         self.node = node
         self.inventory = inventory
         self._probe_path: str | None = None
+        self._run_dir: str | None = None  # made by make_run_dir, removed by remove_run_dir
         self._deploy_lock = threading.Lock()
 
     # -- the contract -----------------------------------------------------------------
@@ -191,7 +192,23 @@ class Transport(abc.ABC):
         path = result.stdout.strip()
         if result.rc != 0 or not path.startswith(base.rstrip("/") + "/hvsock-matrix.") or "\n" in path:
             raise self.fail(f"cannot make a run directory under {base}: {result.stderr.strip() or path or result.rc}")
+        self._run_dir = path
         return path
+
+    def remove_run_dir(self) -> None:
+        """The node is left as it was found: the run's own directory goes when the transport closes.
+
+        Only the directory make_run_dir created (checked there) is removed; best effort, since a
+        node that is gone keeps it (owner-only, under its temp folder).
+        """
+        with self._deploy_lock:
+            path, self._run_dir, self._probe_path = self._run_dir, None, None
+        if path is None:
+            return
+        try:
+            self.run(["rm", "-rf", "--", path], timeout=DEFAULT_DEADLINE)
+        except Exception:  # closing never fails a run
+            pass
 
     def deploy_probe(self) -> str:
         remote = self.make_run_dir() + "/probe.py"

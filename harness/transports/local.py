@@ -127,4 +127,4 @@ class LocalTransport(Transport):
         return str(PROBE_SOURCE)
 
     def close(self) -> None:
-        pass
+        self.remove_run_dir()

@@ -406,6 +406,8 @@ class SSHTransport(Transport):
             sftp.close()
 
     def close(self) -> None:
+        if self.alive() and not self._closed:  # tidy up over the live connection; never reconnect for it
+            self.remove_run_dir()
         with self._lock:
             self._closed = True
             self._drop()
