@@ -11,10 +11,12 @@ from typing import Literal
 from harness.outcome import Outcome
 
 DriverKind = Literal["probe", "socat", "command"]
+SocketType = Literal["stream", "seqpacket", "dgram"]
+SOCKET_TYPES = ("stream", "seqpacket", "dgram")  # stream is the documents' type and the default
 
 
 # the placeholders of command-driver templates (harness/drivers/command.py fills them)
-TEMPLATE_FIELDS = ("bind", "target", "addr", "port", "service", "payload", "vm_id", "cid", "timeout")
+TEMPLATE_FIELDS = ("bind", "target", "addr", "port", "service", "payload", "vm_id", "cid", "timeout", "socket")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Cell:
     target: str  # target token: loopback, parent, children, broadcast, self, server, vm:<node>, GUID, CID
     port: int  # vsock port; the Hyper-V service GUID is the vsock template of it unless service is set
     expected: Outcome | None = None  # None = unknown (the first run documents it)
+    expected_errno: str | None = None  # "ECONNRESET" in `expect: X ECONNRESET` (B: the bind errno)
     label: str | None = None  # e.g. "A1" for documented cells
     source: str | None = None  # e.g. "001, case 1 (host WILDCARD, VM client PARENT)"
     disputed: bool = False
@@ -46,10 +49,15 @@ class Cell:
     timeout: float = 10.0  # seconds for the client's whole attempt
     skip_reason: str | None = None  # set when the inventory lacks a node this cell needs
     defined_at: str = ""  # "file:line" of the cell or axes block
+    socket: SocketType = "stream"
 
     @property
     def id(self) -> str:
-        """Stable, readable id: `A1[hv-host:wildcard<-win-vm:parent]`, usable with -k."""
+        """Stable, readable id: `A1[hv-host:wildcard<-win-vm:parent]`, usable with -k.
+
+        A socket type other than stream shows as `/seqpacket` after the target.
+        """
         head = self.label or self.scenario
-        suffix = "" if self.driver.kind == "probe" else f"@{self.driver.kind}"
+        suffix = "" if self.socket == "stream" else f"/{self.socket}"
+        suffix += "" if self.driver.kind == "probe" else f"@{self.driver.kind}"
         return f"{head}[{self.server_on}:{self.bind}<-{self.client_on}:{self.target}{suffix}]"
