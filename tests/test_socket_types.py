@@ -107,8 +107,25 @@ def test_seqpacket_keeps_two_messages_apart():
 
 
 def test_merged_messages_are_caught_as_E_naming_the_boundary():
-    """A byte stream under a 'seqpacket' cell merges the two sends: never O."""
-    out = _serve_pair(socket.SOCK_STREAM, 2)
+    """A byte stream under a 'seqpacket' cell merges the two sends: never O.
+
+    The stream end reads both sends as one (MSG_WAITALL: deterministic on a busy machine) and
+    echoes them as one, as any stream server would once the bytes had run together.
+    """
+    client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def merged_echo():
+        data = server.recv(len("msg") * probe.SEQPACKET_MESSAGES, socket.MSG_WAITALL)
+        server.sendall(probe.REPLY_PREFIX.encode() + data)
+
+    echo = threading.Thread(target=merged_echo)
+    echo.start()
+    try:
+        out = probe.exchange_messages(client, "msg", 2)
+    finally:
+        echo.join(10)
+        client.close()
+        server.close()
     assert out["outcome"] == "E" and "message boundaries not kept" in out["message"]
     assert out["messages"] == ["Hello: msgmsg"]
 
