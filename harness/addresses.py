@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.node import NAME_RE as _NODE_NAME
+
 if TYPE_CHECKING:  # only for annotations: addresses.py must stay importable on its own
     from harness.node import Inventory, Node
 
@@ -196,8 +198,15 @@ EQUIVALENCES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+
+
+def _ascii_digits(token: str) -> bool:
+    """'123' but not '٣' (str.isdigit accepts any script's digits)."""
+    return token.isascii() and token.isdigit()
+
+
 def _is_cid_literal(token: str) -> bool:
-    return token.isdigit() and CID_MIN <= int(token) <= CID_MAX
+    return _ascii_digits(token) and CID_MIN <= int(token) <= CID_MAX
 
 
 def _is_ipv4(token: str) -> bool:
@@ -229,19 +238,21 @@ def normalize_token(token: object, kind: str = "target") -> str:
             name = text[len(prefix):]
             if not name:
                 raise ValueError(f"{kind} token {text!r} names no node")
+            if not _NODE_NAME.fullmatch(name):
+                raise ValueError(f"{kind} token {text[:70]!r}: not a node name (letters, digits, . _ -; at most 63)")
             return "node:" + name
     if is_guid(text):
         return parse_guid(text)
-    if text.isdigit():
-        if not _is_cid_literal(text):
-            raise ValueError(f"CID {text} out of range {CID_MIN}..{CID_MAX}")
+    if _ascii_digits(text):
+        if len(text) > 12 or not _is_cid_literal(text):
+            raise ValueError(f"CID {text[:20]} out of range {CID_MIN}..{CID_MAX}")
         return str(int(text))
     if _is_ipv4(text):
         return text
-    if text.startswith("-") and text[1:].isdigit():
-        raise ValueError(f"CID {text} out of range {CID_MIN}..{CID_MAX}")
+    if text.startswith("-") and _ascii_digits(text[1:]):
+        raise ValueError(f"CID {text[:20]} out of range {CID_MIN}..{CID_MAX}")
     allowed = ", ".join(words + ("node:<name>", "a GUID", "a CID", "an IPv4 address"))
-    raise ValueError(f"unknown {kind} token {text!r} (expected {allowed})")
+    raise ValueError(f"unknown {kind} token {text[:70]!r} (expected {allowed})")
 
 
 # --- resolution -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import logging
 import shlex
 import threading
 import time
@@ -19,12 +20,23 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from harness.errors import HarnessError, NodeError
+from harness.probe import answer_line, parse_line, request_line
+from harness.secrets import scrub
 from harness.node import Inventory, Node
 from harness.transports import open_transport
 from harness.transports.base import CommandTimeout, Process, Transport, one_line
+from harness import timeouts
 
-DEFAULT_IDLE_TIMEOUT = 900.0  # the session exits by itself when the controller forgets it
-MARGIN = 15.0  # seconds a response may take beyond the operation's own timeout (slow nested guests)
+log = logging.getLogger("hvsock_matrix.probe")  # DEBUG: every request and answer
+
+
+def _trace(node: str, direction: str, line: str) -> None:
+    """One probe request (->) or answer (<-) at DEBUG, scrubbed like every text that leaves a cell."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s %s %s", node, direction, scrub(line))
+
+DEFAULT_IDLE_TIMEOUT = timeouts.SESSION_IDLE  # the session exits by itself when the controller forgets it
+MARGIN = timeouts.MARGIN  # a response may take this long beyond its operation's own timeout
 
 
 class _SessionEnded(Exception):
@@ -88,11 +100,11 @@ class SessionAgent(ProbeAgent):
         try:
             # a Python start on a nested TCG guest reading its stdlib over 9p: tens of seconds
             # idle, minutes when the lab is busy -- sized from the inventory's connect_timeout
-            first = proc.read_line(2 * float(self.node.access.connect_timeout) + 60.0)
+            first = proc.read_line(timeouts.session_first_line(self.node.access.connect_timeout))
         except TimeoutError:
             proc.kill()
             raise NodeError(self.node.name, "probe session did not start (no 'ready' line)") from None
-        ready = _parse(first)
+        ready = parse_line(first)
         if ready is None or ready.get("event") != "ready":
             tail = proc.stderr_tail()
             proc.kill()
@@ -126,7 +138,7 @@ class SessionAgent(ProbeAgent):
                     if tail:
                         reason += ": " + tail.splitlines()[-1]
                     break
-                msg = _parse(line)
+                msg = parse_line(line)
                 if msg is None:
                     continue
                 rid = msg.get("id")
@@ -167,15 +179,17 @@ class SessionAgent(ProbeAgent):
     def _request_once(self, op: str, wait: float, fields: dict) -> dict:
         proc = self._ensure()
         rid = next(self._ids)
-        req = {"id": rid, "op": op}
-        req.update(fields)
-        line = json.dumps(req, sort_keys=True)
+        try:
+            line = request_line(rid, op, **fields)
+        except ValueError as exc:  # a harness bug, caught before it reaches the node
+            raise NodeError(self.node.name, f"bad probe request: {exc}") from None
         slot = {"event": threading.Event(), "proc": proc}
         with self._lock:
             if self._dead is not None and self._proc is proc:  # died between _ensure and now
                 raise _SessionEnded(self._dead)
             self._pending[rid] = slot
         self.sent.append(line)
+        _trace(self.node.name, "->", line)
         try:
             try:
                 proc.write_line(line)
@@ -190,6 +204,7 @@ class SessionAgent(ProbeAgent):
                 raise NodeError(self.node.name, f"no answer to {op} within {wait:g}s")
             if "answer" not in slot:
                 raise _SessionEnded(slot.get("error", "probe session ended"))
+            _trace(self.node.name, "<-", answer_line(slot["answer"]))
             return slot["answer"]
         finally:
             with self._lock:
@@ -197,20 +212,20 @@ class SessionAgent(ProbeAgent):
 
     # -- the contract -----------------------------------------------------------------------
     def listen(self, family, addr, port, service, timeout, count=1, socket="stream"):
-        return self.request("listen", self.margin + 10.0, family=family, addr=str(addr), port=int(port),
+        return self.request("listen", timeouts.listen_answer(self.margin), family=family, addr=str(addr), port=int(port),
                             service=service, count=count, timeout=timeout, socket=socket)
 
     def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream"):
         ct = timeout if connect_timeout is None else connect_timeout
-        return self.request("connect", float(timeout) + float(ct) + self.margin, family=family, addr=str(addr),
+        return self.request("connect", timeouts.connect_answer(timeout, ct, self.margin), family=family, addr=str(addr),
                             port=int(port), service=service, payload=payload, timeout=timeout,
                             connect_timeout=ct, socket=socket)
 
     def stop(self, listener):
-        return self.request("stop", self.margin + 10.0, listener=listener)
+        return self.request("stop", timeouts.stop_answer(self.margin), listener=listener)
 
     def info(self):
-        return self.request("info", self.margin + 30.0)
+        return self.request("info", timeouts.info_answer(self.margin))
 
     def close(self) -> None:
         with self._lock:
@@ -218,9 +233,9 @@ class SessionAgent(ProbeAgent):
         if proc is None:
             return
         try:
-            proc.write_line(json.dumps({"id": 0, "op": "bye"}))
+            proc.write_line(request_line(0, "bye"))
             proc.close_stdin()
-            if proc.wait(5) is None:
+            if proc.wait(timeouts.PROCESS_EXIT) is None:
                 proc.kill()
         except Exception:
             try:
@@ -275,8 +290,9 @@ class OneShotAgent(ProbeAgent):
     def listen(self, family, addr, port, service, timeout, count=1, socket="stream"):
         argv = self._listen_argv(family, addr, port, service, timeout, count, socket)
         self.sent.append(" ".join(argv))
+        _trace(self.node.name, "->", shlex.join(argv))
         proc = self.transport.spawn(argv)
-        deadline = time.monotonic() + float(self.node.access.connect_timeout) + self.margin + 60.0
+        deadline = time.monotonic() + timeouts.oneshot_listening(self.node.access.connect_timeout, self.margin)
         while True:
             try:
                 line = proc.read_line(max(0.0, deadline - time.monotonic()))
@@ -285,30 +301,33 @@ class OneShotAgent(ProbeAgent):
                 raise NodeError(self.node.name, "probe serve printed no 'listening' line in time") from None
             if line is None:
                 tail = proc.stderr_tail()
-                proc.wait(5)
+                proc.wait(timeouts.PROCESS_EXIT)
                 raise NodeError(self.node.name, one_line(f"probe serve exited without a word: {tail}"))
-            msg = _parse(line)
+            msg = parse_line(line)
             if msg is None:
                 continue
+            _trace(self.node.name, "<-", answer_line(msg))
             if msg.get("event") == "listening":
                 name = f"P{next(self._ids)}"
                 with self._lock:
                     self._servers[name] = (proc, [])
                 return dict(msg, listener=name)
-            proc.wait(5)
+            proc.wait(timeouts.PROCESS_EXIT)
             return msg  # bind_failed, refused, error
 
     def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream"):
         argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout, socket)
         self.sent.append(" ".join(argv))
-        budget = float(timeout) + float(connect_timeout or 0) + self.margin + float(self.node.access.connect_timeout)
+        _trace(self.node.name, "->", shlex.join(argv))
+        budget = timeouts.oneshot_connect(timeout, connect_timeout, self.node.access.connect_timeout, self.margin)
         try:
             res = self.transport.run(argv, timeout=budget)
         except CommandTimeout as exc:
             raise NodeError(self.node.name, f"probe connect still running after {budget:g}s") from exc
-        msgs = [m for m in (_parse(line) for line in res.stdout.splitlines()) if m]
+        msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
             raise NodeError(self.node.name, one_line(f"probe connect rc={res.rc} printed nothing: {res.stderr}"))
+        _trace(self.node.name, "<-", answer_line(msgs[-1]))
         return msgs[-1]
 
     def stop(self, listener):
@@ -321,12 +340,12 @@ class OneShotAgent(ProbeAgent):
         # collect what it already printed (accepted events), then end it
         while True:
             try:
-                line = proc.read_line(0.2)
+                line = proc.read_line(timeouts.STOP_DRAIN)
             except TimeoutError:
                 break
             if line is None:
                 break
-            msg = _parse(line) or {}
+            msg = parse_line(line) or {}
             if msg.get("event") == "accepted":
                 accepted += 1
                 peers.append(msg.get("peer"))
@@ -338,10 +357,12 @@ class OneShotAgent(ProbeAgent):
 
     def info(self):
         argv = self._cmd("info")
-        res = self.transport.run(argv, timeout=self.margin + 60.0)
-        msgs = [m for m in (_parse(line) for line in res.stdout.splitlines()) if m]
+        _trace(self.node.name, "->", shlex.join(argv))
+        res = self.transport.run(argv, timeout=timeouts.oneshot_info(self.margin))
+        msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
             raise NodeError(self.node.name, one_line(f"probe info rc={res.rc}: {res.stderr}"))
+        _trace(self.node.name, "<-", answer_line(msgs[-1]))
         return msgs[-1]
 
     def close(self) -> None:
@@ -444,11 +465,3 @@ class AgentPool:
         self.close()
 
 
-def _parse(line: str | None) -> dict | None:
-    if not line:
-        return None
-    try:
-        msg = json.loads(line)
-    except ValueError:
-        return None
-    return msg if isinstance(msg, dict) else None

@@ -5,9 +5,11 @@ unit that pytest collects, the runner runs and the reports lay out.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from harness import timeouts
 from harness.outcome import Outcome
 
 DriverKind = Literal["probe", "socat", "command"]
@@ -46,18 +48,38 @@ class Cell:
     driver: Driver = field(default_factory=Driver)
     service: str | None = None  # explicit Hyper-V service GUID (canonical lowercase)
     payload: str = "World!"
-    timeout: float = 10.0  # seconds for the client's whole attempt
+    timeout: float = timeouts.CELL_TIMEOUT  # seconds for the client's whole attempt
     skip_reason: str | None = None  # set when the inventory lacks a node this cell needs
     defined_at: str = ""  # "file:line" of the cell or axes block
     socket: SocketType = "stream"
 
     @property
     def id(self) -> str:
-        """Stable, readable id: `A1[hv-host:wildcard<-win-vm:parent]`, usable with -k.
+        """Stable, readable id: `A1[hv-host:wildcard-from-win-vm:parent]`, `C3[...+socat]`.
 
+        Only characters pytest's -k grammar takes in one identifier (word characters and
+        `: + - . [ ] \\ /`, _pytest/mark/expression.py), so `-k '<whole id>'` selects the cell.
         A socket type other than stream shows as `/seqpacket` after the target.
         """
-        head = self.label or self.scenario
-        suffix = "" if self.socket == "stream" else f"/{self.socket}"
-        suffix += "" if self.driver.kind == "probe" else f"@{self.driver.kind}"
-        return f"{head}[{self.server_on}:{self.bind}<-{self.client_on}:{self.target}{suffix}]"
+        return cell_id(self.label or self.scenario, self.server_on, self.bind, self.client_on, self.target,
+                       self.driver.kind, self.socket)
+
+
+def cell_id(head: str, server_on: str, bind: str, client_on: str, target: str, driver: str | None,
+            socket: str | None = None) -> str:
+    suffix = "" if socket in (None, "stream") else f"/{socket}"
+    suffix += "" if driver in (None, "probe") else f"+{driver}"
+    return f"{head}[{server_on}:{bind}-from-{client_on}:{target}{suffix}]"
+
+
+_OLD_ID = re.compile(r"^(?P<head>[^\[]*)\[(?P<server>.*?)<-(?P<client>.*?)(?:@(?P<driver>[a-z]+))?\]$")
+
+
+def current_id(cell_id_text: str) -> str:
+    """An id from a results file written before 0.2 (`A1[h:wildcard<-v:parent@socat]`) in today's form,
+    so `--baseline` and `diff` still match last night's cells."""
+    old = _OLD_ID.match(cell_id_text)
+    if old is None:
+        return cell_id_text
+    suffix = f"+{old['driver']}" if old["driver"] else ""
+    return f"{old['head']}[{old['server']}-from-{old['client']}{suffix}]"

@@ -1,9 +1,26 @@
-"""Errors a user can act on: one line, naming the file and line or the node. Never a traceback."""
+"""Errors a user can act on: one line, naming the file and line or the node. Never a traceback.
+
+Every message is made one bounded line and scrubbed of secrets here, once, so no caller can
+leak a password or print a megabyte-long value by accident (harness/secrets.py).
+"""
 from __future__ import annotations
+
+from harness.secrets import scrub
+
+MAX_MESSAGE_CHARS = 500
+
+
+def clean_line(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """One line, at most `limit` characters, secrets masked."""
+    s = " ".join(scrub(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 class HarnessError(Exception):
     """Base: the CLI and the pytest plugin print str(err) as one line and exit non-zero."""
+
+    def __init__(self, *args: object):
+        super().__init__(*(clean_line(a) if isinstance(a, str) else a for a in args))
 
 
 class InputError(HarnessError):
@@ -11,7 +28,7 @@ class InputError(HarnessError):
 
     def __init__(self, where: str, message: str):
         self.where = where
-        self.message = message
+        self.message = clean_line(message)
         super().__init__(f"{where}: {message}")
 
 
@@ -20,7 +37,7 @@ class NodeError(HarnessError):
 
     def __init__(self, node: str, message: str):
         self.node = node
-        self.message = message
+        self.message = clean_line(message)
         super().__init__(f"node {node}: {message}")
 
 

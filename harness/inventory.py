@@ -28,7 +28,8 @@ nodes:                             # a list; order is kept (selectors expand in 
       use_ssh_config: true         # honour ~/.ssh/config
       connect_timeout: 30          # seconds
       python: python3              # interpreter on the node (default python3 / py -3)
-      workdir: /tmp/hvsock-matrix  # where the probe is copied
+      workdir: /tmp                # POSIX: each run copies the probe into a fresh `mktemp -d` (0700)
+                                   # below this base, checked by sha256; only root/the user may write it
       netns: null                  # local only: run inside this network namespace
   - name: win-vm
     role: vm
@@ -39,7 +40,7 @@ nodes:                             # a list; order is kept (selectors expand in 
 
 Rules: credentials only by reference — a `password:`, `secret:`, `token:` or `passphrase:` key
 anywhere is rejected; a Windows node speaks hyperv or tcp, a Linux node vsock or tcp;
-`lab_node: true` on an `access: local` node is refused unless HVSOCK_MATRIX_I_AM_A_LAB_NODE=1
+`lab_node: true` on an `access: local` node is refused unless HVSOCK_MATRIX_LAB_NODE=1
 (the controller itself must never open AF_VSOCK). Only a vm has a parent.
 """
 from __future__ import annotations
@@ -48,19 +49,22 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
 
-from harness import addresses, yamlfile
+from harness import addresses, timeouts, yamlfile
 from harness.errors import InputError
-from harness.node import Access, Inventory, Node
+from harness.node import NAME_RE, NAME_RULE, Access, Inventory, Node, check_timeout, seconds, shown
+from harness.secrets import credential_in_host, credential_in_user, register
 
 RESERVED_NAMES = frozenset({"host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm",
                             "server", "self", "any"})
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-LAB_NODE_ENV = "HVSOCK_MATRIX_I_AM_A_LAB_NODE"
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+HOST_RE = re.compile(r"[A-Za-z0-9_.:%\[\]-]{1,253}")  # hostname, ssh alias, IPv4 or IPv6 literal
+USER_RE = re.compile(r"[^\s:]{1,256}")  # tester, LAB\tester, tester@lab.local
+LAB_NODE_ENV = "HVSOCK_MATRIX_LAB_NODE"  # the probe's own variable (harness/probe.py LAB_ENV): one name
+MIN_VM_CID = 3  # 0, 1, 2 are the hypervisor, local and host CIDs; a VM's own CID is 3 or more
 DEFAULT_FAMILY = {"windows": "hyperv", "linux": "vsock"}
 FAMILIES_FOR_OS = {"windows": ("hyperv", "tcp"), "linux": ("vsock", "tcp")}
 RESERVED_CIDS = {addresses.VMADDR_CID_HYPERVISOR: "VMADDR_CID_HYPERVISOR",
@@ -83,7 +87,7 @@ class AccessModel(_Strict):
     known_hosts: Optional[str] = None
     host_key_policy: Literal["reject", "accept-new", "ignore"] = "reject"
     use_ssh_config: StrictBool = True
-    connect_timeout: float = 30.0
+    connect_timeout: Annotated[float, BeforeValidator(seconds)] = timeouts.NODE_CONNECT_TIMEOUT
     python: Optional[str] = None
     workdir: Optional[str] = None
     netns: Optional[str] = None
@@ -98,16 +102,35 @@ class AccessModel(_Strict):
     @field_validator("password_env")
     @classmethod
     def _env(cls, v):
-        if v is not None and not ENV_NAME_RE.match(v):
-            raise ValueError(f"password_env must be the NAME of an environment variable, not {v!r}")
+        if v is not None and not ENV_NAME_RE.fullmatch(v):
+            raise ValueError("password_env must be the NAME of an environment variable (letters, digits, _)")
+        return v
+
+    # host and user values are never echoed: a mistake there may be a password
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v):
+        if v is not None and credential_in_host(v):
+            raise ValueError("host must not carry credentials (no 'user:password@' or 'user@' prefix); "
+                             "use user: and password_env: NAME")
+        if v is not None and not HOST_RE.fullmatch(v):
+            raise ValueError("host must be a hostname, an ~/.ssh/config alias or an IP address "
+                             "(letters, digits, . _ - : [ ]; at most 253 characters)")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v):
+        if v is not None and credential_in_user(v):
+            raise ValueError("user must not carry a password (user:password); use password_env: NAME")
+        if v is not None and not USER_RE.fullmatch(v):
+            raise ValueError("user must be a user name (no spaces; at most 256 characters)")
         return v
 
     @field_validator("connect_timeout")
     @classmethod
     def _timeout(cls, v):
-        if not v > 0:
-            raise ValueError(f"connect_timeout must be > 0, not {v}")
-        return v
+        return check_timeout("connect_timeout", v)
 
 
 class NodeModel(_Strict):
@@ -127,8 +150,8 @@ class NodeModel(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v):
-        if not NAME_RE.match(v):
-            raise ValueError(f"bad node name {v!r} (letters, digits, . _ - ; not starting with . _ -)")
+        if not NAME_RE.fullmatch(v):
+            raise ValueError(f"bad node name {shown(v)} ({NAME_RULE})")
         if v.lower() in RESERVED_NAMES:
             raise ValueError(f"node name {v!r} is a reserved selector word "
                              f"({', '.join(sorted(RESERVED_NAMES))})")
@@ -169,8 +192,8 @@ class InventoryModel(_Strict):
     @field_validator("inventory")
     @classmethod
     def _name(cls, v):
-        if not NAME_RE.match(v):
-            raise ValueError(f"bad inventory name {v!r}")
+        if not NAME_RE.fullmatch(v):
+            raise ValueError(f"bad inventory name {shown(v)} ({NAME_RULE})")
         return v
 
     @field_validator("nodes")
@@ -209,6 +232,7 @@ def parse_inventory(path: str, data: Any) -> Inventory:
             raise InputError(at(i, "name"), f"duplicate node name {n.name!r} (first at line {first})")
         by_name[n.name] = (i, n)
 
+    _check_unique_addresses(model, at)
     nodes: dict[str, Node] = {}
     for i, n in enumerate(model.nodes):
         family = n.family or DEFAULT_FAMILY[n.os]
@@ -226,6 +250,8 @@ def parse_inventory(path: str, data: Any) -> Inventory:
             if by_name[n.parent][1].role != "host":
                 raise InputError(at(i, "parent"), f"node {n.name}: parent {n.parent!r} is not a host (role vm)")
         a = n.access
+        if a.password_env:  # whatever prints it later (a library's error text) is scrubbed
+            register(os.environ.get(a.password_env))
         if a.kind in ("ssh", "psexec") and not a.host:
             raise InputError(at(i, "access"), f"node {n.name}: access kind {a.kind} needs host:")
         if a.jump is not None:
@@ -250,6 +276,26 @@ def parse_inventory(path: str, data: Any) -> Inventory:
         )
     _check_jump_cycles(path, data, nodes)
     return Inventory(name=model.inventory, path=path, nodes=nodes)
+
+
+def _check_unique_addresses(model: InventoryModel, at) -> None:
+    """VM CIDs are 3 or more and unique among one host's guests; VM IDs are unique in the lab."""
+    cids: dict[tuple[str | None, int], str] = {}
+    vm_ids: dict[str, str] = {}
+    for i, n in enumerate(model.nodes):
+        if n.cid is not None and n.role == "vm" and n.cid < MIN_VM_CID:
+            raise InputError(at(i, "cid"), f"node {n.name}: a VM's cid is {MIN_VM_CID} or more, not {n.cid} "
+                                           f"(0, 1 and 2 are the hypervisor, local and host CIDs)")
+        if n.cid is not None and n.role == "vm":
+            key = (n.parent, n.cid)
+            if key in cids:
+                raise InputError(at(i, "cid"), f"node {n.name}: cid {n.cid} is already {cids[key]}'s, "
+                                               f"another guest of {n.parent}")
+            cids[key] = n.name
+        if n.vm_id is not None:
+            if n.vm_id in vm_ids:
+                raise InputError(at(i, "vm_id"), f"node {n.name}: vm_id {n.vm_id} is already {vm_ids[n.vm_id]}'s")
+            vm_ids[n.vm_id] = n.name
 
 
 def _check_jump_cycles(path: str, data: Any, nodes: dict[str, Node]) -> None:

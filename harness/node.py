@@ -5,14 +5,44 @@ other module only reads them.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+from harness import timeouts
 
 Role = Literal["host", "vm"]
 OS = Literal["linux", "windows"]
 Family = Literal["hyperv", "vsock", "tcp"]
 AccessKind = Literal["local", "ssh", "psexec"]
 HostKeyPolicy = Literal["reject", "accept-new", "ignore"]
+
+# Names of nodes, scenarios, labels, inventories: always matched with fullmatch (a `$` would
+# accept a trailing newline), ASCII only, bounded length.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+NAME_RULE = "letters, digits, . _ - ; at most 63 characters, not starting with . _ -"
+MAX_TIMEOUT_S = timeouts.MAX_TIMEOUT  # a day: longer is a typo, and would overflow thread/socket timeouts
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """repr() of a value for an error message, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def seconds(value: object) -> float:
+    """A number of seconds as written: an int or float, never true/false or text like '10'."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number of seconds, not {shown(value)}")
+    return float(value)
+
+
+def check_timeout(what: str, value: float) -> float:
+    """A timeout must be a finite number of seconds in (0, MAX_TIMEOUT_S]."""
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:
+        raise ValueError(f"{what} must be a finite number of seconds in (0, {MAX_TIMEOUT_S:g}], not {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -29,9 +59,9 @@ class Access:
     known_hosts: str | None = None  # path; default ~/.ssh/known_hosts
     host_key_policy: HostKeyPolicy = "reject"
     use_ssh_config: bool = True  # honour ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump)
-    connect_timeout: float = 30.0  # nested lab guests need ~300
+    connect_timeout: float = timeouts.NODE_CONNECT_TIMEOUT  # nested lab guests need ~300
     python: str | None = None  # interpreter on the node; default python3 / py -3
-    workdir: str | None = None  # where the probe is copied; default /tmp/hvsock-matrix or %TEMP%
+    workdir: str | None = None  # POSIX: base of each run's fresh mktemp -d (default /tmp); Windows: see psexec.py
     netns: str | None = None  # local only: run inside this network namespace (ip netns exec)
 
 

@@ -6,28 +6,27 @@ items. Collection never touches a node: it reads files only, so `--collect-only`
 anywhere and a 10,000-cell scenario collects in well under 2 s (benchmarks/bench_collect.py).
 
 Options: --inventory PATH (default inventory/lab-in-a-box.yaml under the rootdir when it exists;
-without an inventory every cell is collected and skipped with the reason), --baseline and
---results-dir (registered here, used by harness/report/pytest_hooks.py and harness/session.py).
+without an inventory every cell is collected and skipped with the reason), --baseline,
+--results-dir, --probe-mode, --keep-registration. What happens after collection (session
+setup, running a cell, results travelling with pytest's reports, writing the run) is
+harness/lifecycle.py, registered here in pytest_configure.
 Bad scenario or inventory files give one "path:line: message" line, never a traceback.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import in_flight
 from harness.cell import Cell
 from harness.errors import HarnessError
-from harness.node import Inventory
+from harness import markers
+from harness.lifecycle import PLUGIN_NAME, MatrixRun, display_path, matrix_run
+from harness.markers import cell_markers
 
-pytest_plugins = ["harness.report.pytest_hooks"]
-
-DEFAULT_INVENTORY = Path("inventory") / "lab-in-a-box.yaml"
 SCENARIO_DIR = "scenarios"
-_TOP_LEVEL_SCENARIO = re.compile(rb"^scenario[ \t]*:", re.MULTILINE)
-_INVENTORY_KEY = pytest.StashKey[tuple]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,56 +43,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "oneshot: a probe process per server and client")
     group.addoption("--keep-registration", action="store_true", default=False,
                     help="leave the Hyper-V service GUIDs this run registered on the hosts")
+    in_flight.add_option(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    in_flight.limits_for(config)  # a bad --cells-in-flight stops the run with one line
+    markers.register(config)
+    run = MatrixRun(config)
+    config.pluginmanager.register(run, PLUGIN_NAME)
     # An explicit --inventory that is wrong stops the run with one line before anything else.
     if config.getoption("inventory", None):
-        _, error = get_inventory_or_error(config)
+        _, error = run.inventory_or_error()
         if error is not None:
             raise pytest.UsageError(str(error))
-
-
-def inventory_path(config: pytest.Config) -> Path | None:
-    """The inventory this run uses: --inventory (relative to the invocation dir) or the default."""
-    option = config.getoption("inventory", None)
-    if option:
-        path = Path(option)
-        return path if path.is_absolute() else Path(config.invocation_params.dir) / path
-    default = Path(config.rootpath) / DEFAULT_INVENTORY
-    return default if default.is_file() else None
-
-
-def get_inventory_or_error(config: pytest.Config) -> tuple[Inventory | None, HarnessError | None]:
-    """Loaded once per pytest process and kept in config.stash."""
-    if _INVENTORY_KEY not in config.stash:
-        path = inventory_path(config)
-        result: tuple[Inventory | None, HarnessError | None] = (None, None)
-        if path is not None:
-            from harness.inventory import load_inventory
-
-            try:
-                result = (load_inventory(_display_path(config, path)), None)
-            except HarnessError as err:
-                result = (None, err)
-        config.stash[_INVENTORY_KEY] = result
-    return config.stash[_INVENTORY_KEY]
-
-
-def get_inventory(config: pytest.Config) -> Inventory | None:
-    """The run's inventory (None when there is none); raises the loader's one-line error."""
-    inventory, error = get_inventory_or_error(config)
-    if error is not None:
-        raise error
-    return inventory
-
-
-def _display_path(config: pytest.Config, path: Path) -> str:
-    """Paths in messages relative to where pytest was started, when below it."""
-    try:
-        return str(path.resolve().relative_to(Path(config.invocation_params.dir).resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _under_scenarios_dir(config: pytest.Config, file_path: Path) -> bool:
@@ -109,27 +71,25 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         return None
     if not _under_scenarios_dir(parent.config, file_path):
         return None
-    try:
-        head = file_path.read_bytes()
-    except OSError:
-        return None
-    if not _TOP_LEVEL_SCENARIO.search(head):
-        return None
-    return ScenarioFile.from_parent(parent, path=file_path)
+    return ScenarioFile.from_parent(parent, path=file_path)  # harness/scenario_files.py: the rule
 
 
 class ScenarioFile(pytest.File):
     """One scenario file; its items are the cells expanded against the run's inventory."""
 
     def collect(self):
-        from harness.scenario import expand, parse_scenario
-        from harness import yamlfile
+        from harness.scenario import expand
+        from harness.scenario_files import load_for_collection
 
-        inventory = get_inventory(self.config)
-        path = _display_path(self.config, self.path)
-        data = yamlfile.load(path, self.path.read_text(encoding="utf-8"))
-        for cell in expand(parse_scenario(path, data), inventory):
-            yield CellItem.from_parent(self, name=cell.id, cell=cell)
+        scenario = load_for_collection(self.path, display_path(self.config, self.path))
+        if scenario is None:  # an inventory file kept under scenarios/: ignored by rule
+            return
+        inventory = matrix_run(self.config).inventory()
+        for cell in expand(scenario, inventory):
+            item = CellItem.from_parent(self, name=cell.id, cell=cell)
+            for marker in cell_markers(cell, inventory):
+                item.add_marker(marker)
+            yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, HarnessError):
@@ -137,21 +97,34 @@ class ScenarioFile(pytest.File):
         return super().repr_failure(excinfo)
 
 
+class CellError(HarnessError):
+    """E: the harness or the lab failed for this cell. Raised in setup, so pytest says ERROR."""
+
+
 class CellItem(pytest.Item):
-    """One cell. Runs through the run's session (harness/session.py): run, record, judge."""
+    """One cell. It runs in setup (E is an ERROR there, n/a a skip); the call judges it."""
 
     def __init__(self, *, cell: Cell, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cell = cell
+        self.verdict = None
 
     def setup(self) -> None:
         if self.cell.skip_reason:
-            pytest.skip(self.cell.skip_reason)
+            self._skip(self.cell.skip_reason)
+        self.verdict = matrix_run(self.config).run_cell(self, self.cell)
+        if self.verdict.kind == "error":
+            raise CellError(self.verdict.message)
+        if self.verdict.kind == "skip":
+            self._skip(self.verdict.message)
+
+    def _skip(self, reason: str) -> None:
+        """Skipped at the cell's line in its scenario file (as a skip marker would be), not here."""
+        raise pytest.skip.Exception(reason, _use_item_location=True)
 
     def runtest(self) -> None:
-        from harness.session import get_session
-
-        get_session(self.config).run_and_judge(self.cell, self)
+        if self.verdict is not None and self.verdict.kind == "fail":
+            pytest.fail(self.verdict.message, pytrace=False)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, HarnessError):
@@ -161,23 +134,3 @@ class CellItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.cell.defined_at.rsplit(":", 1)[-1]
         return self.path, (int(line) - 1 if line.isdigit() else None), self.cell.id
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """xdist controller: remove the Hyper-V service GUIDs its workers registered (they keep them)."""
-    config = session.config
-    if getattr(config, "workerinput", None) is not None:
-        return
-    from harness.report.pytest_hooks import RUN_KEY
-    from harness.results import run_dir
-    from harness.session import remove_worker_registrations
-
-    info = config.stash.get(RUN_KEY, None)
-    if not info:
-        return
-    folder = run_dir(Path(info["results_dir"]), info["run_id"])
-    for problem in remove_worker_registrations(config, folder):
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(problem, red=True)

@@ -42,7 +42,7 @@ VMADDR_CID_ANY = 0xFFFFFFFF
 AF_HYPERV = 34
 HV_PROTOCOL_RAW = 1
 HVSOCKET_CONNECT_TIMEOUT = 1  # level HV_PROTOCOL_RAW; value: u32 milliseconds
-SOCKADDR_HV_SIZE = 36
+HVSOCKET_CONNECT_TIMEOUT_MAX = 300000  # hvsocket.h
 
 LAB_MARKER = "/run/hvsock-matrix-lab-guest"
 LAB_ENV = "HVSOCK_MATRIX_LAB_NODE"
@@ -102,121 +102,39 @@ def now_ms(start):
 
 # ---------------------------------------------------------------- Hyper-V addresses
 
-def pack_sockaddr_hv(vm_id, service_id):
-    """The 36-byte SOCKADDR_HV: family u16 = 34, reserved u16, VmId GUID, ServiceId GUID.
-
-    GUIDs use the Windows in-memory (mixed-endian) layout, i.e. uuid.UUID(...).bytes_le.
-    """
-    import uuid
-    return struct.pack("<HH", AF_HYPERV, 0) + uuid.UUID(str(vm_id)).bytes_le + uuid.UUID(str(service_id)).bytes_le
-
-
-def unpack_sockaddr_hv(data):
-    """(vm_id, service_id) as lowercase GUID text, from a SOCKADDR_HV buffer."""
-    import uuid
-    vm = uuid.UUID(bytes_le=bytes(data[4:20]))
-    svc = uuid.UUID(bytes_le=bytes(data[20:36]))
-    return str(vm), str(svc)
-
-
 def service_for_port(port):
     """The Linux-compatible service GUID: the vsock template with the port in Data1."""
     return "%08x-facb-11e6-bd58-64006a7986d3" % int(port)
 
 
-class _Ws2(object):
-    """ctypes access to Winsock for AF_HYPERV when socket.AF_HYPERV is missing (Python < 3.12)."""
+def windows_python_problem():
+    """Why this Python cannot run Hyper-V cells on Windows, or None.
 
-    def __init__(self):
-        import ctypes
-        self.ctypes = ctypes
-        self.lib = ctypes.WinDLL("ws2_32", use_last_error=True)
-        handle = ctypes.c_size_t
-        self.lib.socket.restype = handle
-        self.lib.socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        self.lib.bind.argtypes = [handle, ctypes.c_char_p, ctypes.c_int]
-        self.lib.connect.argtypes = [handle, ctypes.c_char_p, ctypes.c_int]
-        self.lib.listen.argtypes = [handle, ctypes.c_int]
-        self.lib.accept.restype = handle
-        self.lib.accept.argtypes = [handle, ctypes.c_void_p, ctypes.c_void_p]
-        self.lib.setsockopt.argtypes = [handle, ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.lib.closesocket.argtypes = [handle]
-        self.invalid = handle(-1).value
-
-    def _err(self, what):
-        code = self.ctypes.get_last_error()
-        return OSError(code, "%s failed (WSA %d)" % (what, code))
-
-    def socket(self, kind=socket.SOCK_STREAM):
-        h = self.lib.socket(AF_HYPERV, kind, HV_PROTOCOL_RAW)
-        if h == self.invalid:
-            raise self._err("socket(AF_HYPERV)")
-        return h
-
-    def call(self, name, h, *args):
-        if getattr(self.lib, name)(h, *args) != 0:
-            raise self._err(name)
-
-    def accept(self, h):
-        buf = self.ctypes.create_string_buffer(SOCKADDR_HV_SIZE)
-        size = self.ctypes.c_int(SOCKADDR_HV_SIZE)
-        c = self.lib.accept(h, buf, self.ctypes.byref(size))
-        if c == self.invalid:
-            raise self._err("accept")
-        return c, buf.raw[:SOCKADDR_HV_SIZE]
-
-    def close(self, h):
-        self.lib.closesocket(h)
+    AF_HYPERV is native from CPython 3.12 (Modules/socketmodule.c: HAVE_AF_HYPERV in getsockaddrarg,
+    getsockaddrlen and makesockaddr). Before 3.12 an AF_HYPERV socket wrapped by socket.socket(fileno=)
+    dies in accept() with "getsockaddrlen: bad family", so a server would print `listening` and never
+    answer: every cell would read X instead of E. The probe refuses instead.
+    """
+    if IS_WINDOWS and not hasattr(socket, "AF_HYPERV"):
+        return ("Python %d.%d.%d has no socket.AF_HYPERV: the probe needs Python >= 3.12 on Windows nodes "
+                "(winget install Python.Python.3.12, or set access.python)" % tuple(sys.version_info[:3]))
+    return None
 
 
-class HvSocket(object):
-    """An AF_HYPERV socket through ctypes, with the few methods the probe uses."""
+def hyperv_available():
+    """True when Winsock has a provider for AF_HYPERV/HV_PROTOCOL_RAW (the "Hyper-V RAW" catalog entry).
 
-    def __init__(self, ws2=None, handle=None, kind=socket.SOCK_STREAM):
-        self.ws2 = ws2 or _Ws2()
-        self.h = self.ws2.socket(kind) if handle is None else handle
-        self._py = None
-
-    def setsockopt(self, level, opt, value):
-        self.ws2.call("setsockopt", self.h, level, opt, value, len(value))
-
-    def bind(self, vm_id, service_id):
-        self.ws2.call("bind", self.h, pack_sockaddr_hv(vm_id, service_id), SOCKADDR_HV_SIZE)
-
-    def connect(self, vm_id, service_id):
-        self.ws2.call("connect", self.h, pack_sockaddr_hv(vm_id, service_id), SOCKADDR_HV_SIZE)
-
-    def listen(self, backlog):
-        if self.ws2.lib.listen(self.h, backlog) != 0:
-            raise self.ws2._err("listen")
-
-    def accept(self):
-        c, raw = self.ws2.accept(self.h)
-        return HvSocket(self.ws2, c), unpack_sockaddr_hv(raw)
-
-    def pysock(self):
-        """A Python socket over the same handle, for send/recv with timeouts."""
-        if self._py is None:
-            self._py = socket.socket(fileno=self.h)
-        return self._py
-
-    def settimeout(self, t):
-        self.pysock().settimeout(t)
-
-    def sendall(self, data):
-        self.pysock().sendall(data)
-
-    def recv(self, n):
-        return self.pysock().recv(n)
-
-    def shutdown(self, how):
-        self.pysock().shutdown(how)
-
-    def close(self):
-        if self._py is not None:
-            self._py.close()
-        else:
-            self.ws2.close(self.h)
+    Asked the way Winsock answers it: socket() fails with WSAEAFNOSUPPORT (10047) when the catalog has no
+    provider for the family. Only on Windows (elsewhere family 34 means something else, or nothing).
+    """
+    if not IS_WINDOWS or not hasattr(socket, "AF_HYPERV"):
+        return False
+    try:
+        sock = socket.socket(socket.AF_HYPERV, socket.SOCK_STREAM, HV_PROTOCOL_RAW)
+    except OSError:
+        return False
+    sock.close()
+    return True
 
 
 # ---------------------------------------------------------------- sockets per family
@@ -248,11 +166,9 @@ def make_socket(family, addr, lab_node, kind="stream"):
         return socket.socket(socket.AF_INET6 if ":" in str(addr) else socket.AF_INET, sock_type)
     if family == "vsock":
         return socket.socket(AF_VSOCK, sock_type)
-    if hasattr(socket, "AF_HYPERV"):
-        return socket.socket(socket.AF_HYPERV, sock_type, HV_PROTOCOL_RAW)
-    if not IS_WINDOWS:
-        raise OSError(_errno.EAFNOSUPPORT, "AF_HYPERV exists only on Windows")
-    return HvSocket(kind=sock_type)
+    if not hasattr(socket, "AF_HYPERV"):
+        raise OSError(_errno.EAFNOSUPPORT, windows_python_problem() or "AF_HYPERV exists only on Windows")
+    return socket.socket(socket.AF_HYPERV, sock_type, HV_PROTOCOL_RAW)
 
 
 def sock_address(family, addr, port, service):
@@ -262,20 +178,6 @@ def sock_address(family, addr, port, service):
         return (int(addr), int(port))
     import uuid
     return (str(uuid.UUID(str(addr))), str(uuid.UUID(service or service_for_port(port))))
-
-
-def do_bind(sock, family, address):
-    if isinstance(sock, HvSocket):
-        sock.bind(*address)
-    else:
-        sock.bind(address)
-
-
-def do_connect(sock, family, address):
-    if isinstance(sock, HvSocket):
-        sock.connect(*address)
-    else:
-        sock.connect(address)
 
 
 def libc_setsockopt(fd, level, optname, data):
@@ -318,7 +220,13 @@ def set_connect_timeout(sock, family, seconds):
         usec = int(round((seconds - sec) * 1e6))
         libc_setsockopt(sock.fileno(), AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, struct.pack("ll", sec, usec))
     elif family == "hyperv":
-        sock.setsockopt(HV_PROTOCOL_RAW, HVSOCKET_CONNECT_TIMEOUT, struct.pack("<I", int(seconds * 1000)))
+        sock.setsockopt(HV_PROTOCOL_RAW, HVSOCKET_CONNECT_TIMEOUT, struct.pack("<I", hyperv_connect_timeout_ms(seconds)))
+
+
+def hyperv_connect_timeout_ms(seconds):
+    """HVSOCKET_CONNECT_TIMEOUT in ms, clamped to 1..HVSOCKET_CONNECT_TIMEOUT_MAX (hvsocket.h: 300000):
+    Winsock rejects a larger value with WSAEINVAL, which would turn the cell into E before connecting."""
+    return max(1, min(HVSOCKET_CONNECT_TIMEOUT_MAX, int(round(float(seconds) * 1000))))
 
 
 def peer_text(family, peer):
@@ -379,7 +287,7 @@ class Listener(object):
             if self.family == "tcp":
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             address = sock_address(self.family, self.addr, self.port, self.service)
-            do_bind(self.sock, self.family, address)
+            self.sock.bind(address)
             if self.kind != "dgram":
                 phase = "listen"
                 self.sock.listen(8)
@@ -411,7 +319,7 @@ class Listener(object):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                pysock = self.sock.pysock() if isinstance(self.sock, HvSocket) else self.sock
+                pysock = self.sock
                 if self._wake is not None:
                     # wait for a client or for stop() (which writes to the wake pipe): no polling,
                     # and shutdown() does not wake accept() on every family (vsock)
@@ -500,7 +408,7 @@ class Listener(object):
                 except OSError:
                     pass
         sock = self.sock
-        if sock is not None and not isinstance(sock, HvSocket):
+        if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)
             except OSError:
@@ -555,9 +463,8 @@ def connect_once(family, addr, port, service=None, payload="World!", timeout=10.
                 result.update(os_error_fields(exc))
             return result
         try:
-            if not isinstance(sock, HvSocket):  # the ctypes connect must stay blocking (timeout: the sockopt)
-                sock.settimeout(connect_timeout + (1.0 if family != "tcp" else 0.0))
-            do_connect(sock, family, address)
+            sock.settimeout(connect_timeout + (1.0 if family != "tcp" else 0.0))
+            sock.connect(address)
         except OSError as exc:
             result.update({"outcome": "X", "phase": "connect", "elapsed_ms": now_ms(start)})
             result.update(os_error_fields(exc))
@@ -669,11 +576,14 @@ def local_cid():
 
 
 def windows_vm_id():
+    """VirtualMachineId from the 64-bit registry view: a 32-bit Python on 64-bit Windows would
+    otherwise be redirected to WOW6432Node, where the integration services write nothing."""
     try:
         import uuid
         import winreg
-        key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters")
-        value, _ = winreg.QueryValueEx(key, "VirtualMachineId")
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters",
+                            0, winreg.KEY_READ | winreg.KEY_WOW64_64KEY) as key:
+            value, _ = winreg.QueryValueEx(key, "VirtualMachineId")
         return str(uuid.UUID(str(value)))
     except Exception:
         return None
@@ -686,7 +596,7 @@ def info_facts(lab_node=False):
              "kernel": platform.release(), "python": platform.python_version(),
              "local_cid": None, "dev_vsock": os.path.exists("/dev/vsock"), "vsock_modules": [],
              "socat_version": None, "vm_id": None, "lab_node": lab_allowed(lab_node),
-             "af_hyperv": hasattr(socket, "AF_HYPERV") or IS_WINDOWS}
+             "af_hyperv": hyperv_available(), "python_problem": windows_python_problem()}
     if facts["dev_vsock"]:
         if facts["lab_node"]:
             try:
@@ -715,6 +625,69 @@ def info_facts(lab_node=False):
     return facts
 
 
+# ---------------------------------------------------------------- the JSON-line protocol
+# Defined once, here: this file must stay ONE stdlib-only file copied to nodes, so the
+# controller's agents (harness/agents.py) import these names from it. Every line is one JSON
+# object. A request is {"id": N, "op": OP, <REQUEST_FIELDS[OP]>}; its answer carries the same
+# id and one of ANSWER_EVENTS[OP]; lines with "id": null come unasked (UNASKED_EVENTS).
+
+REQUEST_FIELDS = {
+    "listen": ("family", "addr", "port", "service", "count", "timeout", "socket"),
+    "connect": ("family", "addr", "port", "service", "payload", "timeout", "connect_timeout", "socket"),
+    "stop": ("listener",),
+    "info": (),
+    "ping": (),
+    "bye": (),
+}
+REQUIRED_FIELDS = {"listen": ("family", "addr", "port"), "connect": ("family", "addr", "port"),
+                   "stop": ("listener",)}
+ANSWER_EVENTS = {
+    "listen": ("listening", "bind_failed", "refused", "error"),
+    "connect": ("result", "refused", "error"),
+    "stop": ("stopped", "error"),
+    "info": ("info", "error"),
+    "ping": ("pong",),
+    "bye": ("bye",),
+}
+UNASKED_EVENTS = ("ready", "accepted", "idle_timeout", "error")
+
+
+def request_problem(req):
+    """Why `req` (a dict) is not a request of this protocol, or None."""
+    op = req.get("op")
+    if op not in REQUEST_FIELDS:
+        return "unknown op %r" % (op,)
+    unknown = sorted(set(req) - set(REQUEST_FIELDS[op]) - {"id", "op"})
+    if unknown:
+        return "%s takes no %s" % (op, ", ".join(unknown))
+    missing = [name for name in REQUIRED_FIELDS.get(op, ()) if req.get(name) is None]
+    if missing:
+        return "%s needs %s" % (op, ", ".join(missing))
+    return None
+
+
+def request_line(rid, op, **fields):
+    """One request as its line; a request this probe would refuse is refused here already."""
+    req = dict(fields, id=rid, op=op)
+    problem = request_problem(req)
+    if problem:
+        raise ValueError(problem)
+    return json.dumps(req, sort_keys=True)
+
+
+def answer_line(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def parse_line(line):
+    """A protocol line as a dict; None for anything else (a login banner, a line cut short)."""
+    try:
+        obj = json.loads(line) if line else None
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 # ---------------------------------------------------------------- session mode
 
 class Session(object):
@@ -732,7 +705,7 @@ class Session(object):
         self.closing = threading.Event()
 
     def write(self, obj):
-        line = json.dumps(obj, sort_keys=True) + "\n"
+        line = answer_line(obj) + "\n"
         with self.lock:
             try:
                 self.out.write(line)
@@ -780,6 +753,9 @@ class Session(object):
 
     def dispatch(self, req):
         op = req.get("op")
+        problem = request_problem(req)
+        if problem:
+            return {"event": "error", "message": problem}
         if op == "listen":
             return self.op_listen(req)
         if op == "connect":
@@ -864,7 +840,7 @@ def run_session(args):
 # ---------------------------------------------------------------- command line
 
 def emit(obj):
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.write(answer_line(obj) + "\n")
     sys.stdout.flush()
 
 
@@ -933,6 +909,10 @@ def main(argv=None):
         args = None
     if args is None:
         args = build_parser().parse_args(argv)
+    problem = windows_python_problem()
+    if problem and args.command in ("serve", "connect", "session"):  # `info` still answers, for the doctor
+        emit({"event": "error", "message": problem})
+        return 2
     try:
         if args.command == "serve":
             listener = Listener(args.family, args.addr, args.port, args.service, args.count, args.timeout,

@@ -1,12 +1,12 @@
 """Results store: one JSON file per run, a history of runs, and the baseline a run is judged against.
 
-Why this shape: a nightly run must survive a crashed xdist worker and a killed controller, so
-every process appends its cells to its own part file (JSON lines, flushed per cell) inside the
-run folder, and the controller merges the parts into one `results.json` written atomically
-(temp file + os.replace). Layout under the results directory (default `reports/`):
+Why this shape: xdist workers may run on other machines, so results reach the controller
+inside pytest's test reports (harness/lifecycle.py), never through files; what reached the
+controller survives a crashed worker. The controller writes one `results.json` atomically
+(temp file + os.replace) when the session finishes, also after Ctrl-C. Layout under the
+results directory (default `reports/`):
 
-    runs/<run-id>/parts/<part>.jsonl   while the run is going (removed after the merge)
-    runs/<run-id>/results.json         the merged run (plus matrix.html, matrix.md from harness.report)
+    runs/<run-id>/results.json         the run (plus matrix.html, matrix.md from harness.report)
     history/<run-id>.json              the same file, kept for `--baseline last`, `diff` and strips
     latest -> runs/<run-id>            symlink (a text file holding the run id where symlinks fail)
 """
@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from harness import __version__
-from harness.cell import Cell
+from harness.cell import Cell, current_id
 from harness.errors import InputError
 from harness.outcome import Observation, Outcome
 
 SCHEMA = 1
-MAIN_PART = "main"
 
 # The cell fields a results file keeps; enough to lay out a matrix and explain a cell without the
 # scenario file.
@@ -123,7 +122,7 @@ class CellResult:
         expected = data.get("expected")
         baseline = data.get("baseline")
         return cls(
-            id=data["id"],
+            id=current_id(data["id"]),
             observation=Observation.from_dict(data["observation"]),
             expected=Outcome.parse(expected) if expected else None,
             driver=data.get("driver") or "probe",
@@ -321,12 +320,14 @@ def point_latest(results_dir: Path, run_id: str) -> Path:
 
 
 class Recorder:
-    """Collects one pytest run's cells; every process (controller or xdist worker) has one.
+    """Builds one run from the cells that reach it, then writes it once, atomically.
 
-    `Recorder(results_dir, meta)`; `record(cell, observation)`; `finish() -> Path`.
-    meta keys used: run_id, started, worker_id (None on the controller), baseline_path,
-    inventory, pytest_args, node_facts. A worker's finish() only closes its part; the
-    controller's finish() merges every part of the run into results.json and history.
+    In a pytest run there is one Recorder, on the controller: cells arrive with pytest's own test
+    reports (harness/lifecycle.py), from this process or from xdist workers on other machines,
+    so nothing here needs a filesystem shared with the workers.
+
+    `Recorder(results_dir, meta)`; `record(cell, observation)` or `add(result)`; `finish() -> Path`.
+    meta keys used: run_id, started, baseline_path, inventory, pytest_args, node_facts.
     """
 
     def __init__(self, results_dir: Path | str, meta: dict[str, Any] | None = None):
@@ -335,28 +336,15 @@ class Recorder:
         self.run_id: str = self.meta.setdefault("run_id", new_run_id())
         self.meta.setdefault("started", utc_now())
         self.meta.setdefault("harness_version", __version__)
-        self.worker_id: str | None = self.meta.pop("worker_id", None)
         self.node_facts: dict[str, dict[str, Any]] = dict(self.meta.pop("node_facts", None) or {})
         self.cells: dict[str, CellResult] = {}
-        self.order: dict[str, int] = {}  # cell id -> collection index, set by the pytest hooks
-        self._part_handle = None
-        self._facts_written: dict[str, dict[str, Any]] = {}
-        self.run: Run | None = None  # set by the controller's finish()
+        self.workers: set[str] = set()  # xdist workers that delivered cells
+        self.run: Run | None = None  # set by finish()
         self.baseline: Run | None = None
         baseline_path = self.meta.get("baseline_path")
         if baseline_path:
             self.baseline = load_run(baseline_path)
             self.meta["baseline"] = {"run_id": self.baseline.run_id, "path": str(baseline_path)}
-
-    # -- the calls harness/session.py makes ------------------------------------------------------
-
-    @property
-    def is_controller(self) -> bool:
-        return self.worker_id is None
-
-    @property
-    def part_name(self) -> str:
-        return self.worker_id or MAIN_PART
 
     @property
     def run_dir(self) -> Path:
@@ -368,110 +356,57 @@ class Recorder:
         found = self.baseline.cell(cell_id)
         return found.observation if found else None
 
+    def baseline_outcomes(self) -> dict[str, str]:
+        """cell id -> outcome of the baseline run: all a worker needs to judge a flip."""
+        if self.baseline is None:
+            return {}
+        return {c.id: c.observation.outcome.value for c in self.baseline.cells}
+
     def flip_of(self, cell_id: str, observation: Observation) -> str | None:
         """"O->X" when this cell's outcome changed since the baseline run, else None."""
         return flip_between(self.baseline_observation(cell_id), observation)
 
     def set_node_facts(self, node: str, facts: dict[str, Any]) -> None:
         self.node_facts[node] = dict(facts)
-        self._write_facts()
 
     def update_meta(self, **values: Any) -> None:
-        """E.g. inventory={"name":..., "path":...}; workers pass theirs to the controller."""
-        self.meta.update(values)
-        self._write_line({"kind": "meta", "meta": values})
+        """E.g. inventory={"name":..., "path":...}; the first value of a key wins."""
+        for key, value in values.items():
+            self.meta.setdefault(key, value)
 
-    def record(self, cell: Cell, observation: Observation) -> CellResult:
-        result = CellResult.from_cell(cell, observation, self.baseline_observation(cell.id),
-                                      seq=self.order.get(cell.id))
+    def record(self, cell: Cell, observation: Observation, seq: int | None = None) -> CellResult:
+        return self.add(CellResult.from_cell(cell, observation, seq=seq))
+
+    def add(self, result: CellResult, worker: str | None = None) -> CellResult:
+        """Keep one cell's result; its baseline and flip come from this recorder's baseline."""
+        result.baseline = self.baseline_observation(result.id)
+        result.flip = flip_between(result.baseline, result.observation)
         self.cells[result.id] = result
-        self._write_facts()
-        self._write_line({"kind": "cell", "cell": result.to_dict()})
+        if worker:
+            self.workers.add(worker)
         return result
 
+    def has_results(self) -> bool:
+        return bool(self.cells)
+
+    def build_run(self) -> Run:
+        meta = dict(self.meta)
+        meta["node_facts"] = dict(self.node_facts)
+        meta["finished"] = utc_now()
+        meta["workers"] = sorted(self.workers)
+        meta["counts"] = _counts(self.cells.values())
+        # cells arrive in completion order; the run is stored in collection / document order
+        return Run(run_id=self.run_id, meta=meta, cells=sorted(self.cells.values(), key=CellResult.sort_key))
+
     def finish(self) -> Path:
-        """Worker: close the part, return its path. Controller: merge parts, write the run."""
-        self._write_facts()
-        part = self._part_path()
-        if self._part_handle is not None:
-            self._part_handle.close()
-            self._part_handle = None
-        if not self.is_controller:
-            return part
-        run = self.merged_run()
+        """Write results.json, its history copy and the `latest` pointer; return the results path."""
+        run = self.build_run()
         path = write_json_atomic(self.run_dir / "results.json", run.to_dict())
         run.path = path
         write_json_atomic(history_dir(self.results_dir) / f"{self.run_id}.json", run.to_dict())
         point_latest(self.results_dir, self.run_id)
-        shutil.rmtree(self.run_dir / "parts", ignore_errors=True)
         self.run = run
         return path
-
-    # -- merging ------------------------------------------------------------------------------
-
-    def has_results(self) -> bool:
-        """Anything recorded by this process or by any worker of this run."""
-        return bool(self.cells) or any(self._parts())
-
-    def merged_run(self) -> Run:
-        meta = dict(self.meta)
-        facts: dict[str, dict[str, Any]] = {}
-        cells: dict[str, CellResult] = {}
-        for part in self._parts():
-            for entry in _read_part(part):
-                kind = entry.get("kind")
-                if kind == "cell":
-                    try:
-                        result = CellResult.from_dict(entry["cell"])
-                    except (KeyError, TypeError, ValueError):
-                        continue
-                    cells[result.id] = result
-                elif kind == "facts":
-                    facts[entry["node"]] = entry["facts"]
-                elif kind == "meta":
-                    for key, value in entry["meta"].items():
-                        meta.setdefault(key, value)
-        cells.update(self.cells)  # this process's own records win over a stale part
-        facts.update(self.node_facts)
-        meta["node_facts"] = facts
-        meta["finished"] = utc_now()
-        meta["parts"] = sorted(p.stem for p in self._parts())
-        meta["counts"] = _counts(cells.values())
-        # parts arrive in worker order; the run is stored in collection / document order
-        return Run(run_id=self.run_id, meta=meta, cells=sorted(cells.values(), key=CellResult.sort_key))
-
-    def _parts(self) -> list[Path]:
-        folder = self.run_dir / "parts"
-        return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
-
-    def _part_path(self) -> Path:
-        return self.run_dir / "parts" / f"{self.part_name}.jsonl"
-
-    def _write_line(self, entry: dict[str, Any]) -> None:
-        if self._part_handle is None:
-            path = self._part_path()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._part_handle = open(path, "a", encoding="utf-8")
-        self._part_handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._part_handle.flush()
-
-    def _write_facts(self) -> None:
-        for node, facts in self.node_facts.items():
-            if self._facts_written.get(node) != facts:
-                self._facts_written[node] = dict(facts)
-                self._write_line({"kind": "facts", "node": node, "facts": facts})
-
-
-def _read_part(path: Path) -> Iterable[dict[str, Any]]:
-    """Lines of a part file; a line cut short by a crashed worker is skipped."""
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict):
-                yield entry
 
 
 def _counts(cells: Iterable[CellResult]) -> dict[str, int]:
@@ -482,10 +417,3 @@ def _counts(cells: Iterable[CellResult]) -> dict[str, int]:
         counts["mismatch"] += c.mismatch
         counts["flipped"] += bool(c.flip)
     return counts
-
-
-def get_recorder(config: Any) -> Recorder:
-    """The Recorder of a pytest process; lives in harness.report.pytest_hooks (needs pytest)."""
-    from harness.report.pytest_hooks import get_recorder as _get_recorder
-
-    return _get_recorder(config)

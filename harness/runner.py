@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from harness import addresses
+from harness import addresses, safety
 from harness.agents import AgentPool
 from harness.cell import Cell
 from harness.drivers import CellPlan, get_driver
 from harness.errors import HarnessError
 from harness.node import Inventory
 from harness.outcome import Observation, Outcome
+from harness.secrets import scrub
 
 
 def plan_cell(cell: Cell, inventory: Inventory) -> CellPlan | Observation:
@@ -39,7 +40,12 @@ def plan_cell(cell: Cell, inventory: Inventory) -> CellPlan | Observation:
         return Observation(outcome=Outcome.NA, detail=f"target {cell.target} from {client.name}: {target.na_reason}",
                            server_address=bind.display, client_address=target.display)
     service = addresses.service_guid_for(cell.port, cell.service)
-    return CellPlan(cell=cell, server=server, client=client, bind=bind, target=target, service=service)
+    plan = CellPlan(cell=cell, server=server, client=client, bind=bind, target=target, service=service)
+    refused = safety.vsock_refusal(plan)  # every driver, before any transport is opened
+    if refused:
+        return Observation(outcome=Outcome.E, detail=refused, server_address=bind.display,
+                           client_address=target.display)
+    return plan
 
 
 def run_cell(cell: Cell, inventory: Inventory, pool: AgentPool) -> Observation:
@@ -59,4 +65,16 @@ def run_cell(cell: Cell, inventory: Inventory, pool: AgentPool) -> Observation:
                               server_address=plan.bind.display, client_address=plan.target.display)
     obs.started_at = started
     obs.duration_ms = round((time.monotonic() - t0) * 1000, 3)
+    return scrub_observation(obs)
+
+
+def scrub_observation(obs: Observation) -> Observation:
+    """Secrets out of every text field before the Observation reaches a record, log or report."""
+    obs.detail = scrub(obs.detail)
+    obs.commands = [scrub(c) for c in obs.commands]
+    for name in ("reply", "server_address", "client_address"):
+        value = getattr(obs, name)
+        if isinstance(value, str):
+            setattr(obs, name, scrub(value))
+    obs.extra = {k: scrub(v) if isinstance(v, str) else v for k, v in obs.extra.items()}
     return obs

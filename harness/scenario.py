@@ -18,6 +18,8 @@ payload: World!              # what the client sends; O means "Hello: <payload>"
 timeout: 10                  # seconds for the client's whole attempt
 pairs: related               # related (default): keep a (server node, client node) pair only when
                              # same node, parent/child or siblings; any: keep every pair
+max_cells: 20000             # optional: the most cells this scenario may expand to (default 20000,
+                             # at most 1000000); a scenario over it is refused, never half-run
 axes:                        # optional: cartesian product, every cell expect unknown
   server.on: [windows-host, windows-vm]
   server.bind: [wildcard, loopback, children, parent]
@@ -69,6 +71,14 @@ on the client node, and the client decides: O when it exits 0 (and, if it sends 
 errno, E otherwise. Document 000's "ssh over vsock" (C3) is written this way: the guest runs
 the documents' relay `socat VSOCK-LISTEN:{port},reuseaddr,fork TCP:localhost:22`, the host
 connects over vsock and must read the SSH server's banner (`SSH-`) through it.
+
+How a command client should end: as soon as it has its answer, never at a timeout. A shell
+pipeline ends when its LAST process does, and a reader like `grep -q` exiting early does not
+stop the program feeding it while the peer stays silent (sshd waits for the client's banner):
+bound what the client reads instead (socat `readbytes=N`, `head -c N`, a request/response tool
+that exits after the reply). `{timeout}` (e.g. socat `-T {timeout}`) is the bound for a peer
+that never answers, not the expected duration: a client that waits for it turns every cell
+into `timeout` seconds and makes an O look like a slow O.
 """
 from __future__ import annotations
 
@@ -81,18 +91,20 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
-from harness import addresses, yamlfile
+from harness import addresses, timeouts, yamlfile
 from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Cell, Driver
 from harness.drivers.errnos import known_errno
 from harness.errors import InputError
-from harness.node import Inventory, Node
+from harness.node import NAME_RE, NAME_RULE, Inventory, Node, check_timeout, seconds, shown
 from harness.outcome import Outcome
 
 SELECTORS = ("host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DEFAULT_MAX_CELLS = 20_000  # raise with `max_cells: N` in the scenario (up to HARD_MAX_CELLS)
+HARD_MAX_CELLS = 1_000_000
+MAX_AXIS_VALUES = 4096
 EXPECT_WORDS = {"o": "O", "x": "X", "b": "B", "n/a": "n/a", "na": "n/a", "unknown": None}
 DEFAULT_PAYLOAD = "World!"
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = timeouts.CELL_TIMEOUT
 
 
 # --- token checks (used as pydantic validators; ValueError messages become "path:line: ...") ---
@@ -101,13 +113,13 @@ def _check_location_part(text: str, whole: str) -> None:
         return
     if text.lower() in SELECTORS or text.lower() in ("server", "self", "any"):
         raise ValueError(f"bad location {whole!r} (selectors are lowercase: {', '.join(SELECTORS)})")
-    if not NAME_RE.match(text):
-        raise ValueError(f"bad location {whole!r} (a node name or one of {', '.join(SELECTORS)})")
+    if not NAME_RE.fullmatch(text):
+        raise ValueError(f"bad location {shown(whole)} (a node name or one of {', '.join(SELECTORS)})")
 
 
 def check_location(value: Any, allow_server: bool = False) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
-        raise ValueError(f"bad location {value!r} (a node name or one of {', '.join(SELECTORS)})")
+        raise ValueError(f"bad location {shown(value)} (a node name or one of {', '.join(SELECTORS)})")
     text = str(value).strip()
     if allow_server and text == "server":
         return text
@@ -115,7 +127,7 @@ def check_location(value: Any, allow_server: bool = False) -> str:
         raise ValueError("location 'server' (the server's own node) is only for client.on")
     base, sep, parent = text.partition("@")
     if sep and not parent:
-        raise ValueError(f"bad location {text!r}: nothing after '@'")
+        raise ValueError(f"bad location {shown(text)}: nothing after '@'")
     _check_location_part(base, text)
     if sep:
         _check_location_part(parent, text)
@@ -166,21 +178,21 @@ def _socket(value: Any) -> str:
 
 def _label(value: Any) -> str:
     text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-    if text is None or not NAME_RE.match(text):
-        raise ValueError(f"bad label {value!r} (letters, digits, . _ -)")
+    if text is None or not NAME_RE.fullmatch(text):
+        raise ValueError(f"bad label {shown(value)} ({NAME_RULE})")
     return text
 
 
 def _name(value: Any) -> str:
     text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-    if text is None or not NAME_RE.match(text):
-        raise ValueError(f"bad scenario name {value!r} (letters, digits, . _ -)")
+    if text is None or not NAME_RE.fullmatch(text):
+        raise ValueError(f"bad scenario name {shown(value)} ({NAME_RULE})")
     return text
 
 
 def _port(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"port must be an integer, not {value!r}")
+        raise ValueError(f"port must be an integer, not {shown(value)}")
     problem = addresses.check_port(value)
     if problem:
         raise ValueError(problem)
@@ -189,7 +201,7 @@ def _port(value: Any) -> int:
 
 def _service(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"service must be a GUID, not {value!r}")
+        raise ValueError(f"service must be a GUID, not {shown(value)}")
     return addresses.parse_guid(value)
 
 
@@ -197,10 +209,13 @@ def _check_template(side: str, text: Any) -> str:
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"command driver needs a non-empty {side}: template")
     try:
-        names = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
     except ValueError as err:
-        raise ValueError(f"bad {side} template {text!r}: {err}") from None
-    for name in names:
+        raise ValueError(f"bad {side} template {shown(text)}: {err}") from None
+    for name, spec, conversion in fields:
+        if spec or conversion:
+            raise ValueError(f"placeholder {{{name}}} in {side} template takes no format spec or conversion "
+                             f"(write {{{name}}} alone, not {shown('{' + name + ('!' + conversion if conversion else '') + (':' + spec if spec else '') + '}')})")
         if name not in TEMPLATE_FIELDS:
             raise ValueError(f"unknown placeholder {{{name}}} in {side} template "
                              f"(known: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})")
@@ -215,7 +230,7 @@ def _driver(value: Any) -> Driver:
             return Driver(kind=value)
         if value == "command":
             raise ValueError("a command driver is a mapping {kind: command, server: ..., client: ...}")
-        raise ValueError(f"unknown driver {value!r} (expected probe, socat or {{kind: command, ...}})")
+        raise ValueError(f"unknown driver {shown(value)} (expected probe, socat or {{kind: command, ...}})")
     if isinstance(value, dict):
         unknown = sorted(set(value) - {"kind", "server", "client"}, key=str)
         if unknown:
@@ -226,10 +241,10 @@ def _driver(value: Any) -> Driver:
                 raise ValueError(f"driver {kind} takes no server/client templates")
             return Driver(kind=kind)
         if kind != "command":
-            raise ValueError(f"unknown driver kind {kind!r} (expected probe, socat or command)")
+            raise ValueError(f"unknown driver kind {shown(kind)} (expected probe, socat or command)")
         return Driver(kind="command", server=_check_template("server", value.get("server")),
                       client=_check_template("client", value.get("client")))
-    raise ValueError(f"unknown driver {value!r} (expected probe, socat or {{kind: command, ...}})")
+    raise ValueError(f"unknown driver {shown(value)} (expected probe, socat or {{kind: command, ...}})")
 
 
 def _axis(check):
@@ -237,11 +252,15 @@ def _axis(check):
         if value is None or value == []:
             raise ValueError("empty axis: give at least one value")
         items = value if isinstance(value, list) else [value]
+        if len(items) > MAX_AXIS_VALUES:
+            raise ValueError(f"an axis of {len(items)} values (limit {MAX_AXIS_VALUES})")
         out: list[str] = []
+        seen: set[str] = set()
         for item in items:
             token = check(item)
-            if token in out:
-                raise ValueError(f"duplicate axis value {item!r}")
+            if token in seen:
+                raise ValueError(f"duplicate axis value {shown(item)}")
+            seen.add(token)
             out.append(token)
         return out
     return run
@@ -283,16 +302,14 @@ class CellModel(_Strict):
     port: Optional[Port] = None
     service: Optional[Service] = None
     payload: Optional[str] = None
-    timeout: Optional[float] = None
+    timeout: Optional[Annotated[float, BeforeValidator(seconds)]] = None
     driver: Optional[DriverField] = None
     socket: Optional[SocketField] = None
 
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, v):
-        if v is not None and not v > 0:
-            raise ValueError(f"timeout must be > 0, not {v}")
-        return v
+        return v if v is None else check_timeout("timeout", v)
 
 
 class AxesModel(_Strict):
@@ -312,17 +329,23 @@ class ScenarioModel(_Strict):
     port_base: Optional[Port] = None
     driver: DriverField = Driver()
     payload: str = DEFAULT_PAYLOAD
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: Annotated[float, BeforeValidator(seconds)] = DEFAULT_TIMEOUT
     socket: SocketField = "stream"
     pairs: Literal["related", "any"] = "related"
+    max_cells: StrictInt = DEFAULT_MAX_CELLS
     axes: Optional[AxesModel] = None
     cells: list[CellModel] = []
 
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, v):
-        if not v > 0:
-            raise ValueError(f"timeout must be > 0, not {v}")
+        return check_timeout("timeout", v)
+
+    @field_validator("max_cells")
+    @classmethod
+    def _max_cells(cls, v):
+        if not 1 <= v <= HARD_MAX_CELLS:
+            raise ValueError(f"max_cells must be 1..{HARD_MAX_CELLS}, not {v}")
         return v
 
 
@@ -364,6 +387,7 @@ def parse_scenario(path: str, data: Any) -> Scenario:
     if not isinstance(data, dict):
         raise InputError(f"{path}:{getattr(data, 'line', 1)}", "a scenario file must be a mapping with 'scenario:'")
     yamlfile.reject_inline_secrets(path, data)
+    _check_cell_count_early(path, data)
     try:
         model = ScenarioModel.model_validate(data)
     except ValidationError as exc:
@@ -392,7 +416,30 @@ def parse_scenario(path: str, data: Any) -> Scenario:
         seen_keys[key] = line
     if model.axes is not None and model.port is None and model.port_base is None:
         raise InputError(sc.where("axes"), "axes cells need port: or port_base: at the top")
+    if model.axes is not None:
+        a = model.axes
+        total = len(model.cells) + len(a.server_on) * len(a.server_bind) * len(a.client_on) * len(a.client_target)
+        if total > model.max_cells:
+            raise InputError(sc.where("axes"), _too_many(total, model.max_cells))
     return sc
+
+
+def _too_many(count: int | None, limit: int) -> str:
+    """The cap message: how many cells, the limit, and how to raise it."""
+    if count is None:
+        return (f"scenario expands to more than {limit} cells once matched against the inventory's nodes; "
+                f"raise the limit with `max_cells: N` at the top (at most {HARD_MAX_CELLS})")
+    return (f"scenario expands to {count} cells, over the limit of {limit}; "
+            f"raise it with `max_cells: {min(count, HARD_MAX_CELLS)}` at the top (at most {HARD_MAX_CELLS})")
+
+
+def _check_cell_count_early(path: str, data: dict) -> None:
+    """Refuse a huge cells: list before validating each of its cells."""
+    limit = data.get("max_cells")
+    limit = limit if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit <= HARD_MAX_CELLS else DEFAULT_MAX_CELLS
+    cells = data.get("cells")
+    if isinstance(cells, list) and len(cells) > limit:
+        raise InputError(yamlfile.where(path, data, ("cells",)), _too_many(len(cells), limit))
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -495,6 +542,7 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
     out: list[Cell] = []
     index: dict[tuple, int] = {}
     where_cache: dict[tuple, str] = {}
+    pairs_seen = 0
     for spec in _specs(scenario):
         c = spec.cell
         driver = (c.driver if c is not None and c.driver is not None else m.driver)
@@ -504,6 +552,9 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
             where_cache[spec.loc] = scenario.where(*spec.loc)
         defined_at = where_cache[spec.loc]
         for server_name, client_name, skip, s_node, c_node in _pairs(spec, inventory, m.pairs):
+            pairs_seen += 1
+            if pairs_seen > m.max_cells * 2:  # selectors x inventory nodes multiply the axes
+                raise InputError(scenario.where("axes"), _too_many(None, m.max_cells))
             key = _key(server_name, spec.bind, client_name, spec.target, driver, sock)
             if key in index:
                 if c is not None:  # two explicit cells landed on the same nodes
@@ -523,6 +574,8 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
             if problem:
                 raise InputError(scenario.where(*port_loc), f"{problem} (cell {len(out)}: {server_name} <- {client_name})")
             index[key] = len(out)
+            if len(out) >= m.max_cells:
+                raise InputError(defined_at, _too_many(None, m.max_cells))
             out.append(Cell(
                 scenario=m.scenario, server_on=server_name, bind=spec.bind, client_on=client_name,
                 target=spec.target, port=cell_port,

@@ -1,7 +1,8 @@
-"""Pass, fail or skip for one cell: observed vs documented expectation vs last run.
+"""Pass, fail, error or skip for one cell: observed vs documented expectation vs last run.
 
-Pure, so the rules users depend on (E never passes as X, a flip always fails, unknown cells
-are recorded and pass, an expected errno must be the observed one) are tested without a lab.
+Pure, so the rules users depend on (E is a pytest ERROR, never a pass or a FAILED, so a broken
+lab is told apart from a changed matrix; a flip always fails; unknown cells are recorded and
+pass; an expected errno must be the observed one) are tested without a lab.
 """
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ from harness.outcome import Observation, Outcome
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: Literal["pass", "fail", "skip"]
+    kind: Literal["pass", "fail", "error", "skip"]
     message: str
 
 
 def judge(cell: Cell, observation: Observation, flip: str | None = None) -> Verdict:
     observed = observation.summary()
     where = f" [{cell.source}]" if cell.source else ""
+    if observation.outcome is Outcome.E:
+        since = f" (flipped since baseline: {flip})" if flip else ""
+        return Verdict("error", f"E (harness or lab failure, not counted as X){since}: {observation.detail}")
     if flip:
         return Verdict("fail", f"flipped since baseline ({flip}): observed {observed}")
-    if observation.outcome is Outcome.E:
-        return Verdict("fail", f"E (harness or lab failure, not counted as X): {observation.detail}")
     if observation.outcome is Outcome.NA:
         if cell.expected in (None, Outcome.NA):
             return Verdict("skip", f"n/a: {observation.detail}")

@@ -1,22 +1,43 @@
-"""YAML loading that remembers where every key and list item was written.
+"""YAML loading that remembers where every key and list item was written, and stays bounded.
 
-Why: every bad-input message must name "path:line". PyYAML's node marks carry the line;
-this loader keeps them on plain dict/list subclasses (LineDict, LineList) so the rest of the
-code works with ordinary Python data and can still ask `where(data, loc)` for a line.
-Duplicate keys, which PyYAML silently overwrites, are errors here. libyaml (CSafeLoader) is
-used when available: it keeps a 10,000-cell scenario fast to load.
+Why: every bad-input message must name "path:line", and any file -- however hostile -- must be
+answered in bounded time and memory with one such line. The loader reads PyYAML's event stream
+(libyaml's CParser when available) and builds plain dict/list subclasses (LineDict, LineList)
+that keep the line of each key and item, so the rest of the code works with ordinary Python
+data and can still ask `where(data, loc)` for a line.
+
+Limits (each breach is one "path:line: ..." InputError, raised before the cost is paid):
+file size (MAX_FILE_BYTES, checked before reading; only regular files are read), nesting depth
+(MAX_DEPTH, counted on the event stream, no recursion anywhere), the number of values once
+aliases are expanded (MAX_NODES: a "billion laughs" file is refused at the alias that crosses
+it), the length of one value (MAX_SCALAR_CHARS) and of an integer (MAX_INT_DIGITS).
+Only plain data is built: str, int, float, bool, null, mappings, sequences. Any other tag
+(`!!python/object`, `!!timestamp`, `!!binary`, `!custom`) is refused, never constructed; dates
+stay text. Duplicate keys are errors, merge keys (`<<`) work, one document per file, a UTF-8
+BOM and CRLF line ends are accepted, any other encoding is refused with the line of the first
+bad byte.
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+from yaml import events as _ev
 
 from harness.errors import InputError
+from harness.secrets import SECRET_KEY_MESSAGE, is_secret_key
 
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 400_000  # a 10,000-cell scenario is ~190,000; at ~2.5 us each, the cap is reached in ~1 s
+MAX_SCALAR_CHARS = 64 * 1024
+MAX_INT_DIGITS = 30
 
 
 class LineDict(dict):
@@ -35,100 +56,277 @@ class _LineLoader(_Base):  # type: ignore[misc, valid-type]
     path = "<yaml>"
 
 
-_STR = "tag:yaml.org,2002:str"
-_INT = "tag:yaml.org,2002:int"
-_NULL = "tag:yaml.org,2002:null"
-_MAP = "tag:yaml.org,2002:map"
-_SEQ = "tag:yaml.org,2002:seq"
-_MERGE = "tag:yaml.org,2002:merge"
-SECRET_KEYS = frozenset({"password", "secret", "token", "passphrase"})
-SECRET_MESSAGE = "secrets must not be written inline; use password_env: NAME"
+_Y = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = _Y + "str", _Y + "int", _Y + "float", _Y + "bool", _Y + "null"
+_MAP, _SEQ, _MERGE = _Y + "map", _Y + "seq", _Y + "merge"
+_SCALAR_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL})
+_BOOL_WORDS = {"true": True, "false": False}
+_INT_TEXT = re.compile(r"[-+]?(?:0b[01_]+|0o?[0-7_]+|[0-9][0-9_]*|0x[0-9a-fA-F_]+|[1-9][0-9_]*(?::[0-5]?[0-9])+)")
+_MERGE_KEY = object()
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_Y):] if tag.startswith(_Y) else tag
+
+
+def read_text(path: str | Path, shown_as: str | None = None) -> str:
+    """The file's text: a regular file under MAX_FILE_BYTES, UTF-8 (BOM allowed); else InputError.
+
+    Size and type are checked before a byte is read (a 2 GB file or a FIFO costs nothing).
+    `shown_as` is the path named in messages (default: `path`).
+    """
+    real = str(path)
+    path = shown_as or real
+    try:
+        st = os.stat(real)
+    except OSError as err:
+        raise InputError(f"{path}:1", f"cannot read file: {err.strerror or err}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}:1", "is a directory, not a YAML file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}:1", "not a regular file (a FIFO, socket or device is never read)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise InputError(f"{path}:1", f"file of {st.st_size} bytes is over the {MAX_FILE_BYTES} byte limit")
+    try:
+        with open(real, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise InputError(f"{path}:1", f"cannot read file: {err.strerror or err}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise InputError(f"{path}:1", f"file is over the {MAX_FILE_BYTES} byte limit")
+    return decode(path, raw)
+
+
+def decode(path: str, raw: bytes) -> str:
+    """UTF-8 (an initial BOM dropped, CRLF kept for YAML to fold); other encodings refused."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(f"{path}:1", "UTF-16 text; save the file as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise InputError(f"{path}:{line}", f"not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
+
+
+class _Frame:
+    __slots__ = ("value", "is_map", "anchor", "key", "key_line", "merges", "size")
+
+    def __init__(self, value, is_map: bool, anchor: str | None):
+        self.value = value
+        self.is_map = is_map
+        self.anchor = anchor
+        self.key: Any = None
+        self.key_line = 0
+        self.merges: list = []
+        self.size = 1
+
+
+_NO_KEY = object()
 
 
 class _Builder:
-    """Composed YAML nodes -> LineDict/LineList/scalars, in one direct walk.
+    """YAML events -> LineDict/LineList/scalars, iteratively, with every limit counted as it goes.
 
-    Faster than PyYAML's generic constructor (it matters for 10,000-cell files), and the one
-    place that sees every key: duplicate keys and inline secrets are rejected here.
+    The one place that sees every key and value: duplicate keys, inline secrets, tags, sizes.
     """
 
     def __init__(self, loader: _LineLoader):
         self.loader = loader
         self.path = loader.path
-        self.active: set[int] = set()
+        self.anchors: dict[str, tuple[Any, int] | None] = {}  # None: still being built (recursive alias)
+        self.nodes = 0
 
-    def build(self, node: yaml.Node) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            tag = node.tag
-            if tag == _STR:
-                return node.value
-            if tag == _INT:
-                return self.loader.construct_yaml_int(node)
-            if tag == _NULL:
+    def fail(self, line: int, message: str) -> InputError:
+        return InputError(f"{self.path}:{line}", message)
+
+    def document(self) -> Any:
+        loader = self.loader
+        loader.get_event()  # StreamStart
+        if loader.check_event(_ev.StreamEndEvent):
+            return None
+        loader.get_event()  # DocumentStart
+        value = self._root()
+        loader.get_event()  # DocumentEnd
+        if not loader.check_event(_ev.StreamEndEvent):
+            line = loader.peek_event().start_mark.line + 1
+            raise self.fail(line, "a second YAML document ('---'): one file holds one scenario or inventory")
+        return value
+
+    def _count(self, line: int, size: int) -> None:
+        self.nodes += size
+        if self.nodes > MAX_NODES:
+            raise self.fail(line, f"more than {MAX_NODES} YAML values (keys, items and each use of an "
+                                  f"alias count); a scenario or inventory is far smaller")
+
+    def _root(self) -> Any:
+        stack: list[_Frame] = []
+        get = self.loader.get_event
+        while True:
+            event = get()
+            line = event.start_mark.line + 1
+            cls = type(event)
+            if cls is _ev.ScalarEvent:
+                value, size, is_plain = self._scalar(event, line), 1, True
+                self._count(line, 1)
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = (value, 1)
+            elif cls is _ev.AliasEvent:
+                found = self.anchors.get(event.anchor, False)
+                if found is False:
+                    raise self.fail(line, f"bad YAML: unknown alias *{event.anchor}")
+                if found is None:
+                    raise self.fail(line, f"bad YAML: recursive alias *{event.anchor}")
+                value, size = found
+                is_plain = not isinstance(value, (dict, list))
+                self._count(line, size)
+            elif cls is _ev.MappingStartEvent or cls is _ev.SequenceStartEvent:
+                is_map = cls is _ev.MappingStartEvent
+                tag = event.tag
+                if tag not in (None, "!", _MAP if is_map else _SEQ):
+                    raise self.fail(line, f"YAML tag {_short_tag(tag)} is not allowed (plain data only)")
+                if len(stack) >= MAX_DEPTH:
+                    raise self.fail(line, f"nesting deeper than {MAX_DEPTH} levels")
+                container = LineDict() if is_map else LineList()
+                container.line = line
+                if is_map:
+                    container.key_lines = {}
+                else:
+                    container.item_lines = []
+                frame = _Frame(container, is_map, event.anchor)
+                frame.key = _NO_KEY
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = None
+                if stack and stack[-1].is_map and stack[-1].key is _NO_KEY:
+                    raise self.fail(line, "a mapping key must be a plain value")
+                self._count(line, 1)
+                stack.append(frame)
+                continue
+            elif cls is _ev.MappingEndEvent or cls is _ev.SequenceEndEvent:
+                frame = stack.pop()
+                value, size, is_plain = frame.value, frame.size, False
+                if frame.is_map and frame.merges:
+                    self._merge(frame)
+                if frame.anchor is not None:
+                    self.anchors[frame.anchor] = (value, size)
+                line = value.line
+            else:  # pragma: no cover - the parser only emits the events above inside a document
+                raise self.fail(line, f"bad YAML: unexpected {cls.__name__}")
+            if not stack:
+                return value
+            self._attach(stack[-1], value, size, is_plain, line, event)
+
+    def _attach(self, top: _Frame, value: Any, size: int, is_plain: bool, line: int, event) -> None:
+        top.size += size
+        if not top.is_map:
+            top.value.append(value)
+            top.value.item_lines.append(line)
+            return
+        if top.key is _NO_KEY:
+            if not is_plain:
+                raise self.fail(line, "a mapping key must be a plain value")
+            if value is _MERGE_KEY:
+                top.key, top.key_line = _MERGE_KEY, line
+                return
+            if isinstance(value, str) and is_secret_key(value):
+                raise self.fail(line, f"{value}: {SECRET_KEY_MESSAGE}")
+            if value in top.value:
+                raise self.fail(line, f"duplicate key {value!r} (first at line {top.value.key_lines[value]})")
+            top.key, top.key_line = value, line
+            return
+        if top.key is _MERGE_KEY:
+            items = value if isinstance(value, list) else [value]
+            if not all(isinstance(item, dict) for item in items):
+                raise self.fail(top.key_line, "a merge key (<<) takes a mapping or a list of mappings")
+            top.merges.extend(items)
+        else:
+            top.value[top.key] = value
+            top.value.key_lines[top.key] = top.key_line
+        top.key = _NO_KEY
+
+    @staticmethod
+    def _merge(frame: _Frame) -> None:
+        """YAML merge keys: keys written in the mapping win, then earlier merged mappings."""
+        data = frame.value
+        for source in frame.merges:
+            for key, value in source.items():
+                if key not in data:
+                    data[key] = value
+                    data.key_lines[key] = getattr(source, "key_lines", {}).get(key, data.line)
+
+    def _scalar(self, event, line: int) -> Any:
+        text = event.value
+        if len(text) > MAX_SCALAR_CHARS:
+            raise self.fail(line, f"a value of {len(text)} characters (limit {MAX_SCALAR_CHARS})")
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(yaml.ScalarNode, text, event.implicit)
+            if tag == _MERGE:
+                return _MERGE_KEY
+            if tag not in _SCALAR_TAGS or (tag in (_INT, _FLOAT) and ":" in text):
+                return text  # YAML 1.1 sexagesimal (`19:00` = 1140) is never meant: it stays text
+        elif tag not in _SCALAR_TAGS:
+            raise self.fail(line, f"YAML tag {_short_tag(tag)} is not allowed (plain data only)")
+        if tag == _STR:
+            return text
+        if tag == _NULL:
+            if event.tag in (None, "!") or text in ("", "~", "null", "Null", "NULL"):
                 return None
-            return self.loader.construct_object(node, deep=True)
-        if id(node) in self.active:
-            raise InputError(f"{self.path}:{node.start_mark.line + 1}", "bad YAML: recursive alias")
-        self.active.add(id(node))
-        try:
-            if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
-                return self._map(node)
-            if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
-                out = LineList(self.build(child) for child in node.value)
-                out.line = node.start_mark.line + 1
-                out.item_lines = [child.start_mark.line + 1 for child in node.value]
-                return out
-            return self.loader.construct_object(node, deep=True)
-        finally:
-            self.active.discard(id(node))
+            raise self.fail(line, f"!!null on {text[:40]!r}, which is not null")
+        if tag == _BOOL:
+            if text.lower() in _BOOL_WORDS:
+                return _BOOL_WORDS[text.lower()]
+            raise self.fail(line, f"!!bool on {text[:40]!r}, which is not true or false")
+        if tag == _INT:
+            return self._int(text, line)
+        return self._float(text, line)
 
-    def _map(self, node: yaml.MappingNode) -> LineDict:
-        if any(k.tag == _MERGE for k, _ in node.value):
-            self.loader.flatten_mapping(node)
-        data = LineDict()
-        data.line = node.start_mark.line + 1
-        lines = data.key_lines = {}
-        for key_node, value_node in node.value:
-            key = self.build(key_node)
-            line = key_node.start_mark.line + 1
-            try:
-                hash(key)
-            except TypeError:
-                raise InputError(f"{self.path}:{line}", "a mapping key must be a plain value") from None
-            if key in data:
-                raise InputError(f"{self.path}:{line}", f"duplicate key {key!r} (first at line {lines[key]})")
-            if isinstance(key, str) and key.lower() in SECRET_KEYS:
-                raise InputError(f"{self.path}:{line}", f"{key}: {SECRET_MESSAGE}")
-            data[key] = self.build(value_node)
-            lines[key] = line
-        return data
+    def _int(self, text: str, line: int) -> int:
+        compact = text.strip()
+        if not compact.isascii() or not _INT_TEXT.fullmatch(compact):
+            raise self.fail(line, f"!!int on {text[:40]!r}, which is not an integer (ASCII digits only)")
+        digits = sum(ch.isalnum() for ch in compact)
+        if digits > MAX_INT_DIGITS:
+            raise self.fail(line, f"an integer of {digits} digits (limit {MAX_INT_DIGITS})")
+        return self.loader.construct_yaml_int(yaml.ScalarNode(_INT, compact))
+
+    def _float(self, text: str, line: int) -> float:
+        if not text.isascii() or len(text) > 64:
+            raise self.fail(line, f"!!float on {text[:40]!r}, which is not a number (ASCII, at most 64 characters)")
+        try:
+            return float(self.loader.construct_yaml_float(yaml.ScalarNode(_FLOAT, text)))
+        except (ValueError, TypeError, OverflowError):
+            raise self.fail(line, f"!!float on {text[:40]!r}, which is not a number") from None
 
 
 # YAML 1.2 booleans: only true/false. YAML 1.1 would read the scenario key `on:` (and yes/no/off)
-# as a boolean, which is never what a scenario or inventory author means.
+# as a boolean, which is never what a scenario or inventory author means. Dates stay text
+# (no timestamp resolver): `title: 2024-02-30` is a title, not an impossible date.
 _LineLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _Y + "timestamp")]
     for first, resolvers in _Base.yaml_implicit_resolvers.items()
 }
-_LineLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_LineLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+# YAML 1.2 also reads `1e300` (no dot) as a number; YAML 1.1 would keep it as text
+_LineLoader.add_implicit_resolver(_FLOAT, re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                  list("-+0123456789"))
 
 
 def load(path: str | Path, text: str | None = None) -> Any:
-    """Parse one YAML document; YAML errors become InputError("path:line", ...)."""
+    """Parse one YAML document within the limits; every problem is InputError("path:line", ...)."""
     path = str(path)
     if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise InputError(f"{path}:1", f"cannot read file: {err.strerror or err}") from None
-        except UnicodeDecodeError as err:
-            raise InputError(f"{path}:1", f"not UTF-8 text ({err.reason})") from None
+        text = read_text(path)
+    elif len(text) > MAX_FILE_BYTES:
+        raise InputError(f"{path}:1", f"file is over the {MAX_FILE_BYTES} byte limit")
+    text = text.lstrip("\ufeff")
     loader = _LineLoader(text)
     loader.path = path
     try:
-        node = loader.get_single_node()
-        return None if node is None else _Builder(loader).build(node)
+        return _Builder(loader).document()
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, max(err.position, 0)) + 1
+        raise InputError(f"{path}:{line}", f"bad YAML: character #x{err.character:04x} is not allowed "
+                                           f"(control characters and invalid code points)") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -137,9 +335,9 @@ def load(path: str | Path, text: str | None = None) -> Any:
         if err.context and err.problem:
             started = f" started at line {err.context_mark.line + 1}" if err.context_mark else ""
             context = f" ({err.context}{started})"
-        raise InputError(f"{path}:{line}", f"bad YAML: {problem}{context}") from None
+        raise InputError(f"{path}:{line}", " ".join(f"bad YAML: {problem}{context}".split())) from None
     except yaml.YAMLError as err:
-        raise InputError(f"{path}:1", f"bad YAML: {str(err).splitlines()[0]}") from None
+        raise InputError(f"{path}:1", f"bad YAML: {' '.join(str(err).split())[:200]}") from None
     finally:
         loader.dispose()
 
@@ -166,7 +364,7 @@ def where(path: str, data: Any, loc: Iterable[Any] = ()) -> str:
 
 
 def reject_inline_secrets(path: str, data: Any) -> None:
-    """Credentials only by reference: any password/secret/token/passphrase key is an error.
+    """Credentials only by reference: any key whose name suggests a secret is an error.
 
     yamlfile.load already checks while building; this is for data that came from elsewhere.
     """
@@ -177,12 +375,15 @@ def reject_inline_secrets(path: str, data: Any) -> None:
         cur = stack.pop()
         if isinstance(cur, dict):
             for key, value in cur.items():
-                if isinstance(key, str) and key.lower() in SECRET_KEYS:
+                if is_secret_key(key):
                     line = cur.key_lines.get(key, 1) if isinstance(cur, LineDict) else 1
-                    raise InputError(f"{path}:{line}", f"{key}: {SECRET_MESSAGE}")
+                    raise InputError(f"{path}:{line}", f"{key}: {SECRET_KEY_MESSAGE}")
                 stack.append(value)
         elif isinstance(cur, list):
             stack.extend(cur)
+
+
+NEITHER_MESSAGE = "neither a scenario nor an inventory file (no top-level 'scenario:' or 'inventory:' key)"
 
 
 def top_level_kind(path: str | Path, data: Any = None) -> str | None:

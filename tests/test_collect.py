@@ -12,17 +12,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTED_IDS = [
-    "A1[hv-host:wildcard<-win-vm:parent]", "A2[hv-host:wildcard<-hv-host:loopback]",
-    "A3[win-vm:wildcard<-hv-host:server]", "A4[win-vm:wildcard<-win-vm:loopback]",
-    "A5[hv-host:loopback<-win-vm:parent]", "A6[hv-host:loopback<-hv-host:loopback]",
-    "A7[win-vm:loopback<-hv-host:server]", "A8[win-vm:loopback<-win-vm:loopback]",
-    "A9[hv-host:children<-win-vm:parent]", "A10[hv-host:children<-hv-host:loopback]",
-    "A11[win-vm:children<-hv-host:server]", "A12[win-vm:children<-win-vm:loopback]",
-    "A3-literal[win-vm:wildcard<-hv-host:loopback]", "A4-literal[win-vm:wildcard<-win-vm:self]",
-    "B1[hv-host:wildcard<-linux-vm-hv:parent]", "B2[linux-vm-hv:wildcard<-hv-host:server]",
-    "B3[linux-vm-hv:wildcard<-linux-vm-hv:loopback]",
-    "C1[kvm-guest:wildcard<-kvm-host:server]", "C2[kvm-host:wildcard<-kvm-guest:parent]",
-    "C3[kvm-guest:wildcard<-kvm-host:server@command]",
+    "A1[hv-host:wildcard-from-win-vm:parent]", "A2[hv-host:wildcard-from-hv-host:loopback]",
+    "A3[win-vm:wildcard-from-hv-host:server]", "A4[win-vm:wildcard-from-win-vm:loopback]",
+    "A5[hv-host:loopback-from-win-vm:parent]", "A6[hv-host:loopback-from-hv-host:loopback]",
+    "A7[win-vm:loopback-from-hv-host:server]", "A8[win-vm:loopback-from-win-vm:loopback]",
+    "A9[hv-host:children-from-win-vm:parent]", "A10[hv-host:children-from-hv-host:loopback]",
+    "A11[win-vm:children-from-hv-host:server]", "A12[win-vm:children-from-win-vm:loopback]",
+    "A3-literal[win-vm:wildcard-from-hv-host:loopback]", "A4-literal[win-vm:wildcard-from-win-vm:self]",
+    "B1[hv-host:wildcard-from-linux-vm-hv:parent]", "B2[linux-vm-hv:wildcard-from-hv-host:server]",
+    "B3[linux-vm-hv:wildcard-from-linux-vm-hv:loopback]",
+    "C1[kvm-guest:wildcard-from-kvm-host:server]", "C2[kvm-host:wildcard-from-kvm-guest:parent]",
+    "C3[kvm-guest:wildcard-from-kvm-host:server+command]",
 ]
 
 
@@ -51,8 +51,43 @@ def test_k_selects_cells_by_id():
     result = run_pytest("scenarios/b-linux-vm-on-hyperv.yaml", "scenarios/c-kvm-vsock.yaml", "--collect-only", "-q",
                         "--inventory", "inventory/hyperv-lab.example.yaml", "-k", "B1 or C2")
     ids = sorted(line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line)
-    assert ids == ["B1[hv-host:wildcard<-linux-vm-hv:parent]", "C2-socat[kvm-host:wildcard<-kvm-guest:parent@socat]",
-                   "C2[kvm-host:wildcard<-kvm-guest:parent]"]
+    assert ids == ["B1[hv-host:wildcard-from-linux-vm-hv:parent]", "C2-socat[kvm-host:wildcard-from-kvm-guest:parent+socat]",
+                   "C2[kvm-host:wildcard-from-kvm-guest:parent]"]
+
+
+def test_every_id_is_one_k_identifier():
+    """pytest's own -k grammar takes each whole id as one identifier (no `<`, no `@`)."""
+    from _pytest.mark.expression import Expression
+
+    for cell_id in DOCUMENTED_IDS:
+        assert Expression.compile(cell_id).evaluate(lambda name, **kw: name == cell_id), cell_id
+
+
+@pytest.mark.parametrize("cell_id", ["A7[win-vm:loopback-from-hv-host:server]",
+                                     "C2[kvm-host:wildcard-from-kvm-guest:parent]",
+                                     "C2-socat[kvm-host:wildcard-from-kvm-guest:parent+socat]"])
+def test_k_with_a_whole_id_selects_exactly_that_cell(cell_id):
+    result = run_pytest("scenarios/", "--collect-only", "-q", "--inventory", "inventory/hyperv-lab.example.yaml",
+                        "-k", cell_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line] == [cell_id]
+
+
+def _collected(*args: str) -> list[str]:
+    result = run_pytest("scenarios/", "--collect-only", "-q", "--strict-markers",
+                        "--inventory", "inventory/hyperv-lab.example.yaml", *args)
+    assert result.returncode in (0, 5), result.stdout + result.stderr
+    return [line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line]
+
+
+def test_markers_select_cells_by_driver_family_and_scenario_under_strict_markers():
+    every, socat, not_socat = _collected(), _collected("-m", "socat"), _collected("-m", "not socat")
+    assert socat and all(i.endswith("+socat]") for i in socat)
+    assert sorted(socat + not_socat) == sorted(every)
+    b_vsock = _collected("-m", "scenario(name='B') and vsock and probe")
+    assert b_vsock == ["B1[hv-host:wildcard-from-linux-vm-hv:parent]", "B2[linux-vm-hv:wildcard-from-hv-host:server]",
+                       "B3[linux-vm-hv:wildcard-from-linux-vm-hv:loopback]"]
+    assert not any(i.startswith("A") for i in _collected("-m", "vsock or tcp"))  # A is Hyper-V only
 
 
 @pytest.fixture
@@ -83,7 +118,7 @@ def test_without_inventory_cells_are_skipped_with_the_reason(project):
 def test_only_scenario_files_under_scenarios_are_collected(project):
     result = run_pytest("--collect-only", "-q", cwd=project, plugin=True)
     ids = [line for line in result.stdout.splitlines() if "::" in line]
-    assert ids == ["scenarios/good.yaml::G1[windows-host:wildcard<-windows-vm:parent]"]
+    assert ids == ["scenarios/good.yaml::G1[windows-host:wildcard-from-windows-vm:parent]"]
 
 
 def test_missing_node_skip_reason_names_the_inventory(project):

@@ -37,11 +37,11 @@ def test_diff_prints_flips_first_and_exits_1(history, capsys):
     assert out[:4] == [
         "diff 20260101T000000Z-000001 -> 20260102T000000Z-000002",
         "Changed since baseline 20260101T000000Z-000001: 2",
-        "  * C1[guest:wildcard<-kvm-host:server]: O -> X ECONNRESET (expected O)",
-        "  * C[guest:loopback<-kvm-host:server]: X -> E (expected ?)",
+        "  * C1[guest:wildcard-from-kvm-host:server]: O -> X ECONNRESET (expected O)",
+        "  * C[guest:loopback-from-kvm-host:server]: X -> E (expected ?)",
     ]
     assert out.index("Scenario C") > 4
-    assert out[-2:] == ["Only in 20260102T000000Z-000002: 1", "  + C[guest:self<-guest:loopback]: O"]
+    assert out[-2:] == ["Only in 20260102T000000Z-000002: 1", "  + C[guest:self-from-guest:loopback]: O"]
 
 
 def test_diff_without_flips_exits_0_and_accepts_paths(history, capsys):
@@ -68,7 +68,7 @@ def test_report_writes_html_and_markdown(history, tmp_path, capsys):
     text = md.read_text()
     assert text.index("## Changed since baseline: 2") < text.index("## Scenario C")
     page = html.read_text()
-    assert page.count('<table class="m"') == 1 and "C1[guest:wildcard&lt;-kvm-host:server]" in page
+    assert page.count('<table class="m"') == 1 and "C1[guest:wildcard-from-kvm-host:server]" in page
     # history strips: the earlier night then this one
     assert '<span class="hs">OX</span>' in page
 

@@ -184,3 +184,13 @@ def test_render_prints_one_table_per_node_and_fails_on_fail():
     assert "doctor: 2 node(s), 1 failing check(s), 0 warning(s)" in text
     ok_only = {"hv-host": checks.windows_checks(WINDOWS_HOST, "host", run_guids={G19000})}
     assert render(inventory, ok_only, Console(record=True, width=250)) == 0
+
+
+@pytest.mark.parametrize("version,state", [("3.11.9", checks.FAIL), ("3.8.10", checks.FAIL), ("3.12.0", checks.OK),
+                                           ("3.13.1", checks.OK)])
+def test_windows_python_floor_is_312(version, state):
+    """Before 3.12 CPython has no AF_HYPERV: a Windows server could never accept (the probe refuses)."""
+    row = checks.windows_checks({**WINDOWS_VM, "python": version}, "vm")[0]
+    assert (row.what, row.state) == ("Python for the probe", state)
+    if state == checks.FAIL:
+        assert "3.12" in row.fix

@@ -54,10 +54,10 @@ def write(tmp_path: Path, text: str = SCENARIO, name: str = "s.yaml") -> Path:
 def test_socket_axis_makes_one_cell_per_type_with_the_type_in_the_id(tmp_path):
     cells = expand(load_scenario(write(tmp_path)), None)
     ids = [c.id for c in cells]
-    assert "S-FLOW[a:loopback<-b:server/seqpacket]" in ids
-    assert "S[a:wildcard<-b:loopback/seqpacket]" in ids
+    assert "S-FLOW[a:loopback-from-b:server/seqpacket]" in ids
+    assert "S[a:wildcard-from-b:loopback/seqpacket]" in ids
     # the explicit stream cells replaced their axes twins; the seqpacket twins stay
-    assert "S-NOLISTENER[a:wildcard<-b:loopback]" in ids and "S[a:wildcard<-b:loopback]" not in ids
+    assert "S-NOLISTENER[a:wildcard-from-b:loopback]" in ids and "S[a:wildcard-from-b:loopback]" not in ids
     assert len(ids) == len(set(ids)) == 6
     assert {c.socket for c in cells} == {"stream", "seqpacket"}
 
@@ -134,7 +134,7 @@ def test_matrix_puts_socket_types_side_by_side_and_counts_errno_mismatches():
     [matrix] = build_report(run).matrices
     assert matrix.columns == ["l1:server", "l1:server/seqpacket", "l1:loopback", "l1:loopback/seqpacket"]
     [mismatch] = build_report(run).mismatches
-    assert mismatch.id == "K[vm21:any<-l1:loopback]"
+    assert mismatch.id == "K[vm21:any-from-l1:loopback]"
 
 
 def measured_run(tmp_path: Path) -> Path:

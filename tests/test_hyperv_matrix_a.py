@@ -85,7 +85,7 @@ def test_the_probe_command_lines_a_windows_node_receives(lab):
     (a1,) = [c for c in documented_cells(inventory) if c.label == "A1"]
     observations, _ = run_all([a1], inventory)
     assert observations["A1"].outcome is Outcome.O
-    probe = r"C:\Windows\Temp\hvsock-matrix\probe.py"
+    probe = psexec.DEFAULT_WORKDIR + r"\probe.py"
     service = f"{a1.port:08x}-facb-11e6-bd58-64006a7986d3"
     host_cmds = [argv for addr, argv in lab.commands if addr == FAKE_HOST and argv[0] == "py"]
     vm_cmds = [argv for addr, argv in lab.commands if addr == FAKE_VM and argv[0] == "py"]
@@ -126,7 +126,7 @@ def test_every_cell_of_matrix_a_gets_a_real_outcome(lab):
     assert Outcome.O in outcomes and Outcome.X in outcomes
     assert lab.listeners == [] and lab.machine(FAKE_HOST).gcs == {}
     # nothing left in the nodes' spawn folders once the pool closed: only the deployed probes remain
-    assert sorted(lab.share.files) == sorted(psexec.admin_share_path(a, r"C:\Windows\Temp\hvsock-matrix\probe.py").lower()
+    assert sorted(lab.share.files) == sorted(psexec.admin_share_path(a, psexec.DEFAULT_WORKDIR + r"\probe.py").lower()
                                              for a in (FAKE_HOST, FAKE_VM))
 
 
@@ -134,6 +134,21 @@ def test_a_registration_script_is_sent_once_per_run_not_per_cell(lab):
     inventory = fake_lab_inventory()
     cells = documented_cells(inventory)
     run_all(cells, inventory)
-    kinds = [("register" if "'added '" in s else "unregister" if "'removed '" in s else "other")
+    kinds = [("register" if "'added '" in s else "unregister" if "'removed '" in s
+              else "list" if "Get-ChildItem -LiteralPath $root" in s else "other")
              for addr, s in lab.scripts if addr == FAKE_HOST and "GuestCommunicationServices" in s]
-    assert kinds == ["register", "unregister"]
+    assert kinds == ["list", "register", "unregister"]  # list: a killed run's leftovers are swept first
+
+
+def test_a_windows_node_on_python_311_reads_e_never_x(lab):
+    """CPython < 3.12 has no AF_HYPERV: the probe refuses, so the VM's cells are E (with the fix), not X."""
+    lab.machine(FAKE_VM).python = "3.11.9"
+    inventory = fake_lab_inventory()
+    cells = documented_cells(inventory)
+    observations, _ = run_all(cells, inventory)
+    by_label = {c.label: c for c in cells}
+    on_vm = {label: obs for label, obs in observations.items()
+             if "win-vm" in (by_label[label].server_on, by_label[label].client_on)}
+    assert on_vm
+    assert {obs.outcome for obs in on_vm.values()} == {Outcome.E}
+    assert all("3.12" in obs.detail for obs in on_vm.values()), {k: o.detail for k, o in on_vm.items()}

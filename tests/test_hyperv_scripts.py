@@ -50,7 +50,7 @@ foreach ($g in $guids) {
 LIST = r"""$ErrorActionPreference = 'Stop'
 $root = 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Virtualization\GuestCommunicationServices'
 if (-not (Test-Path -LiteralPath $root)) { Write-Output 'missing-root'; exit 3 }
-Get-ChildItem -LiteralPath $root | ForEach-Object { Write-Output ($_.PSChildName + "`t" + [string]$_.GetValue('ElementName')) }
+Get-ChildItem -LiteralPath $root | ForEach-Object { Write-Output ($_.PSChildName + "`t" + [string]$_.GetValue('ElementName') + "`t" + [string]$_.GetValue('HvsockMatrixOwner')) }
 """
 
 GET_VM = """$ErrorActionPreference = 'Stop'

@@ -81,7 +81,7 @@ def test_reserved_or_bad_cids_are_rejected(tmp_path, cid, word):
 def test_lab_node_on_local_needs_the_environment_override(tmp_path, monkeypatch):
     path = write(tmp_path, "inventory: lab\nnodes:\n  - name: me\n    role: host\n    os: linux\n    lab_node: true\n")
     monkeypatch.delenv(LAB_NODE_ENV, raising=False)
-    with pytest.raises(InputError, match="refused unless HVSOCK_MATRIX_I_AM_A_LAB_NODE=1") as err:
+    with pytest.raises(InputError, match="refused unless HVSOCK_MATRIX_LAB_NODE=1") as err:
         load_inventory(path)
     assert err.value.where == f"{path}:6"
     monkeypatch.setenv(LAB_NODE_ENV, "1")

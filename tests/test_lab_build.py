@@ -5,7 +5,6 @@ module, an inventory the loader refuses, qemu listening beyond loopback), so it 
 """
 from __future__ import annotations
 
-import lzma
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,18 +33,16 @@ def test_strip_signature_rejects_a_length_larger_than_the_module():
         kernel.strip_signature(b"tiny" + desc + kernel.SIG_MAGIC)
 
 
-def test_vmlinux_is_found_inside_a_bzimage_like_blob():
-    elf = b"\x7fELF" + b"kernel" * 1000
-    blob = b"setup-code" * 50 + lzma.compress(elf, format=lzma.FORMAT_XZ) + b"trailer"
-    assert kernel.vmlinux_from_bzimage(blob) == elf
-
-
-def test_module_order_loads_the_virtio_transport_common_before_its_users():
-    for order in (kernel.L1_MODULES, kernel.L2_MODULES + [kernel.LOOPBACK_MODULE]):
-        common = order.index("vmw_vsock_virtio_transport_common")
-        for user in ("vsock_loopback", "vhost_vsock", "vmw_vsock_virtio_transport"):
-            if user in order:
-                assert order.index(user) > common, user
+def test_l1_qemu_gets_the_guests_kernel_on_its_command_line(tmp_path):
+    paths = LabPaths(tmp_path)
+    host, guest = paths.kernel("7.2.13-1"), paths.kernel("6.1.192-2")
+    argv = qemu.l1_argv(paths, port=2299, guests=2, host=host, guest=guest)
+    assert argv[argv.index("-kernel") + 1] == str(host.vmlinux)
+    assert argv[argv.index("-initrd") + 1] == str(host.initramfs)
+    append = argv[argv.index("-append") + 1].split()
+    assert f"hvlab.gkernel={guest.vmlinux}" in append and f"hvlab.ginitrd={guest.initramfs}" in append
+    text = init_script().decode()  # ... and the init starts the guests on exactly those
+    assert '-kernel "$gkernel" -initrd "$ginitrd"' in text and "hvlab.gkernel=*) gkernel=" in text
 
 
 @pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed")
@@ -74,7 +71,8 @@ def test_init_writes_the_lab_marker_only_into_the_guests_own_run():
 
 
 def test_l1_qemu_reaches_nothing_but_a_loopback_forward(tmp_path):
-    argv = qemu.l1_argv(LabPaths(tmp_path), port=2299, guests=2)
+    paths = LabPaths(tmp_path)
+    argv = qemu.l1_argv(paths, port=2299, guests=2, host=paths.kernel("1"), guest=paths.kernel("1"))
     netdevs = [argv[i + 1] for i, a in enumerate(argv) if a == "-netdev"]
     assert netdevs == ["user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2299-:22"]
     assert "tcg,thread=multi" in argv and "-pidfile" in argv

@@ -29,7 +29,7 @@ CELLS = [
 
 
 @pytest.mark.parametrize("server_on,bind,client_on,target", CELLS,
-                         ids=[f"{s}:{b}<-{c}:{t}" for s, b, c, t in CELLS])
+                         ids=[f"{s}:{b}-from-{c}:{t}" for s, b, c, t in CELLS])
 def test_socat_and_probe_agree(lab, server_on, bind, client_on, target):
     from harness.runner import run_cell
 

@@ -34,7 +34,7 @@ def test_one_matrix_per_scenario_in_first_seen_order():
     a, c = report.matrices
     assert a.rows == ["host:wildcard", "vm:wildcard", "vm:loopback", "vm:children"]
     assert a.columns == ["vm:parent", "host:loopback", "host:server", "vm:loopback", "vm:broadcast"]
-    assert [x.id for x in a.at("vm:loopback", "host:server")] == ["A7[vm:loopback<-host:server]"]
+    assert [x.id for x in a.at("vm:loopback", "host:server")] == ["A7[vm:loopback-from-host:server]"]
     assert a.at("host:wildcard", "host:server") == []
     assert c.columns == ["host:server", "host:server@socat"]
     assert sum(1 for _ in a.cells()) == 6
@@ -42,7 +42,7 @@ def test_one_matrix_per_scenario_in_first_seen_order():
 
 def test_mismatch_needs_a_known_expectation():
     report = build_report(doc_a_run(a7=Outcome.O))
-    assert [x.id for x in report.mismatches] == ["A7[vm:loopback<-host:server]", "C1[guest:wildcard<-host:server@socat]"]
+    assert [x.id for x in report.mismatches] == ["A7[vm:loopback-from-host:server]", "C1[guest:wildcard-from-host:server+socat]"]
     unknown = report.matrices[0].at("vm:children", "vm:broadcast")[0]
     assert unknown.expected is None and not unknown.mismatch
 
@@ -52,8 +52,8 @@ def test_flips_against_an_explicit_baseline_run_and_history_strip():
     baseline = doc_a_run("r1")
     now = doc_a_run("r2", a7=Outcome.O)
     report = build_report(now, baseline=baseline, history=[older, baseline])
-    assert [(x.id, x.flip) for x in report.flips] == [("A7[vm:loopback<-host:server]", "X->O")]
-    a7 = report.cell("A7[vm:loopback<-host:server]")
+    assert [(x.id, x.flip) for x in report.flips] == [("A7[vm:loopback-from-host:server]", "X->O")]
+    a7 = report.cell("A7[vm:loopback-from-host:server]")
     assert a7.history == [Outcome.X, Outcome.X] and a7.baseline.outcome is Outcome.X
     assert report.baseline_label == "r1"
 

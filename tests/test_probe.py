@@ -6,6 +6,7 @@ controller's Python and, when pyenv has one, a Python 3.8 -- the oldest the prob
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import socket
@@ -399,3 +400,29 @@ def test_session_listeners_release_their_descriptors():
         assert fds() <= baseline  # no socket or wake pipe left per listener
     finally:
         s.close()
+
+
+def test_the_protocol_is_defined_once_and_the_agents_use_it():
+    """harness/agents.py builds and reads lines with the probe's own definition."""
+    from harness import agents
+
+    assert agents.request_line is probe.request_line and agents.parse_line is probe.parse_line
+    line = probe.request_line(7, "connect", family="tcp", addr="127.0.0.1", port=1, service=None, payload="x",
+                              timeout=1.0, connect_timeout=1.0)
+    assert probe.request_problem(probe.parse_line(line)) is None
+    with pytest.raises(ValueError, match="listen takes no payload"):
+        probe.request_line(1, "listen", family="tcp", addr="0.0.0.0", port=1, payload="x")
+    with pytest.raises(ValueError, match="stop needs listener"):
+        probe.request_line(1, "stop")
+    assert probe.parse_line("Welcome to the lab") is None and probe.parse_line('{"id": 1') is None
+    assert set(probe.ANSWER_EVENTS) == set(probe.REQUEST_FIELDS)
+
+
+def test_a_session_answers_a_request_outside_the_protocol_with_an_error():
+    out = io.StringIO()
+    session = probe.Session(out)
+    session.run_request({"id": 3, "op": "listen", "family": "tcp", "addr": "127.0.0.1"})
+    session.run_request({"id": 4, "op": "launch"})
+    answers = [probe.parse_line(line) for line in out.getvalue().splitlines()]
+    assert answers == [{"id": 3, "event": "error", "message": "listen needs port"},
+                       {"id": 4, "event": "error", "message": "unknown op 'launch'"}]

@@ -20,7 +20,7 @@ from harness.node import Access, Node
 from harness.transports import psexec
 from harness.transports.base import CommandTimeout, Transport
 from harness.transports.psexec import PsexecTransport, admin_share_path
-from tests.fakes.fake_psexec import FakePsexecClient, FakeSmbShare, split_windows_cmdline
+from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
 
 HOST = "win-a.fake.invalid"
 ENV = "HVSOCK_FAKE_PSEXEC_PASSWORD"
@@ -37,6 +37,7 @@ def fake(monkeypatch):
     """Installs FakePsexecClient (answers via `fake.handler`) and a FakeSmbShare."""
     monkeypatch.setenv(ENV, SECRET)
     FakePsexecClient.created.clear()
+    FakeServiceManager.machines.clear()
     share = FakeSmbShare()
 
     class Box:
@@ -50,10 +51,17 @@ def fake(monkeypatch):
     monkeypatch.setattr(psexec, "files_factory", share.session)
     yield box
     psexec.shared_clients().clear()
+    psexec._BROKEN.clear()
 
 
 def runs(client):
-    return [call for name, call in client.calls if name == "run_executable"]
+    """run_executable calls, without the once-per-Client PAExec leftover sweep (paexec_sweep)."""
+    return [call for name, call in client.calls if name == "run_executable" and not _is_sweep(call)]
+
+
+def _is_sweep(call) -> bool:
+    args = split_windows_cmdline(call["arguments"] or "")
+    return "-EncodedCommand" in args and "PAExec-" in decode_command(args[args.index("-EncodedCommand") + 1])
 
 
 def test_run_sends_executable_and_list2cmdline_arguments(fake):
@@ -172,12 +180,15 @@ def test_connect_failure_is_a_node_error(fake, monkeypatch):
         PsexecTransport(node()).run(["cmd.exe"], timeout=5)
 
 
-def test_a_hung_call_is_cut_and_the_next_call_gets_a_fresh_client(fake, monkeypatch):
+def test_a_hung_call_fails_the_node_fast_until_its_client_is_retired(fake, monkeypatch):
+    """pypsexec names every Client of this process alike: a second one must not be built while the
+    hung one still runs (its create_service would delete the busy service)."""
     monkeypatch.setattr(psexec, "CALL_GRACE", 0.2)
     release = threading.Event()
 
     def hang(c, call):
-        release.wait(5)
+        if not _is_sweep(call):
+            release.wait(30)
         return b"", b"", 0
     fake.handler = hang
     t = PsexecTransport(node())
@@ -185,11 +196,23 @@ def test_a_hung_call_is_cut_and_the_next_call_gets_a_fresh_client(fake, monkeypa
     with pytest.raises(CommandTimeout, match="did not return within"):
         t.run(["cmd.exe"], timeout=0.1)
     assert time.monotonic() - start < 3
+    hung_shared = next(iter(psexec.shared_clients().values()))
     fake.handler = lambda c, call: (b"fine", b"", 0)
-    assert t.run(["cmd.exe"], timeout=1).stdout == "fine"
-    assert len(FakePsexecClient.created) == 2
-    release.set()
+    for _ in range(2):  # every further call on the node: E at once, with the reason
+        start = time.monotonic()
+        with pytest.raises(NodeError, match="did not return within") as err:
+            t.run(["cmd.exe"], timeout=1)
+        assert time.monotonic() - start < 1 and "hung" in err.value.message
+    scm = FakeServiceManager.of(HOST)
+    assert len(FakePsexecClient.created) == 1 and scm.deleted_while_busy == []
+    release.set()  # the hung call returns; its Client removes its own service and disconnects
+    assert hung_shared.retired.wait(30)
+    assert t.run(["cmd.exe"], timeout=1).stdout == "fine"  # a fresh Client, names free again
+    assert len(FakePsexecClient.created) == 2 and scm.deleted_while_busy == []
+    name = FakePsexecClient.created[0].service_name
+    assert scm.log == [("create", name), ("delete", name), ("create", name)]
     t.close()
+    assert scm.services == {} and scm.exes == set()
 
 
 def test_runs_on_one_client_are_serialised(fake):
@@ -235,13 +258,15 @@ def test_put_and_probe_command_deploy_once(fake, tmp_path):
     local.write_bytes(b"data\n")
     t.put(str(local), r"C:\work\f.txt")
     assert fake.share.files[r"\\win-a.fake.invalid\c$\work\f.txt"] == b"data\n"
-    assert t.probe_command() == ["py", "-3", r"C:\Windows\Temp\hvsock-matrix\probe.py"]
-    assert t.probe_command() == ["py", "-3", r"C:\Windows\Temp\hvsock-matrix\probe.py"]
-    deployed = fake.share.files[r"\\win-a.fake.invalid\c$\windows\temp\hvsock-matrix\probe.py"]
+    probe = psexec.DEFAULT_WORKDIR + r"\probe.py"  # C:\Windows\Temp\hvsock-matrix-<fresh per run>\probe.py
+    assert psexec.RUN_DIR_NAME.startswith("hvsock-matrix-") and len(psexec.RUN_DIR_NAME) == 14 + 32
+    assert t.probe_command() == ["py", "-3", probe]
+    assert t.probe_command() == ["py", "-3", probe]
+    deployed = fake.share.files[psexec.admin_share_path("win-a.fake.invalid", probe).lower()]
     assert deployed.startswith(b"#!/usr/bin/env python3")
     assert len([s for s in fake.share.sessions]) == 1
     other = PsexecTransport(node(python=r"C:\Program Files\Python312\python.exe", workdir=r"D:\hv"))
-    assert other.probe_command() == [r"C:\Program Files\Python312\python.exe", r"D:\hv\probe.py"]
+    assert other.probe_command() == [r"C:\Program Files\Python312\python.exe", rf"D:\hv\{psexec.RUN_DIR_NAME}\probe.py"]
     t.close()
     other.close()
 
@@ -275,14 +300,14 @@ try {
     [System.IO.File]::WriteAllText('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.err', [string]$_)
     [System.IO.File]::WriteAllText('C:\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef.rc', '-1')
 }
-"""
+""".replace("C:\\Windows\\Temp\\hvsock-matrix", psexec.DEFAULT_WORKDIR)  # the run's own folder
 
 
 def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fake, monkeypatch):
     monkeypatch.setattr(psexec.uuid, "uuid4", lambda: uuid.UUID("0123456789abcdef0123456789abcdef"))
     fake.handler = lambda c, call: (None, None, 7100) if call["asynchronous"] else (b"SUCCESS", b"", 0)
     t = PsexecTransport(node())
-    argv = ["py", "-3", r"C:\Windows\Temp\hvsock-matrix\probe.py", "serve", "--family", "hyperv",
+    argv = ["py", "-3", psexec.DEFAULT_WORKDIR + r"\probe.py", "serve", "--family", "hyperv",
             "--addr", "it's here", "--port", "19000"]
     proc = t.spawn(argv)
     (call,) = runs(FakePsexecClient.created[0])
@@ -290,7 +315,7 @@ def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fak
     assert decode_command(call["arguments"].split()[-1]) == SPAWN_SCRIPT
     assert proc.pid == 7100  # wrapper pid until the child's pid file exists
 
-    base = r"\\win-a.fake.invalid\C$\Windows\Temp\hvsock-matrix\spawn\0123456789abcdef"
+    base = psexec.admin_share_path("win-a.fake.invalid", psexec.DEFAULT_WORKDIR + r"\spawn\0123456789abcdef")
     with pytest.raises(TimeoutError, match="no output line from background process within 0.2s"):
         proc.read_line(0.2)
     fake.share.write_bytes(base + ".pid", b"7102")
@@ -349,7 +374,10 @@ def test_kill_takes_the_wrapper_too_when_it_does_not_finish(fake, monkeypatch):
 
 
 class FakeSmbclientModule:
-    """Stands in for smbprotocol's smbclient module (no SMB server here); raises its real errors."""
+    """Stands in for smbprotocol's smbclient module (tests/test_smb_samba.py runs the real one against
+    Samba). Faithful where the port matters: connections are pooled by `server.lower():port` and every
+    call without port= means 445 (smbclient/_pool.py register_session, get_smb_tree); a call whose key
+    has no registered session opens a new connection with no credentials, recorded in `anonymous`."""
 
     def __init__(self):
         from smbprotocol.exceptions import NtStatus, SMBOSError
@@ -357,17 +385,34 @@ class FakeSmbclientModule:
         self.files: dict[str, bytes] = {}
         self.dirs: list[str] = []
         self.sessions: list[tuple] = []
+        self.pool: dict[str, str | None] = {}  # connection key -> username
+        self.anonymous: list[str] = []
+        self.reset: list[dict] = []
         self._missing = lambda path: SMBOSError(NtStatus.STATUS_OBJECT_NAME_NOT_FOUND, path)
 
-    def register_session(self, server, username=None, password=None, port=445, encrypt=None, connection_timeout=60):
+    def register_session(self, server, username=None, password=None, port=445, encrypt=None, connection_timeout=60,
+                         connection_cache=None, **kwargs):
         self.sessions.append((server, username, port, encrypt, connection_timeout))
+        self.pool[f"{server.lower()}:{port}"] = username
 
-    def makedirs(self, path, exist_ok=False):
+    def _tree(self, path, port=445, connection_cache=None, username=None, **kwargs):
+        key = f"{path.lstrip(chr(92)).split(chr(92))[0].lower()}:{port}"
+        if key not in self.pool:
+            self.anonymous.append(key)
+            self.pool[key] = username
+
+    def mkdir(self, path, **kwargs):
+        from smbprotocol.exceptions import NtStatus, SMBOSError
+
+        self._tree(path, **kwargs)
+        if path in self.dirs:
+            raise SMBOSError(NtStatus.STATUS_OBJECT_NAME_COLLISION, path)
         self.dirs.append(path)
 
-    def open_file(self, path, mode="r", share_access=None):
+    def open_file(self, path, mode="r", share_access=None, **kwargs):
         import io
 
+        self._tree(path, **kwargs)
         fake = self
         if "r" in mode:
             if path not in self.files:
@@ -381,25 +426,49 @@ class FakeSmbclientModule:
                 super().close()
         return Writer()
 
-    def remove(self, path):
+    def remove(self, path, **kwargs):
+        self._tree(path, **kwargs)
         if path not in self.files:
             raise self._missing(path)
         del self.files[path]
 
+    def reset_connection_cache(self, fail_on_error=True, connection_cache=None):
+        self.reset.append(connection_cache)
 
-def test_smb_files_over_the_smbclient_api(monkeypatch):
+
+@pytest.mark.parametrize("port", [445, 4455])
+def test_smb_files_over_the_smbclient_api(monkeypatch, port):
     import smbclient
 
     fake_module = FakeSmbclientModule()
-    for name in ("register_session", "makedirs", "open_file", "remove"):
+    for name in ("register_session", "mkdir", "open_file", "remove", "reset_connection_cache"):
         monkeypatch.setattr(smbclient, name, getattr(fake_module, name))
-    files = psexec.SmbFiles("h.fake.invalid", "LAB\\u", SECRET, 445, 30)
-    assert fake_module.sessions == [("h.fake.invalid", "LAB\\u", 445, True, 30)]
+    files = psexec.SmbFiles("h.fake.invalid", "LAB\\u", SECRET, port, 30)
+    assert fake_module.sessions == [("h.fake.invalid", "LAB\\u", port, True, 30)]
     unc = r"\\h.fake.invalid\C$\w\spawn\x.out"
     assert files.read_from(unc, 0) is None  # not written yet: None, not an error
     files.write_bytes(unc, b"line1\nline2\n")
-    assert fake_module.dirs == [r"\\h.fake.invalid\C$\w\spawn"]
-    assert files.read_from(unc, 6) == b"line2\n"
+    assert fake_module.dirs == [r"\\h.fake.invalid\C$\w", r"\\h.fake.invalid\C$\w\spawn"]
+    files.write_bytes(unc, b"again")  # directories exist already: fine
+    assert files.read_from(unc, 0) == b"again"
     files.remove(unc)
     files.remove(unc)  # already gone: fine
     assert files.read_from(unc, 0) is None
+    assert fake_module.anonymous == []  # every call went to the registered server:port
+    files.close()
+    assert len(fake_module.reset) == 1 and fake_module.reset[0] is not None  # only our own cache
+
+
+def test_a_probe_copy_that_does_not_match_is_never_run(fake, tmp_path):
+    """The copy is read back over SMB and compared (sha256) before probe_command returns it."""
+    t = PsexecTransport(node())
+    real_put = t.put
+
+    def tampering_put(local_path, remote_path):
+        real_put(local_path, remote_path)
+        fake.share.write_bytes(psexec.admin_share_path(HOST, remote_path), b"import os  # planted\n")
+
+    t.put = tampering_put
+    with pytest.raises(NodeError, match="does not match ours"):
+        t.probe_command()
+    t.close()

@@ -76,7 +76,7 @@ def test_one_table_per_scenario_with_cells_and_marks():
     cells = [a for t, a in tags if t == "div" and "data-i" in a]
     assert [c["class"] for c in cells] == ["k O", "k O mm", "k E mm fl", "k NA fl"]
     assert cells[1]["title"].splitlines()[:3] == [
-        "A7[vm:loopback<-host:server]", "observed: O", "expected: X - DIFFERS"]
+        "A7[vm:loopback-from-host:server]", "observed: O", "expected: X - DIFFERS"]
     # flips are listed before the first matrix
     assert page.index('id="flips"') < page.index('id="scenario-A"')
 

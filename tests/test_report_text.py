@@ -31,7 +31,7 @@ def test_terminal_lists_flips_first_then_the_matrix():
     text = render_terminal(build_report(after, baseline=before))
     lines = text.splitlines()
     assert lines[0] == "Changed since baseline 20260101T000000Z-aaaaaa: 1"
-    assert lines[1] == "  * B2[linux-vm:wildcard<-win-host:server]: O -> X ETIMEDOUT (110) 2003 ms (expected O)"
+    assert lines[1] == "  * B2[linux-vm:wildcard-from-win-host:server]: O -> X ETIMEDOUT (110) 2003 ms (expected O)"
     assert lines.index("Scenario B") > 1
     header = lines[lines.index("Scenario B") + 1]
     assert header.split() == ["server:bind", "\\", "client:target", "linux-vm:parent", "win-host:server",

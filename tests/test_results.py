@@ -66,13 +66,12 @@ def test_round_trip_keeps_every_field(tmp_path):
     # the history copy and the latest pointer
     assert load_run(tmp_path / "history" / f"{run.run_id}.json").to_dict() == run.to_dict()
     assert (tmp_path / "latest" / "results.json").resolve() == path.resolve()
-    assert not (path.parent / "parts").exists()
 
 
 def test_cell_result_dict_round_trip_with_driver_and_baseline():
     c = cell("C3", "guest", "wildcard", "host", "server", Outcome.O, driver=Driver("socat"))
     result = CellResult.from_cell(c, REFUSED, baseline=ECHO)
-    assert result.flip == "O->X" and result.id.endswith("@socat]")
+    assert result.flip == "O->X" and result.id.endswith("+socat]")
     back = CellResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert back == result
 
@@ -88,30 +87,25 @@ def test_atomic_write_leaves_old_file_and_no_temp_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
 
 
-def test_workers_parts_merge_into_one_run(tmp_path):
-    meta = {"run_id": "20260101T000000Z-abcdef", "started": "2026-01-01T00:00:00Z"}
-    gw0 = Recorder(tmp_path, {**meta, "worker_id": "gw0"})
-    gw1 = Recorder(tmp_path, {**meta, "worker_id": "gw1"})
-    gw0.record(A1, ECHO)
-    gw0.set_node_facts("hv-host", {"kernel": None, "windows_build": "26100"})
-    gw1.record(A7, REFUSED)
-    gw1.update_meta(inventory={"name": "lab", "path": "inventory/lab.yaml"})
-    gw1.node_facts["win-vm"] = {"windows_build": "22631"}  # plain dict use is kept too
-    part0, part1 = gw0.finish(), gw1.finish()
-    assert part0.name == "gw0.jsonl" and part1.name == "gw1.jsonl"
-    # a worker killed mid-line leaves a truncated last line: skipped, the rest kept
-    with open(part1, "a", encoding="utf-8") as handle:
-        handle.write('{"kind": "cell", "cell": {"id": "trunc')
-
-    controller = Recorder(tmp_path, dict(meta))
-    assert controller.has_results()
+def test_cells_added_from_workers_build_one_run_in_collection_order(tmp_path):
+    """The controller's recorder gets CellResults as they travel in pytest reports (plain dicts)."""
+    baseline = run_once(tmp_path, {A1: ECHO}, run_id="20260101T000000Z-000001")
+    controller = Recorder(tmp_path, {"run_id": "20260102T000000Z-abcdef", "baseline_path": str(baseline)})
+    assert controller.baseline_outcomes() == {A1.id: "O"}
+    travelled = [CellResult.from_dict(json.loads(json.dumps(CellResult.from_cell(c, o, seq=i).to_dict())))
+                 for c, o, i in ((A7, REFUSED, 1), (A1, REFUSED, 0))]
+    controller.add(travelled[0], worker="gw1")
+    controller.add(travelled[1], worker="gw0")
+    controller.update_meta(inventory={"name": "lab", "path": "inventory/lab.yaml"})
+    controller.update_meta(inventory={"name": "other", "path": "ignored.yaml"})  # the first one wins
+    controller.set_node_facts("hv-host", {"windows_build": "26100"})
     run = load_run(controller.finish())
-    assert {c.id for c in run.cells} == {A1.id, A7.id}
-    assert run.meta["parts"] == ["gw0", "gw1"]
+    assert [c.id for c in run.cells] == [A1.id, A7.id]
+    assert run.cell(A1.id).flip == "O->X" and run.cell(A1.id).baseline == ECHO  # judged on the controller
+    assert run.meta["workers"] == ["gw0", "gw1"]
     assert run.meta["inventory"]["path"] == "inventory/lab.yaml"
-    assert run.meta["node_facts"] == {"hv-host": {"kernel": None, "windows_build": "26100"},
-                                      "win-vm": {"windows_build": "22631"}}
-    assert not (tmp_path / "runs" / meta["run_id"] / "parts").exists()
+    assert run.meta["node_facts"] == {"hv-host": {"windows_build": "26100"}}
+    assert sorted(p.name for p in (tmp_path / "runs" / run.run_id).iterdir()) == ["results.json"]
 
 
 def test_rerun_of_a_cell_keeps_the_last_observation(tmp_path):
@@ -196,3 +190,15 @@ def test_result_files_are_ordinary_readable_files(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_ids_from_older_results_files_read_in_todays_form(tmp_path):
+    from harness.cell import current_id
+
+    assert current_id("A1[hv-host:wildcard<-win-vm:parent]") == "A1[hv-host:wildcard-from-win-vm:parent]"
+    assert current_id("C2[k:wildcard<-g:parent@socat]") == "C2[k:wildcard-from-g:parent+socat]"
+    assert current_id(A1.id) == A1.id
+    old = CellResult.from_cell(A1, ECHO).to_dict() | {"id": "A1[hv-host:wildcard<-win-vm:parent]"}
+    write_json_atomic(tmp_path / "old.json", {"run_id": "20250101T000000Z-000000", "cells": [old]})
+    recorder = Recorder(tmp_path, {"baseline_path": str(tmp_path / "old.json")})
+    assert recorder.flip_of(A1.id, REFUSED) == "O->X"  # last year's run is still a baseline

@@ -59,7 +59,7 @@ def test_documented_cells_are_encoded(all_cells, label, server, bind, client, ta
     assert (cell.server_on, cell.bind, cell.client_on, cell.target) == (server, bind, client, target)
     assert cell.expected == expected
     assert cell.source and cell.skip_reason is None
-    assert cell.id.startswith(f"{label}[{server}:{bind}<-{client}:{target}")
+    assert cell.id.startswith(f"{label}[{server}:{bind}-from-{client}:{target}")
 
 
 def test_disputed_cells_carry_the_note(all_cells):
@@ -187,7 +187,7 @@ def test_missing_nodes_give_skipped_cells_with_the_reason(tmp_path):
         """))
     cells = {c.label: c for c in expand(sc, inv)}
     assert cells["L1"].skip_reason == "inventory lonely has no windows-vm node"
-    assert cells["L1"].id == "L1[windows-vm:wildcard<-windows-vm:loopback]"
+    assert cells["L1"].id == "L1[windows-vm:wildcard-from-windows-vm:loopback]"
     assert cells["L2"].skip_reason == "inventory lonely has no linux-vm node"
     assert cells["L2"].server_on == "h1" and cells["L2"].client_on == "linux-vm"
     assert cells["L3"].skip_reason == "inventory lonely has no ghost node"
@@ -208,7 +208,7 @@ def test_unrelated_pair_is_skipped_with_the_reason(tmp_path):
 def test_without_inventory_every_cell_is_skipped(tmp_path):
     cells = expand(load_scenario(SCEN / "a-hyperv-wildcards.yaml"), None)
     assert cells and all(c.skip_reason == "no inventory (give --inventory PATH)" for c in cells)
-    assert cells[0].id == "A1[windows-host:wildcard<-windows-vm:parent]"
+    assert cells[0].id == "A1[windows-host:wildcard-from-windows-vm:parent]"
 
 
 def test_port_base_gives_each_cell_its_own_port_and_cells_may_override(tmp_path):
@@ -293,7 +293,7 @@ def test_command_driver_and_cell_overrides(tmp_path):
         """))
     c1, c2 = expand(sc, None)
     assert c1.driver.kind == "command" and c1.driver.server == "ConsoleApp1.exe /server {bind}"
-    assert c1.id.endswith("@command]") and (c1.payload, c1.timeout) == ("hi", 3)
+    assert c1.id.endswith("+command]") and (c1.payload, c1.timeout) == ("hi", 3)
     assert c2.driver.kind == "probe" and (c2.payload, c2.timeout) == ("other", 1.5)
     assert c2.service == "9866c7bc-0c89-4cb0-9427-5b526d1ae83b"
 

@@ -2,7 +2,8 @@
 
 No Windows here: the 36 bytes are written out by hand from the GUIDs (Data1/2/3 little-endian,
 Data4 as is) and cross-checked with a ctypes Structure, which uses the same little-endian native
-layout as Windows on x86/x64 -- independent of harness/probe.py's struct/uuid code.
+layout as Windows on x86/x64 -- independent of the fake's struct/uuid code (tests/fakes/fake_hvsocket.py
+builds SOCKADDR_HV as CPython's getsockaddrarg does; the probe itself hands CPython GUID strings).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import pytest
 
 from harness import probe
+from tests.fakes import fake_hvsocket
 
 PARENT = "a42e7cda-d03f-480c-9cc2-a4de20abb878"
 WILDCARD = "00000000-0000-0000-0000-000000000000"
@@ -53,7 +55,7 @@ def ctypes_sockaddr(vm_id: str, service_id: str) -> bytes:
 
 @pytest.mark.parametrize("vm_id,service_id,hex_bytes", KNOWN)
 def test_pack_sockaddr_hv_exact_bytes(vm_id, service_id, hex_bytes):
-    packed = probe.pack_sockaddr_hv(vm_id, service_id)
+    packed = fake_hvsocket.sockaddr_hv(vm_id, service_id)
     assert len(packed) == 36
     assert packed.hex() == hex_bytes
 
@@ -64,16 +66,16 @@ def test_ctypes_structure_agrees(vm_id, service_id, hex_bytes):
     assert ctypes.sizeof(SOCKADDR_HV) == 36
     built = ctypes_sockaddr(vm_id, service_id)
     assert built.hex() == hex_bytes
-    assert probe.pack_sockaddr_hv(vm_id, service_id) == built
+    assert fake_hvsocket.sockaddr_hv(vm_id, service_id) == built
 
 
 def test_uppercase_and_braced_guids_pack_the_same():
-    assert probe.pack_sockaddr_hv("{A42E7CDA-D03F-480C-9CC2-A4DE20ABB878}", PORT_19000.upper()) == \
+    assert fake_hvsocket.sockaddr_hv("{A42E7CDA-D03F-480C-9CC2-A4DE20ABB878}", PORT_19000.upper()) == \
         ctypes_sockaddr(PARENT, PORT_19000)
 
 
 def test_unpack_round_trip():
-    assert probe.unpack_sockaddr_hv(ctypes_sockaddr(PARENT, PORT_19000)) == (PARENT, PORT_19000)
+    assert fake_hvsocket.peer_of(ctypes_sockaddr(PARENT, PORT_19000)) == (PARENT, PORT_19000)
 
 
 def test_service_template_for_port_19000():

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
+from harness.errors import NodeError
 from harness.node import Access, Node
 from harness.transports import open_transport
 from harness.transports.base import CommandTimeout, PROBE_SOURCE
@@ -36,9 +38,16 @@ def test_probe_is_used_in_place_or_copied_to_a_workdir(tmp_path):
     assert LocalTransport(local_node()).probe_command()[1] == str(PROBE_SOURCE)
     t = LocalTransport(local_node(workdir=str(tmp_path / "w")))
     cmd = t.probe_command()
-    assert cmd[1] == str(tmp_path / "w" / "probe.py")
-    assert (tmp_path / "w" / "probe.py").read_bytes() == PROBE_SOURCE.read_bytes()
-    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["probe.py"]
+    run_dir = Path(cmd[1]).parent  # a fresh mktemp -d per run, owner-only
+    assert run_dir.parent == tmp_path / "w" and run_dir.name.startswith("hvsock-matrix.")
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    assert Path(cmd[1]).read_bytes() == PROBE_SOURCE.read_bytes()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["probe.py"]
+    again = LocalTransport(local_node(workdir=str(tmp_path / "w"))).probe_command()
+    assert Path(again[1]).parent != run_dir  # the next run never reuses (or trusts) a directory
+    t.close()
+    assert not run_dir.exists()  # the run's directory leaves with the run
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [Path(again[1]).parent.name]
 
 
 @pytest.mark.netns
@@ -53,3 +62,16 @@ def test_netns_prefix_runs_inside_the_namespace(netns_lab):
         assert proc.pid in netns_lab.pids("b")
     finally:
         proc.kill()
+
+
+def test_a_probe_copy_that_does_not_match_is_never_run(tmp_path):
+    t = LocalTransport(local_node(workdir=str(tmp_path / "w")))
+    real_put = t.put
+
+    def tampering_put(local_path, remote_path):
+        real_put(local_path, remote_path)
+        Path(remote_path).write_text("import os  # planted\n")
+
+    t.put = tampering_put
+    with pytest.raises(NodeError, match="does not match ours"):
+        t.probe_command()

@@ -99,10 +99,17 @@ def test_put_copies_atomically_and_probe_is_deployed_once(netns_lab, inv, tmp_pa
     t.put(str(src), remote)
     assert t.run(["cat", remote], timeout=20).stdout == "bytes for the node\n"
     cmd = t.probe_command()
-    assert cmd == ["/usr/bin/python3", inv.node("nsc").access.workdir + "/probe.py"]
+    run_dir = cmd[1].rsplit("/", 1)[0]  # a fresh mktemp -d under the workdir, owner-only
+    assert cmd[0] == "/usr/bin/python3" and cmd[1].endswith("/probe.py")
+    assert run_dir.startswith(inv.node("nsc").access.workdir + "/hvsock-matrix.")
     assert t.probe_command() is not cmd and t.probe_command() == cmd
-    listing = t.run(["ls", inv.node("nsc").access.workdir], timeout=20).stdout.split()
+    listing = t.run(["ls", run_dir], timeout=20).stdout.split()
     assert listing == ["probe.py"]  # no temp file left
+    assert t.run(["stat", "-c", "%a", run_dir], timeout=20).stdout.strip() == "700"
+    t.close()
+    again = open_transport(inv.node("nsc"), inv)
+    assert again is not t
+    assert again.run(["test", "-e", run_dir], timeout=20).rc == 1  # closing removed the run's directory
 
 
 def test_command_past_its_timeout_is_killed_on_the_node(netns_lab, inv):

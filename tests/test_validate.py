@@ -18,13 +18,16 @@ CORPUS = sorted((ROOT / "tests" / "bad_input").glob("*.yaml"))
 
 
 def validate(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HVSOCK_MATRIX_I_AM_A_LAB_NODE"}
+    env = {k: v for k, v in os.environ.items() if k != "HVSOCK_MATRIX_LAB_NODE"}
     return subprocess.run([sys.executable, "-m", "harness.cli", "validate", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
 def expectation(path: Path) -> str:
-    first = path.read_text(encoding="utf-8").splitlines()[0]
+    """The file's first line; the corpus holds BOM, UTF-16 and non-UTF-8 files too."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-16") if raw.startswith(b"\xff\xfe") else raw.decode("utf-8-sig", "replace")
+    first = text.splitlines()[0]
     assert first.startswith("# expect: "), f"{path.name}: first line must be '# expect: LINE: message'"
     return first[len("# expect: "):]
 

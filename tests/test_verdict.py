@@ -19,9 +19,14 @@ def test_mismatch_fails_naming_both_and_the_source():
     assert v.message == "expected X, observed O 2ms [001 case 7]"
 
 
-def test_e_is_never_accepted_as_x():
+def test_e_is_never_accepted_as_x_it_is_an_error():
     v = judge(cell(Outcome.X), Observation(Outcome.E, detail="node hv-host unreachable"))
-    assert v.kind == "fail" and v.message.startswith("E (harness or lab failure")
+    assert v.kind == "error" and v.message.startswith("E (harness or lab failure")
+
+
+def test_e_that_flipped_is_still_an_error_and_says_so():
+    v = judge(cell(Outcome.O), Observation(Outcome.E, detail="lab down"), flip="O->E")
+    assert v.kind == "error" and "O->E" in v.message and v.message.endswith("lab down")
 
 
 def test_unknown_expectation_records_and_passes():

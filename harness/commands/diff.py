@@ -1,7 +1,8 @@
 """`hvsock-matrix diff A B`: what changed between two runs, flips first; exit 1 when any flipped.
 
 A and B are results files, run folders, run ids, `last` or `previous`. B is judged against A,
-exactly as `pytest --baseline A` judges a run, so the two agree cell for cell.
+exactly as `pytest --baseline A` judges a run, so the two agree cell for cell. --html / --md
+also write the two runs side by side (harness/report/run_diff.py), the nodes' kernels on top.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("after", metavar="B", help="run to judge: results file, run id, last or previous")
     parser.add_argument("--results-dir", default="reports", help="where run ids are looked up (default: reports)")
     parser.add_argument("--no-matrix", action="store_true", help="print only the changes, not the matrices")
+    parser.add_argument("--html", metavar="FILE", default=None,
+                        help="write A and B side by side, differing cells first, as one HTML page")
+    parser.add_argument("--md", metavar="FILE", default=None, help="the same side-by-side view as Markdown")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,4 +46,21 @@ def run(args: argparse.Namespace) -> int:
     if gone:
         print(f"\nOnly in {before.run_id}: {len(gone)}", file=out)
         print("\n".join(f"  - {c.id}: {words.observed_line(c.observation)}" for c in gone), file=out)
+    if args.html or args.md:
+        _write_side_by_side(before, after, args.html, args.md, out)
     return 1 if report.flips else 0
+
+
+def _write_side_by_side(before, after, html: str | None, md: str | None, out) -> None:
+    from harness.report.run_diff import compare_runs
+
+    diff = compare_runs(before, after)
+    kernels = "; ".join(f"{node} {ka or '-'} -> {kb or '-'}" for node, ka, kb in diff.kernels() if ka != kb)
+    print(f"\n{len(diff.differing)} of {len(diff.pairs)} cells differ (outcome or errno)"
+          + (f"; kernels changed: {kernels}" if kernels else ""), file=out)
+    if html:
+        from harness.report.diff_html import write_diff_html
+        print(f"wrote {write_diff_html(diff, html)}", file=out)
+    if md:
+        from harness.report.diff_markdown import write_diff_markdown
+        print(f"wrote {write_diff_markdown(diff, md)}", file=out)

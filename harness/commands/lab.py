@@ -1,4 +1,4 @@
-"""`hvsock-matrix lab up [--guests N] | status | down`: the lab-in-a-box (harness/lab)."""
+"""`hvsock-matrix lab up [--guests N] [--kernel SPEC] [--guest-kernel SPEC] | status | down`: the lab-in-a-box."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up = sub.add_parser("up", help="build what is missing, boot l1 and its guests, write the inventory")
     up.add_argument("--guests", type=int, default=2, help="L2 guests inside l1 (0..2; default 2)")
     up.add_argument("--port", type=int, default=None, help="loopback port for l1's sshd (default 2222)")
+    up.add_argument("--kernel", metavar="SPEC", default=None,
+                    help="l1's kernel: stable (default), backports, sid, or a Debian version of linux-image-amd64")
+    up.add_argument("--guest-kernel", metavar="SPEC", default=None,
+                    help="the guests' kernel (same SPECs; default: l1's)")
     st = sub.add_parser("status", help="is the lab running, its port, boot times, inventory")
     st.add_argument("--json", action="store_true", help="print the status as one JSON object")
     down = sub.add_parser("down", help="stop the lab's qemu (by its pid file) and remove its run folder")
@@ -20,9 +24,9 @@ def run(args: argparse.Namespace) -> int:
     from harness.lab import lifecycle
 
     if args.lab_action == "up":
-        state = lifecycle.up(guests=args.guests, port=args.port)
+        state = lifecycle.up(guests=args.guests, port=args.port, kernel=args.kernel, guest_kernel=args.guest_kernel)
         times = ", ".join(f"{k} {v:.0f}s" for k, v in state["boot_s"].items())
-        print(f"lab up: inventory {state['inventory']} (ready after: {times})")
+        print(f"lab up: inventory {state['inventory']} ({lifecycle.kernels_text(state)}; ready after: {times})")
         return 0
     if args.lab_action == "status":
         st = lifecycle.status()
@@ -35,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"lab {'up' if st['ready'] else 'booting'}: qemu pid {st['pid']}, {st['guests']} guests, "
                   f"l1 ssh 127.0.0.1:{st['port']} {'answers' if st['ssh'] else 'silent'}; "
                   f"ready after {times or '-'}; inventory {st['inventory']}")
+            for node, k in st["kernels"].items():
+                print(f"  {node}: kernel {k.get('release') or '?'} ({k.get('spec') or '?'} {k.get('version') or ''})".rstrip())
         return 0 if st["running"] else 1
     lifecycle.down(purge=args.purge)
     return 0

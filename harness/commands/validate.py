@@ -1,7 +1,8 @@
 """`hvsock-matrix validate FILE...`: check scenario and inventory files without running anything.
 
 Files are told apart by their top-level key (`scenario:` or `inventory:`); a directory means
-every *.yaml/*.yml in it. Prints "ok PATH (N cells)" / "ok PATH (N nodes)" per good file and
+every *.yaml/*.yml in it, recursively (FIFOs, sockets and devices with such names are named as
+errors, never opened); a directory with none is an error. Prints "ok PATH (N cells)" / "ok PATH (N nodes)" per good file and
 one "PATH:LINE: message" line on stderr per bad file; exit 1 when any file is bad.
 With --inventory, scenarios are also expanded against that inventory (node names, skips,
 tcp port ranges).
@@ -21,12 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inventory", metavar="PATH", help="also expand scenarios against this inventory")
 
 
-def _expand_paths(names: list[str]) -> list[str]:
-    out: list[str] = []
+def _expand_paths(names: list[str]) -> list[str | InputError]:
+    """Files to check, in order; an InputError stands for a folder with nothing to check."""
+    out: list[str | InputError] = []
     for name in names:
         p = Path(name)
         if p.is_dir():
-            out.extend(str(f) for f in sorted(p.rglob("*")) if f.suffix in (".yaml", ".yml") and f.is_file())
+            found = [str(f) for f in sorted(p.rglob("*")) if f.suffix in (".yaml", ".yml") and not f.is_dir()]
+            out.extend(found or [InputError(name, "no *.yaml or *.yml file in this folder")])
         else:
             out.append(name)
     return out
@@ -47,8 +50,7 @@ def check_file(path: str, inventory=None) -> str:
     if kind == "inventory":
         inv = parse_inventory(path, data)
         return f"ok {path} ({len(inv.nodes)} nodes)"
-    raise InputError(f"{path}:{getattr(data, 'line', 1)}",
-                     "neither a scenario nor an inventory file (no top-level 'scenario:' or 'inventory:' key)")
+    raise InputError(f"{path}:{getattr(data, 'line', 1)}", yamlfile.NEITHER_MESSAGE)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     bad = 0
     for path in _expand_paths(args.files):
         try:
+            if isinstance(path, InputError):
+                raise path
             print(check_file(path, inventory))
         except HarnessError as err:
             print(str(err), file=sys.stderr)

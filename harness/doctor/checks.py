@@ -12,6 +12,7 @@ from harness.doctor.parse import hyperv_raw_entry, parse_version
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 VMADDR_CID_ANY = 4294967295
 MIN_PYTHON = (3, 8)
+MIN_PYTHON_WINDOWS = (3, 12)  # socket.AF_HYPERV is native from 3.12; the probe refuses older (probe.py)
 MIN_SOCAT = (1, 7, 4)
 
 
@@ -32,11 +33,16 @@ def unreachable(message: str, access_kind: str) -> Check:
 def python_check(version: str | None, where: str) -> Check:
     found = parse_version(version)
     if found is None:
-        fix = ("install Python >= 3.8 (python.org or `winget install Python.Python.3.12`); the `py` launcher "
+        fix = ("install Python >= 3.12 (python.org or `winget install Python.Python.3.12`); the `py` launcher "
                "must be on PATH, or set access.python" if where == "windows"
                else "install python3 (>= 3.8), or set access.python")
         return Check("Python for the probe", "every probe cell", FAIL, "not found", fix)
     text = ".".join(map(str, found))
+    if where == "windows" and found[:2] < MIN_PYTHON_WINDOWS:
+        return Check("Python for the probe", "every probe cell", FAIL,
+                     f"{text} has no socket.AF_HYPERV (the probe refuses it)",
+                     "install Python >= 3.12 (`winget install Python.Python.3.12`) and make `py -3` pick it, "
+                     "or set access.python to its python.exe")
     if found[:2] < MIN_PYTHON:
         return Check("Python for the probe", "every probe cell", FAIL, text, "the probe needs Python >= 3.8")
     return Check("Python for the probe", "every probe cell", OK, text)

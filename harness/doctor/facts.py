@@ -12,9 +12,11 @@ import subprocess
 
 from harness.doctor.parse import parse_proc_modules
 from harness.errors import NodeError
+from harness.hyperv.clixml import first_error_line
 from harness.hyperv.powershell import powershell_argv, ps_quote
 from harness.hyperv.registration import GCS_ROOT
 from harness.hyperv.vmids import GUEST_PARAMETERS_KEY
+from harness import timeouts
 
 WINDOWS_FACTS_SCRIPT = "\n".join([
     "$ErrorActionPreference = 'Continue'",
@@ -45,7 +47,7 @@ def controller_facts() -> dict:
     except OSError:
         facts["vsock_modules"] = []
     try:
-        out = subprocess.run(["socat", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        out = subprocess.run(["socat", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeouts.LOCAL_TOOL)
         for line in out.stdout.decode("utf-8", "replace").splitlines():
             if "socat version" in line:
                 facts["socat_version"] = line.split("socat version", 1)[1].split()[0]
@@ -75,11 +77,11 @@ def windows_facts(node, pool) -> dict:
     except NodeError as err:
         facts["python"] = None
         facts["probe_error"] = err.message
-    result = pool.transport(node.name).run(powershell_argv(WINDOWS_FACTS_SCRIPT), timeout=120)
+    result = pool.transport(node.name).run(powershell_argv(WINDOWS_FACTS_SCRIPT), timeout=timeouts.WINDOWS_FACTS_SCRIPT)
     lines = [line for line in result.stdout.splitlines() if line.strip().startswith("{")]
     if not lines:
-        first = (result.stderr or result.stdout or "no output").strip().splitlines()
-        raise NodeError(node.name, f"facts script failed (rc {result.rc}): {first[0] if first else ''}")
+        raise NodeError(node.name, f"facts script failed (rc {result.rc}): "
+                                   f"{first_error_line(result.stderr, result.stdout)}")
     try:
         facts.update(json.loads(lines[-1]))
     except json.JSONDecodeError as err:

@@ -12,11 +12,11 @@ from harness.agents import AgentPool
 from harness.drivers import CellPlan
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
+from harness import timeouts
 
 # the client phases where the probe may say X: connect() failed, or (non-stream types) socket()
 # refused the type, or a datagram was refused or never answered
 X_PHASES = ("socket", "connect", "send", "reply")
-LISTEN_GRACE = 30.0  # the listener outlives the client's whole attempt by this much, then exits by itself
 
 
 def _record(commands: list[str], agent, op: str, **fields) -> None:
@@ -35,7 +35,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
     try:
         server = pool.agent(s_node.name)
         listen = dict(family=s_node.family, addr=plan.bind.addr, port=cell.port, service=plan.service_for(s_node),
-                      timeout=float(cell.timeout) * 2 + LISTEN_GRACE, count=1, socket=cell.socket)
+                      timeout=timeouts.listener_lifetime(cell.timeout), count=1, socket=cell.socket)
         _record(commands, server, "listen", **listen)
         ev = server.listen(**listen)
     except NodeError as exc:

@@ -15,15 +15,15 @@ from harness.errors import NodeError
 from harness.node import Node
 from harness.outcome import Observation, Outcome
 from harness.transports.base import CommandTimeout, Process, Transport
+from harness import timeouts
 
 
 def start_margin(node: Node) -> float:
     """How long beyond the cell's timeout a program started on the node may take: its process
     start, which the inventory's connect_timeout already sizes (nested lab guests: minutes).
     The cell's timeout stays the budget of the connection itself."""
-    if node.access.kind == "local":  # this machine (or a namespace of it): no connection to size it by
-        return 5.0
-    return max(5.0, float(node.access.connect_timeout))
+    # this machine (or a namespace of it): no connection to size it by
+    return timeouts.start_margin(node.access.connect_timeout, local=node.access.kind == "local")
 
 
 @dataclass
@@ -82,13 +82,13 @@ def _await_ready(proc: Process, watcher: Process | None, is_ready: Callable[[str
             return ServerStart(proc, True, lines + [f"(ss lists a listener on port {listener[1]})"])
         try:
             step = max(0.0, deadline - time.monotonic())
-            line = proc.read_line(min(step, 0.05) if watcher is not None else step)
+            line = proc.read_line(min(step, timeouts.READY_POLL) if watcher is not None else step)
         except TimeoutError:
             if time.monotonic() < deadline:
                 continue
             return ServerStart(proc, False, lines)
         if line is None:
-            rc = proc.wait(5)
+            rc = proc.wait(timeouts.PROCESS_EXIT)
             tail = proc.stderr_tail()
             return ServerStart(None, False, lines + ([tail] if tail else []), exited=True, rc=rc)
         lines.append(line)

@@ -7,10 +7,14 @@ registration someone else made, and a run removes only the entries it added itse
 """
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from harness import timeouts
 from harness.errors import NodeError
+from harness.hyperv.clixml import first_error_line
+from harness.hyperv.ownership import owner_tag, tag_is_dead
 from harness.hyperv.powershell import (
     MAX_ENCODED_CHARS,
     canonical_guid,
@@ -23,7 +27,7 @@ from harness.hyperv.powershell import (
 GCS_ROOT = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Virtualization\GuestCommunicationServices"
 ELEMENT_NAME = "hvsock-matrix"
 VSOCK_TEMPLATE_SUFFIX = "-facb-11e6-bd58-64006a7986d3"
-SCRIPT_TIMEOUT = 120.0
+SCRIPT_TIMEOUT = timeouts.REGISTRATION_SCRIPT
 
 
 # --- which GUIDs a run needs -------------------------------------------------------------------
@@ -141,9 +145,17 @@ def _header(element_name: str) -> list[str]:
     ]
 
 
-def register_script(guids: Iterable[str], element_name: str = ELEMENT_NAME) -> str:
-    """Adds each missing GUID key with ElementName; prints `added <guid>` or `present <guid>` per GUID."""
-    lines = _header(element_name) + _guid_list_lines(guids) + [
+OWNER_VALUE = "HvsockMatrixOwner"  # registry value naming the run: <controller host>:<pid>:<start ticks>
+
+
+def _owner_lines(owner: str | None) -> list[str]:
+    return [f"$runowner = {ps_quote(owner)}"] if owner else []
+
+
+def register_script(guids: Iterable[str], element_name: str = ELEMENT_NAME, owner: str | None = None) -> str:
+    """Adds each missing GUID key with ElementName (and the run's owner tag); prints `added <guid>` or
+    `present <guid>` per GUID."""
+    lines = _header(element_name) + _owner_lines(owner) + _guid_list_lines(guids) + [
         "foreach ($g in $guids) {",
         "    $key = Join-Path $root $g",
         "    if ((Test-Path -LiteralPath $key) -or (Test-Path -LiteralPath (Join-Path $root ('{' + $g + '}')))) {",
@@ -151,6 +163,8 @@ def register_script(guids: Iterable[str], element_name: str = ELEMENT_NAME) -> s
         "    } else {",
         "        $null = New-Item -Path $key -Force",
         "        $null = New-ItemProperty -LiteralPath $key -Name 'ElementName' -PropertyType String -Value $name",
+        *([f"        $null = New-ItemProperty -LiteralPath $key -Name '{OWNER_VALUE}' -PropertyType String "
+           "-Value $runowner"] if owner else []),
         "        Write-Output ('added ' + $g)",
         "    }",
         "}",
@@ -158,14 +172,18 @@ def register_script(guids: Iterable[str], element_name: str = ELEMENT_NAME) -> s
     return "\n".join(lines) + "\n"
 
 
-def unregister_script(guids: Iterable[str], element_name: str = ELEMENT_NAME) -> str:
-    """Removes each GUID key whose ElementName is ours; prints `removed|absent|foreign <guid>`."""
-    lines = _header(element_name) + _guid_list_lines(guids) + [
+def unregister_script(guids: Iterable[str], element_name: str = ELEMENT_NAME, owner: str | None = None) -> str:
+    """Removes each GUID key whose ElementName is ours (and, given `owner`, whose owner tag is that one);
+    prints `removed|absent|foreign <guid>`."""
+    lines = _header(element_name) + _owner_lines(owner) + _guid_list_lines(guids) + [
         "foreach ($g in $guids) {",
         "    $key = Join-Path $root $g",
         "    if (-not (Test-Path -LiteralPath $key)) { Write-Output ('absent ' + $g); continue }",
         "    $owner = (Get-ItemProperty -LiteralPath $key -Name 'ElementName' -ErrorAction SilentlyContinue).ElementName",
         "    if ($owner -ne $name) { Write-Output ('foreign ' + $g); continue }",
+        *([f"    $run = (Get-ItemProperty -LiteralPath $key -Name '{OWNER_VALUE}' -ErrorAction SilentlyContinue)."
+           f"{OWNER_VALUE}",
+           "    if ($run -ne $runowner) { Write-Output ('foreign ' + $g); continue }"] if owner else []),
         "    Remove-Item -LiteralPath $key -Recurse -Force",
         "    Write-Output ('removed ' + $g)",
         "}",
@@ -174,18 +192,26 @@ def unregister_script(guids: Iterable[str], element_name: str = ELEMENT_NAME) ->
 
 
 def list_script() -> str:
-    """Prints `<key name><TAB><ElementName>` for every registered service."""
+    """Prints `<key name><TAB><ElementName><TAB><owner tag>` for every registered service."""
     lines = [
         "$ErrorActionPreference = 'Stop'",
         f"$root = {ps_quote(GCS_ROOT)}",
         "if (-not (Test-Path -LiteralPath $root)) { Write-Output 'missing-root'; exit 3 }",
-        "Get-ChildItem -LiteralPath $root | ForEach-Object { Write-Output ($_.PSChildName + \"`t\" + [string]$_.GetValue('ElementName')) }",
+        "Get-ChildItem -LiteralPath $root | ForEach-Object { Write-Output ($_.PSChildName + \"`t\" + "
+        f"[string]$_.GetValue('ElementName') + \"`t\" + [string]$_.GetValue('{OWNER_VALUE}')) }}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _chunks(guids: Iterable[str], build: Callable[[list[str]], str]) -> list[str]:
-    """Scripts small enough for one command line each (ranges keep most runs to one)."""
+def _fits(script: str, limit: int | None) -> bool:
+    """True when the script's whole command line stays within the transport's limit."""
+    if len(encode_command(script)) > MAX_ENCODED_CHARS:
+        return False
+    return limit is None or len(subprocess.list2cmdline(powershell_argv(script))) <= limit
+
+
+def _chunks(guids: Iterable[str], build: Callable[[list[str]], str], limit: int | None = None) -> list[str]:
+    """Scripts small enough for one command line each on this transport (ranges keep most runs to one)."""
     pending = sorted({canonical_guid(g) or g for g in guids})
     if not pending:
         return []
@@ -194,12 +220,19 @@ def _chunks(guids: Iterable[str], build: Callable[[list[str]], str]) -> list[str
     while pending:
         part = pending[:size]
         script = build(part)
-        if len(encode_command(script)) > MAX_ENCODED_CHARS and size > 1:
+        if not _fits(script, limit):
+            if size == 1:
+                raise ValueError(f"one GUID's script does not fit a command line of {limit} characters")
             size = max(1, size // 2)
             continue
         scripts.append(script)
         pending = pending[size:]
     return scripts
+
+
+def _limit(transport) -> int | None:
+    limit = getattr(transport, "command_line_limit", None)
+    return limit() if callable(limit) else None
 
 
 # --- running them --------------------------------------------------------------------------------
@@ -220,8 +253,7 @@ def _run_script(transport, script: str) -> str:
     node = transport.node.name
     result = transport.run(powershell_argv(script), timeout=SCRIPT_TIMEOUT)
     if result.rc != 0 and "missing-root" not in result.stdout:
-        first = (result.stderr or result.stdout or "").strip().splitlines()
-        raise NodeError(node, f"PowerShell exited {result.rc}: {first[0] if first else 'no output'}")
+        raise NodeError(node, f"PowerShell exited {result.rc}: {first_error_line(result.stderr, result.stdout)}")
     return result.stdout
 
 
@@ -234,10 +266,13 @@ class RegistrationReport:
     present: list[str] = field(default_factory=list)
 
 
-def register_guids(transport, guids: Iterable[str], element_name: str = ELEMENT_NAME) -> RegistrationReport:
+def register_guids(transport, guids: Iterable[str], element_name: str = ELEMENT_NAME,
+                   owner: str | None = None) -> RegistrationReport:
+    """Registers `guids`; with `owner` (a run's owner_tag) they are that run's, swept once it is dead.
+    Without it (hvsock-matrix register, --keep-registration) they stay until unregistered by hand."""
     report = RegistrationReport(transport.node.name)
     wanted = set(canonical_guid(g) or g for g in guids)
-    for script in _chunks(wanted, lambda part: register_script(part, element_name)):
+    for script in _chunks(wanted, lambda part: register_script(part, element_name, owner), _limit(transport)):
         states = _parse_states(report.node, _run_script(transport, script), ("added", "present"))
         report.added += states["added"]
         report.present += states["present"]
@@ -250,7 +285,7 @@ def register_guids(transport, guids: Iterable[str], element_name: str = ELEMENT_
 def unregister_guids(transport, guids: Iterable[str], element_name: str = ELEMENT_NAME) -> dict[str, list[str]]:
     """Removes our entries among `guids`; returns {'removed': [...], 'absent': [...], 'foreign': [...]}."""
     total: dict[str, list[str]] = {"removed": [], "absent": [], "foreign": []}
-    for script in _chunks(guids, lambda part: unregister_script(part, element_name)):
+    for script in _chunks(guids, lambda part: unregister_script(part, element_name), _limit(transport)):
         states = _parse_states(transport.node.name, _run_script(transport, script), tuple(total))
         for key, values in states.items():
             total[key] += values
@@ -259,20 +294,44 @@ def unregister_guids(transport, guids: Iterable[str], element_name: str = ELEMEN
 
 def parse_listing(stdout: str) -> dict[str, str]:
     """{guid: ElementName} from list_script's output; keys that are not GUIDs are left out."""
-    out: dict[str, str] = {}
+    return {guid: element for guid, (element, _) in parse_owned_listing(stdout).items()}
+
+
+def parse_owned_listing(stdout: str) -> dict[str, tuple[str, str]]:
+    """{guid: (ElementName, owner tag)} from list_script's output."""
+    out: dict[str, tuple[str, str]] = {}
     for line in stdout.replace("\r\n", "\n").split("\n"):
-        name, _, element = line.strip("\r").partition("\t")
+        name, _, rest = line.strip("\r").partition("\t")
+        element, _, owner = rest.partition("\t")
         guid = canonical_guid(name)
         if guid:
-            out[guid] = element.strip()
+            out[guid] = (element.strip(), owner.strip())
     return out
 
 
-def list_registered(transport) -> dict[str, str]:
+def _listing(transport) -> str:
     stdout = _run_script(transport, list_script())
     if "missing-root" in output_lines(stdout):
         raise NodeError(transport.node.name, "no GuestCommunicationServices registry key: is the Hyper-V role installed on this host?")
-    return parse_listing(stdout)
+    return stdout
+
+
+def list_registered(transport) -> dict[str, str]:
+    return parse_listing(_listing(transport))
+
+
+def sweep_dead_runs(transport, element_name: str = ELEMENT_NAME) -> list[str]:
+    """Removes registrations left by killed runs of this controller (owner tag of a dead process);
+    never one of a live run, of another controller, or without an owner tag. Returns what it removed."""
+    by_owner: dict[str, list[str]] = {}
+    for guid, (element, owner) in parse_owned_listing(_listing(transport)).items():
+        if element == element_name and owner and tag_is_dead(owner):
+            by_owner.setdefault(owner, []).append(guid)
+    removed: list[str] = []
+    for owner, guids in sorted(by_owner.items()):
+        for script in _chunks(guids, lambda part: unregister_script(part, element_name, owner), _limit(transport)):
+            removed += _parse_states(transport.node.name, _run_script(transport, script), ("removed",))["removed"]
+    return removed
 
 
 # --- around a run ---------------------------------------------------------------------------------
@@ -313,6 +372,7 @@ class RegistrationGuard:
         self.errors: dict[str, str] = {}
         self.cleanup_errors: dict[str, str] = {}
         self.removed: dict[str, list[str]] = {}
+        self.swept: dict[str, list[str]] = {}  # node -> GUIDs of killed runs removed before registering
 
     def _transport(self, node):
         if node.name in self._transports:
@@ -331,7 +391,10 @@ class RegistrationGuard:
             return self
         for node in hyperv_hosts(self.inventory):
             try:
-                self.reports[node.name] = register_guids(self._transport(node), self.guids, self.element_name)
+                transport = self._transport(node)
+                self.swept[node.name] = sweep_dead_runs(transport, self.element_name)  # a killed run's leftovers
+                self.reports[node.name] = register_guids(transport, self.guids, self.element_name,
+                                                         None if self.keep else owner_tag())
             except NodeError as err:
                 if self.strict:
                     self._undo()

@@ -11,10 +11,12 @@ import dataclasses
 import json
 
 from harness.errors import NodeError
+from harness.hyperv.clixml import first_error_line
 from harness.hyperv.powershell import canonical_guid, output_lines, powershell_argv, ps_quote
+from harness import timeouts
 
 GUEST_PARAMETERS_KEY = r"HKLM:\SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters"
-SCRIPT_TIMEOUT = 60.0
+SCRIPT_TIMEOUT = timeouts.VMIDS_SCRIPT
 
 # Id as a string: Windows PowerShell 5.1 may serialise a [guid] as {"Guid": ...}; ToString() never does.
 GET_VM_SCRIPT = (
@@ -73,8 +75,8 @@ def host_vm_ids(transport) -> dict[str, str]:
     """Get-VM on a Hyper-V host: {VM name: VM ID}."""
     result = transport.run(powershell_argv(GET_VM_SCRIPT), timeout=SCRIPT_TIMEOUT)
     if result.rc != 0:
-        first = (result.stderr or result.stdout or "").strip().splitlines()
-        raise NodeError(transport.node.name, f"Get-VM failed (rc {result.rc}): {first[0] if first else 'no output'}")
+        raise NodeError(transport.node.name, f"Get-VM failed (rc {result.rc}): "
+                                             f"{first_error_line(result.stderr, result.stdout)}")
     try:
         return parse_get_vm(result.stdout)
     except ValueError as err:
@@ -85,8 +87,8 @@ def guest_vm_id(transport) -> str | None:
     """VirtualMachineId from inside a Windows guest (None: integration services off)."""
     result = transport.run(powershell_argv(GUEST_VM_ID_SCRIPT), timeout=SCRIPT_TIMEOUT)
     if result.rc != 0:
-        first = (result.stderr or result.stdout or "").strip().splitlines()
-        raise NodeError(transport.node.name, f"reading VirtualMachineId failed (rc {result.rc}): {first[0] if first else 'no output'}")
+        raise NodeError(transport.node.name, f"reading VirtualMachineId failed (rc {result.rc}): "
+                                             f"{first_error_line(result.stderr, result.stdout)}")
     return parse_guest_vm_id(result.stdout)
 
 

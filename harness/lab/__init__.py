@@ -1,11 +1,13 @@
 """Lab-in-a-box: a real Linux vsock lab under qemu (L1 "host" + L2 guests), for users and CI.
 
 Public API (the pytest plugin calls ensure_lab when no --inventory is given):
-    ensure_lab(guests=2, progress=...) -> Path   boot or reuse the lab, return its inventory path
+    ensure_lab(guests=2, progress=..., kernel=None, guest_kernel=None) -> Path
+                                              boot or reuse the lab, return its inventory path
     lab_is_up() -> bool
-The parts, one idea per file: paths (cache layout), kernel (Debian kernel -> vmlinux + stripped
-modules), initramfs (+ files/init.sh, the guests' PID 1), keys, qemu (L1 launch/stop),
-readiness (SSH banners), progress (console tail), inventory_file, lifecycle (up/status/down).
+The parts, one idea per file: paths (cache layout), debian_sources + apt_client + kernel_spec
+(SPEC -> Debian packages), kernel (packages -> vmlinux + stripped modules), module_order,
+initramfs (+ files/init.sh, the guests' PID 1), keys, qemu (L1 launch/stop), readiness (SSH
+banners), progress (console tail), inventory_file, lifecycle (up/status/down).
 """
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from pathlib import Path
 from typing import Callable
 
 
-def ensure_lab(guests: int = 2, progress: Callable[[str], None] | None = None) -> Path:
+def ensure_lab(guests: int = 2, progress: Callable[[str], None] | None = None,
+               kernel: str | None = None, guest_kernel: str | None = None) -> Path:
     from harness.lab import lifecycle
     from harness.lab.progress import plain_progress
 
-    state = lifecycle.up(guests=guests, progress=progress or plain_progress)
+    state = lifecycle.up(guests=guests, progress=progress or plain_progress, kernel=kernel, guest_kernel=guest_kernel)
     return Path(state["inventory"])
 
 

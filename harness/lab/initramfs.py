@@ -11,8 +11,9 @@ from importlib import resources
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.lab.kernel import BASE_MODULES, L1_MODULES, L2_MODULES, LOOPBACK_MODULE
-from harness.lab.paths import LabPaths
+from harness.lab.kernel import LOOPBACK_MODULE
+from harness.lab.module_order import STAGES
+from harness.lab.paths import KernelPaths
 
 BUSYBOX = Path("/bin/busybox")
 
@@ -46,13 +47,14 @@ def init_script() -> bytes:
     return resources.files("harness.lab").joinpath("files/init.sh").read_bytes()
 
 
-def ensure_initramfs(paths: LabPaths, progress=print) -> Path:
-    """Build (or keep, when its inputs did not change) the initramfs shared by L1 and L2."""
+def ensure_initramfs(paths: KernelPaths, progress=print) -> Path:
+    """Build (or keep, when its inputs did not change) one kernel's initramfs (L1 and L2 on it)."""
     if not BUSYBOX.exists():
         raise HarnessError("lab: /bin/busybox missing: apt-get install busybox-static")
     modules = sorted(paths.modules_dir.glob("*.ko"))
+    orders = {stage: paths.modules_dir / f"{stage}.order" for stage in STAGES}
     digest = hashlib.sha256(init_script() + BUSYBOX.read_bytes())
-    for m in modules:
+    for m in modules + list(orders.values()):
         digest.update(m.name.encode() + m.read_bytes())
     stamp = paths.initramfs.with_suffix(".sha256")
     if paths.initramfs.exists() and stamp.exists() and stamp.read_text().strip() == digest.hexdigest():
@@ -65,12 +67,12 @@ def ensure_initramfs(paths: LabPaths, progress=print) -> Path:
     files["bin/busybox"] = (x, BUSYBOX.read_bytes())
     for m in modules:
         files[f"modules/{m.name}"] = (f, m.read_bytes())
-    for name, order in (("base", BASE_MODULES), ("l1", L1_MODULES), ("l2", L2_MODULES)):
-        files[f"modules/{name}.order"] = (f, (" ".join(x.replace("-", "_") for x in order) + "\n").encode())
-    assert LOOPBACK_MODULE.replace("-", "_") + ".ko" in {m.name for m in modules}
+    for stage, order in orders.items():
+        files[f"modules/{stage}.order"] = (f, order.read_bytes())
+    if LOOPBACK_MODULE + ".ko" not in {m.name for m in modules}:
+        raise HarnessError(f"lab: {paths.modules_dir} has no {LOOPBACK_MODULE}.ko (incomplete kernel build)")
     nodes = {"dev/console": (0o020600, 5, 1), "dev/null": (0o020666, 1, 3)}
     tmp = paths.initramfs.with_suffix(".tmp")
-    paths.root.mkdir(parents=True, exist_ok=True)
     tmp.write_bytes(build_cpio(files, nodes))
     tmp.replace(paths.initramfs)
     stamp.write_text(digest.hexdigest() + "\n")

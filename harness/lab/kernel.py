@@ -1,53 +1,46 @@
-"""The guests' kernel: Debian's own linux-image package, unpacked into the cache.
+"""The guests' kernel: a Debian linux-image package (any version), unpacked into the cache.
 
 Why these steps (lab-recipe.md, "Two machine types"): `-M microvm` boots an uncompressed ELF
 vmlinux by PVH, which is 2x faster to sshd than `-M pc` + bzImage; and modules load 4x faster
-under TCG once their appended signature is cut off. Everything is idempotent: a step whose
-product exists is skipped.
+under TCG once their appended signature is cut off. Newer kernels add work: the bzImage payload
+is zstd (6.12+), modules are .ko.xz (signed before compression: decompress, then strip), the
+files live under /usr/lib/modules (7.x: vmlinuz there too, in a separate linux-binary package),
+and module names change (fscache went into netfs): the load order comes from modules.dep.
+Each version builds into its own folder, once; a folder is complete when its `release` exists.
 """
 from __future__ import annotations
 
+import gzip
 import lzma
-import re
 import shutil
+import struct
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.lab.paths import LabPaths
-
-# Loaded by the guests' init, in this order (vsock_loopback and vhost_vsock fail with
-# "unknown symbol" unless vmw_vsock_virtio_transport_common is loaded first).
-BASE_MODULES = [
-    "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
-    "virtio_mmio", "failover", "net_failover", "virtio_net", "virtio-rng", "netfs", "fscache",
-    "9pnet", "9pnet_virtio", "9p", "overlay",
-]
-L1_MODULES = ["vsock", "vmw_vsock_virtio_transport_common", "vsock_loopback", "vsock_diag",
-              "vhost_iotlb", "vhost", "vhost_vsock"]
-L2_MODULES = ["vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport", "vsock_diag"]
-LOOPBACK_MODULE = "vsock_loopback"  # L2 loads it only when told (hvlab.loopback=1): see guests.py
-ALL_MODULES = list(dict.fromkeys(BASE_MODULES + L1_MODULES + L2_MODULES))
+from harness.lab import module_order
+from harness.lab.apt_client import run_tool
+from harness.lab.kernel_spec import ResolvedKernel, resolve
+from harness.lab.paths import KernelPaths, LabPaths
 
 SIG_MAGIC = b"~Module signature appended~\n"
+LOOPBACK_MODULE = "vsock_loopback"  # L2 loads it only when told (hvlab.loopback=1): see init.sh
+# Compressed payloads a bzImage may carry (arch/x86/boot/compressed/Makefile), by magic.
+XZ_MAGIC, ZSTD_MAGIC, GZIP_MAGIC = b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"\x1f\x8b\x08"
 
 
-def _run(argv: list[str], cwd: Path | None = None) -> str:
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise HarnessError(f"lab: `{' '.join(argv)}` failed: {tail[0]}")
-    return proc.stdout
+@dataclass(frozen=True)
+class Kernel:
+    """A built kernel: its Debian version, `uname -r`, and where vmlinux/modules/initramfs are."""
 
+    spec: str
+    version: str
+    release: str
+    paths: KernelPaths
 
-def kernel_package() -> str:
-    """linux-image-6.1.0-NN-amd64, the package Debian's linux-image-amd64 currently points at."""
-    out = _run(["apt-cache", "depends", "linux-image-amd64"])
-    m = re.search(r"Depends:\s*(linux-image-[0-9][^\s]*-amd64)", out)
-    if not m:
-        raise HarnessError("lab: `apt-cache depends linux-image-amd64` names no linux-image-*-amd64 "
-                           "(run apt-get update?)")
-    return m.group(1)
+    def describe(self) -> dict:
+        return {"spec": self.spec, "version": self.version, "release": self.release}
 
 
 def strip_signature(data: bytes) -> bytes:
@@ -62,75 +55,140 @@ def strip_signature(data: bytes) -> bytes:
     return data[:end]
 
 
+def _zstd_decompress(data: bytes, what: str) -> bytes:
+    """zstd is not in Python's stdlib before 3.14: the zstd tool (Debian package zstd) does it."""
+    try:
+        proc = subprocess.run(["zstd", "-dcq"], input=data, capture_output=True, timeout=300)
+    except FileNotFoundError:
+        raise HarnessError(f"lab: {what} is zstd-compressed and zstd is missing: apt-get install zstd") from None
+    if proc.returncode != 0:
+        raise HarnessError(f"lab: {what}: zstd failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
+    return proc.stdout
+
+
+def bzimage_payload(bzimage: bytes) -> bytes:
+    """The compressed kernel inside a bzImage, cut by its boot header (payload_offset/_length).
+
+    Documentation/arch/x86/boot.rst: the protected-mode code starts at (setup_sects + 1) * 512,
+    payload_offset (0x248) and payload_length (0x24c) are relative to it. The payload ends with
+    the 4-byte little-endian uncompressed size, which the zstd tool rejects as trailing data.
+    """
+    if bzimage[0x202:0x206] != b"HdrS":
+        raise HarnessError("lab: the kernel image has no x86 boot header (not a bzImage)")
+    setup_sects = bzimage[0x1f1] or 4
+    offset, length = struct.unpack_from("<II", bzimage, 0x248)
+    start = (setup_sects + 1) * 512 + offset
+    if not length or start + length > len(bzimage):
+        raise HarnessError("lab: the kernel image's payload_offset/payload_length point outside it")
+    return bzimage[start:start + length]
+
+
 def vmlinux_from_bzimage(bzimage: bytes) -> bytes:
-    """The ELF kernel inside a bzImage: find the XZ stream and decompress it."""
-    start = bzimage.find(b"\xfd7zXZ\x00")
-    if start < 0:
-        raise HarnessError("lab: no XZ payload in the kernel image (unexpected compression)")
-    dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    out = dec.decompress(bzimage[start:])
-    if not out.startswith(b"\x7fELF"):
-        raise HarnessError("lab: the kernel payload is not an ELF vmlinux")
+    """The ELF kernel inside a bzImage (xz, zstd or gzip payload), for PVH boot under microvm."""
+    payload = bzimage_payload(bzimage)
+    if payload.startswith(XZ_MAGIC):
+        out = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
+    elif payload.startswith(ZSTD_MAGIC):
+        out = _zstd_decompress(payload[:-4], "the kernel image")
+    elif payload.startswith(GZIP_MAGIC):
+        out = gzip.decompress(payload)  # its own footer ends with the size
+    else:
+        raise HarnessError(f"lab: unknown kernel compression (payload starts {payload[:4].hex()})")
+    size = struct.unpack("<I", payload[-4:])[0]
+    if not out.startswith(b"\x7fELF") or len(out) != size:
+        raise HarnessError("lab: the kernel payload is not the ELF vmlinux its header announces")
     return out
 
 
-def ensure_kernel(paths: LabPaths, progress=print) -> str:
-    """Download, unpack, depmod, vmlinux, stripped modules. Returns the kernel version."""
-    kdir = paths.kernel_dir
-    kdir.mkdir(parents=True, exist_ok=True)
-    version_file = kdir / "version"
-    if paths.vmlinux.exists() and version_file.exists() and (paths.modules_dir / "vsock.ko").exists():
-        return version_file.read_text().strip()
-    debs = sorted(kdir.glob("linux-image-*_amd64.deb"))
-    if not debs:
-        pkg = kernel_package()
-        progress(f"downloading {pkg} (apt-get download)")
-        _run(["apt-get", "download", pkg], cwd=kdir)
-        debs = sorted(kdir.glob("linux-image-*_amd64.deb"))
-        if not debs:
-            raise HarnessError(f"lab: apt-get download {pkg} left no .deb in {kdir}")
-    deb = debs[-1]
-    root = kdir / "root"
-    if not root.exists():
-        progress(f"unpacking {deb.name}")
-        tmp = kdir / "root.tmp"
+def module_bytes(path: Path) -> bytes:
+    """A module's ELF, decompressed (.ko.xz/.ko.zst/.ko.gz) and with its signature cut."""
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        data = lzma.decompress(data)
+    elif path.name.endswith(".zst"):
+        data = _zstd_decompress(data, path.name)
+    elif path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    return strip_signature(data)
+
+
+def modules_root(root: Path) -> Path:
+    """lib/modules (up to 6.x) or usr/lib/modules (7.x, merged /usr): the one holding a release."""
+    for candidate in (root / "lib" / "modules", root / "usr" / "lib" / "modules"):
+        if candidate.is_dir() and any(candidate.iterdir()):
+            return candidate
+    raise HarnessError(f"lab: no lib/modules/<release> in the unpacked kernel ({root})")
+
+
+def vmlinuz_path(root: Path, release: str) -> Path:
+    for candidate in (root / "boot" / f"vmlinuz-{release}",
+                      modules_root(root) / release / "vmlinuz"):
+        if candidate.is_file():
+            return candidate
+    raise HarnessError(f"lab: kernel {release}: no vmlinuz in /boot or /usr/lib/modules/{release}")
+
+
+def ensure_kernel(paths: LabPaths, spec: str = "stable", progress=print) -> Kernel:
+    """Resolve SPEC, then download, unpack, depmod, vmlinux, stripped modules (each step once)."""
+    resolved = resolve(spec, paths.apt_dir, progress)
+    kp = paths.kernel(resolved.version)
+    if kp.release_file.exists() and kp.vmlinux.exists():
+        return Kernel(spec, resolved.version, kp.release_file.read_text().strip(), kp)
+    return Kernel(spec, resolved.version, _build(resolved, kp, progress), kp)
+
+
+def _build(resolved: ResolvedKernel, kp: KernelPaths, progress) -> str:
+    kp.dir.mkdir(parents=True, exist_ok=True)
+    wanted = [p.split("=", 1)[0] for p in resolved.packages]
+    have = {deb.name.split("_", 1)[0] for deb in kp.debs.glob("*.deb")}
+    missing = [p for p in resolved.packages if p.split("=", 1)[0] not in have]
+    if missing:
+        progress(f"kernel {resolved.spec}: apt-get download {' '.join(missing)} ({resolved.apt.label})")
+        tmp = kp.dir / "debs.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        _run(["dpkg-deb", "-x", str(deb), str(tmp)])
+        resolved.apt.download(missing, tmp)
+        kp.debs.mkdir(exist_ok=True)
+        for deb in tmp.glob("*.deb"):
+            deb.replace(kp.debs / deb.name)
+        shutil.rmtree(tmp, ignore_errors=True)
+    debs = [deb for deb in sorted(kp.debs.glob("*.deb")) if deb.name.split("_", 1)[0] in wanted]
+    if len(debs) != len(wanted):
+        raise HarnessError(f"lab: apt-get download left {len(debs)} of {len(wanted)} packages in {kp.debs}")
+    root = kp.dir / "root"
+    if not root.exists():
+        progress(f"kernel {resolved.spec}: unpacking {', '.join(d.name for d in debs)}")
+        tmp = kp.dir / "root.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for deb in debs:
+            run_tool(["dpkg-deb", "-x", str(deb), str(tmp)])
         tmp.rename(root)
-    versions = sorted(p.name for p in (root / "lib" / "modules").iterdir())
-    version = versions[-1]
-    _run(["depmod", "-b", str(root), version])
-    progress(f"kernel {version}: extracting vmlinux, stripping module signatures")
-    bz = (root / "boot" / f"vmlinuz-{version}").read_bytes()
-    tmp_vmlinux = paths.vmlinux.with_suffix(".tmp")
-    tmp_vmlinux.write_bytes(vmlinux_from_bzimage(bz))
-    tmp_vmlinux.replace(paths.vmlinux)
-    _collect_modules(root / "lib" / "modules" / version, paths.modules_dir)
-    version_file.write_text(version + "\n")
-    return version
+    moddir_root = modules_root(root)
+    release = sorted(p.name for p in moddir_root.iterdir())[-1]
+    if not (root / "lib" / "modules").exists():  # depmod -b reads <root>/lib/modules
+        (root / "lib").symlink_to("usr/lib")
+    run_tool(["depmod", "-b", str(root), release])
+    progress(f"kernel {release}: extracting vmlinux, stripping module signatures")
+    tmp_vmlinux = kp.vmlinux.with_suffix(".tmp")
+    tmp_vmlinux.write_bytes(vmlinux_from_bzimage(vmlinuz_path(root, release).read_bytes()))
+    tmp_vmlinux.replace(kp.vmlinux)
+    collect_modules(moddir_root / release, kp.modules_dir, release)
+    kp.release_file.write_text(release + "\n")
+    shutil.rmtree(root, ignore_errors=True)  # 140 MB; the .debs stay as the download cache
+    return release
 
 
-def _collect_modules(moddir: Path, dest: Path) -> None:
-    """Copy the modules the init loads, flat, named <module>.ko, signatures stripped."""
-    dest.mkdir(parents=True, exist_ok=True)
-    deps = {}
-    for line in (moddir / "modules.dep").read_text().splitlines():
-        path = line.split(":", 1)[0]
-        name = Path(path).name.split(".ko")[0]
-        deps[name.replace("-", "_")] = path
-    builtin = {Path(l).name.split(".ko")[0].replace("-", "_")
-               for l in (moddir / "modules.builtin").read_text().splitlines()}
-    for mod in ALL_MODULES:
-        key = mod.replace("-", "_")
-        if key in builtin:
-            continue
-        if key not in deps:
-            raise HarnessError(f"lab: kernel module {mod} is neither built in nor in modules.dep")
-        src = moddir / deps[key]
-        data = src.read_bytes()
-        if src.name.endswith(".xz"):
-            data = lzma.decompress(data)
-        elif src.name.endswith(".zst"):
-            raise HarnessError(f"lab: {src.name}: zstd-compressed modules are not supported")
-        (dest / f"{key}.ko").write_bytes(strip_signature(data))
-    (dest / "builtin.txt").write_text("\n".join(sorted(builtin & {m.replace('-', '_') for m in ALL_MODULES})) + "\n")
+def collect_modules(moddir: Path, dest: Path, release: str = "") -> dict[str, list[str]]:
+    """Copy every module the init loads, flat, named <module>.ko, signatures stripped, plus
+    one <stage>.order file per init stage (from modules.dep). Returns the stage orders."""
+    deps = module_order.read_modules_dep(moddir)
+    orders = module_order.stage_orders(deps, module_order.read_builtin(moddir), release)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in dict.fromkeys(m for order in orders.values() for m in order):
+        (tmp / f"{name}.ko").write_bytes(module_bytes(moddir / deps[name][0]))
+    for stage, order in orders.items():
+        (tmp / f"{stage}.order").write_text(" ".join(order) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return orders

@@ -18,6 +18,33 @@ def cache_root() -> Path:
 
 
 @dataclass(frozen=True)
+class KernelPaths:
+    """One Debian kernel version, built for the lab: kept across `down`, shared by every lab using it."""
+
+    dir: Path
+
+    @property
+    def debs(self) -> Path:
+        return self.dir / "debs"
+
+    @property
+    def vmlinux(self) -> Path:
+        return self.dir / "vmlinux"
+
+    @property
+    def modules_dir(self) -> Path:
+        return self.dir / "modules"  # stripped .ko files by module name, and <stage>.order
+
+    @property
+    def initramfs(self) -> Path:
+        return self.dir / "initramfs.cpio"  # its modules are this kernel's
+
+    @property
+    def release_file(self) -> Path:
+        return self.dir / "release"  # `uname -r` of this kernel; written last (the build is complete)
+
+
+@dataclass(frozen=True)
 class LabPaths:
     root: Path
 
@@ -27,20 +54,16 @@ class LabPaths:
 
     # build products (kept across `down`: rebuilding them costs a download)
     @property
-    def kernel_dir(self) -> Path:
-        return self.root / "kernel"
+    def kernels_dir(self) -> Path:
+        return self.root / "kernels"
+
+    def kernel(self, debian_version: str) -> KernelPaths:
+        """The build folder of one Debian kernel version (e.g. kernels/6.12.95-1~bpo12+1)."""
+        return KernelPaths(self.kernels_dir / debian_version.replace(":", "_").replace("/", "_"))
 
     @property
-    def vmlinux(self) -> Path:
-        return self.kernel_dir / "vmlinux"
-
-    @property
-    def modules_dir(self) -> Path:
-        return self.kernel_dir / "modules"  # stripped .ko files by module name
-
-    @property
-    def initramfs(self) -> Path:
-        return self.root / "initramfs.cpio"
+    def apt_dir(self) -> Path:
+        return self.root / "apt"  # the private apt configuration (backports, sid)
 
     @property
     def keys_dir(self) -> Path:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.lab.paths import LabPaths
+from harness.lab.paths import KernelPaths, LabPaths
 
 QEMU = "qemu-system-x86_64"
 DEFAULT_TTL = int(os.environ.get("HVSOCK_MATRIX_LAB_TTL", 4 * 3600))
@@ -34,13 +34,17 @@ def host_tsc_khz() -> int:
     raise HarnessError("lab: no `cpu MHz` in /proc/cpuinfo to compute tsc_early_khz")
 
 
-def l1_argv(paths: LabPaths, port: int, guests: int, ttl: int = DEFAULT_TTL, memory_mb: int | None = None) -> list[str]:
+def l1_argv(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: KernelPaths,
+            ttl: int = DEFAULT_TTL, memory_mb: int | None = None) -> list[str]:
+    """L1 boots `host`; its init starts the guests on `guest` (vmlinux + initramfs paths, seen over 9p)."""
     memory_mb = memory_mb or 1536 + 768 * guests
     append = " ".join([
         "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable mitigations=off", f"tsc_early_khz={host_tsc_khz()}",
         "hvlab.name=l1 hvlab.level=1", f"hvlab.cache={paths.root}", f"hvlab.guests={guests}",
-        f"hvlab.ttl={ttl}",
+        f"hvlab.ttl={ttl}", f"hvlab.gkernel={guest.vmlinux}", f"hvlab.ginitrd={guest.initramfs}",
     ])
+    if any(c.isspace() for c in str(guest.dir)):
+        raise HarnessError(f"lab: the kernel cache path {guest.dir} has a space (the kernel command line splits it)")
     return [
         "timeout", "-k", "10", str(ttl),
         QEMU, "-name", "hvsock-matrix-lab-l1",
@@ -48,7 +52,7 @@ def l1_argv(paths: LabPaths, port: int, guests: int, ttl: int = DEFAULT_TTL, mem
         "-smp", "2", "-m", str(memory_mb),
         "-nodefaults", "-no-user-config", "-display", "none",
         "-serial", f"file:{paths.l1_console}",
-        "-kernel", str(paths.vmlinux), "-initrd", str(paths.initramfs), "-append", append,
+        "-kernel", str(host.vmlinux), "-initrd", str(host.initramfs), "-append", append,
         "-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device", "virtio-9p-device,fsdev=root,mount_tag=root",
         "-fsdev", f"local,id=run,path={paths.run_dir},security_model=none,multidevs=remap",
@@ -60,11 +64,12 @@ def l1_argv(paths: LabPaths, port: int, guests: int, ttl: int = DEFAULT_TTL, mem
     ]
 
 
-def start_l1(paths: LabPaths, port: int, guests: int) -> subprocess.Popen:
+def start_l1(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: KernelPaths) -> subprocess.Popen:
+    argv = l1_argv(paths, port, guests, host, guest)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     log = open(paths.run_dir / "l1.qemu.log", "wb")
     try:
-        return subprocess.Popen(l1_argv(paths, port, guests), stdin=subprocess.DEVNULL, stdout=log,
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     finally:
         log.close()

@@ -3,11 +3,18 @@
 Every implementation (local subprocess, ssh, psexec) offers the same five calls, all bounded by
 a timeout, all failing with one-line NodeError -- so the agents and drivers never care how a
 node is reached. The probe is deployed once per transport (i.e. once per node per run).
+
+Where the probe goes (POSIX nodes): a directory made fresh for this run by `mktemp -d` (mode
+0700, unguessable name) under `access.workdir` (default /tmp), never a fixed path another local
+user could create first and fill with their own probe.py, which would then run as root. The
+copy is checked (sha256 on the node) before it is ever run. What this relies on: the base
+directory is /tmp (sticky) or writable only by the login user or root.
 """
 from __future__ import annotations
 
 import abc
 import collections
+import hashlib
 import queue
 import threading
 import time
@@ -17,10 +24,15 @@ from typing import IO, Callable
 
 from harness.errors import NodeError
 from harness.node import Inventory, Node
+from harness import timeouts
 
 PROBE_SOURCE = Path(__file__).resolve().parent.parent / "probe.py"
-DEFAULT_POSIX_WORKDIR = "/tmp/hvsock-matrix"
-DEFAULT_DEADLINE = 60.0  # seconds for housekeeping calls (mkdir, put) that have no timeout of their own
+DEFAULT_POSIX_WORKDIR = "/tmp"  # the base; each run's probe lives in a fresh mktemp -d below it
+RUN_DIR_TEMPLATE = "hvsock-matrix.XXXXXXXXXX"
+_MAKE_RUN_DIR = 'umask 077 && mkdir -p -- "$1" && exec mktemp -d -- "$1/$2"'
+_SHA256 = ('sha256sum -- "$2" 2>/dev/null || exec "$1" -c '
+           '"import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],\'rb\').read()).hexdigest())" "$2"')
+DEFAULT_DEADLINE = timeouts.HOUSEKEEPING  # housekeeping calls (mkdir, put) that have no timeout of their own
 
 
 class CommandTimeout(NodeError):
@@ -122,6 +134,9 @@ def one_line(text: object, limit: int = 300) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
+CMD_EXE_LIMIT = 8191  # cmd.exe's longest command line (Microsoft: "Command prompt line string limitation")
+
+
 class Transport(abc.ABC):
     """How the controller reaches one node."""
 
@@ -129,6 +144,7 @@ class Transport(abc.ABC):
         self.node = node
         self.inventory = inventory
         self._probe_path: str | None = None
+        self._run_dir: str | None = None  # made by make_run_dir, removed by remove_run_dir
         self._deploy_lock = threading.Lock()
 
     # -- the contract -----------------------------------------------------------------
@@ -152,18 +168,62 @@ class Transport(abc.ABC):
         return [self.python(), self._probe_path]
 
     # -- helpers implementations may override -----------------------------------------
+    def command_line_limit(self) -> int | None:
+        """Longest command line run() can hand this node, None where none matters (POSIX ARG_MAX is far).
+
+        Windows OpenSSH starts every command as `cmd.exe /c <command>`, and cmd.exe stops at 8191
+        characters ("The command line is too long."); transports that reach Windows another way override it.
+        """
+        return CMD_EXE_LIMIT - len("cmd.exe /c ") if self.node.os == "windows" else None
+
     def python(self) -> str:
         if self.node.access.python:
             return self.node.access.python
         return "py" if self.node.os == "windows" else "python3"
 
     def workdir(self) -> str:
+        """The base directory under which each run makes its own directory."""
         return self.node.access.workdir or DEFAULT_POSIX_WORKDIR
 
+    def make_run_dir(self) -> str:
+        """A new owner-only directory for this run on the node (mktemp -d), its path."""
+        base = self.workdir().rstrip("/") or "/"
+        result = self.run(["sh", "-c", _MAKE_RUN_DIR, "hvsock-matrix", base, RUN_DIR_TEMPLATE], timeout=DEFAULT_DEADLINE)
+        path = result.stdout.strip()
+        if result.rc != 0 or not path.startswith(base.rstrip("/") + "/hvsock-matrix.") or "\n" in path:
+            raise self.fail(f"cannot make a run directory under {base}: {result.stderr.strip() or path or result.rc}")
+        self._run_dir = path
+        return path
+
+    def remove_run_dir(self) -> None:
+        """The node is left as it was found: the run's own directory goes when the transport closes.
+
+        Only the directory make_run_dir created (checked there) is removed; best effort, since a
+        node that is gone keeps it (owner-only, under its temp folder).
+        """
+        with self._deploy_lock:
+            path, self._run_dir, self._probe_path = self._run_dir, None, None
+        if path is None:
+            return
+        try:
+            self.run(["rm", "-rf", "--", path], timeout=DEFAULT_DEADLINE)
+        except Exception:  # closing never fails a run
+            pass
+
     def deploy_probe(self) -> str:
-        remote = self.workdir().rstrip("/") + "/probe.py"
+        remote = self.make_run_dir() + "/probe.py"
         self.put(str(PROBE_SOURCE), remote)
+        self.verify_copy(remote)
         return remote
+
+    def verify_copy(self, remote: str) -> None:
+        """The probe on the node is byte for byte ours, or it is never run."""
+        want = hashlib.sha256(PROBE_SOURCE.read_bytes()).hexdigest()
+        result = self.run(["sh", "-c", _SHA256, "sha256", self.python(), remote], timeout=DEFAULT_DEADLINE)
+        got = result.stdout.split()[0] if result.stdout.split() else ""
+        if got != want:
+            raise self.fail(f"the probe copied to {remote} does not match ours (sha256 {got[:12] or 'unknown'}, "
+                            f"expected {want[:12]}); not running it")
 
     def fail(self, message: object) -> NodeError:
         return NodeError(self.node.name, one_line(message))

@@ -2,6 +2,10 @@
 
 `Access.netns` prefixes every command with `ip netns exec <netns>`, which execs the command in
 place, so the pid we hold is the real process and kill() reaches it.
+
+Children get an environment built from an allow-list (`child_env`), never the controller's
+whole environment: an exported HVSOCK_MATRIX_LAB_NODE=1 would otherwise silence the probe's own
+AF_VSOCK refusal on this machine, and password_env values would leak into every command.
 """
 from __future__ import annotations
 
@@ -13,6 +17,19 @@ import sys
 import time
 
 from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, LineQueue, Process, Transport, one_line
+from harness import timeouts
+
+
+# what a child needs to find programs, speak the locale and write temp files -- nothing else
+ENV_ALLOWED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "PYTHONPATH",
+               "PYTHONHOME", "VIRTUAL_ENV", "SYSTEMROOT", "COMSPEC", "PATHEXT", "TEMP", "TMP", "WINDIR")
+ENV_ALLOWED_PREFIXES = ("LC_",)
+
+
+def child_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every local child: allow-listed names only (never the lab-node marker)."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if k in ENV_ALLOWED or k.startswith(ENV_ALLOWED_PREFIXES)}
 
 
 class LocalProcess(Process):
@@ -44,7 +61,7 @@ class LocalProcess(Process):
                 os.killpg(self.popen.pid, signal.SIGKILL)  # its own session: children go too
             except (ProcessLookupError, PermissionError):
                 self.popen.kill()
-        self.wait(5)
+        self.wait(timeouts.PROCESS_EXIT)
 
     def wait(self, timeout: float) -> int | None:
         try:
@@ -67,7 +84,7 @@ class LocalTransport(Transport):
         start = time.monotonic()
         try:
             proc = subprocess.Popen(self.prefix() + list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+                                    stderr=subprocess.PIPE, start_new_session=True, env=child_env())
         except OSError as exc:
             raise self.fail(f"cannot run {argv[0]}: {exc}") from None
         try:
@@ -86,7 +103,7 @@ class LocalTransport(Transport):
     def spawn(self, argv: list[str]) -> Process:
         try:
             popen = subprocess.Popen(self.prefix() + list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=subprocess.PIPE, start_new_session=True, env=child_env())
         except OSError as exc:
             raise self.fail(f"cannot start {argv[0]}: {exc}") from None
         return LocalProcess(popen, self.node.name)
@@ -110,4 +127,4 @@ class LocalTransport(Transport):
         return str(PROBE_SOURCE)
 
     def close(self) -> None:
-        pass
+        self.remove_run_dir()

@@ -16,6 +16,7 @@ Rules this file exists to keep:
 from __future__ import annotations
 
 import errno
+import hashlib
 import math
 import os
 import re
@@ -27,16 +28,28 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Callable
 
+from harness import timeouts
 from harness.errors import NodeError
+from harness.hyperv.clixml import error_text
+from harness.transports import paexec_sweep
 from harness.hyperv.powershell import powershell_argv, ps_quote
 
-DEFAULT_WORKDIR = r"C:\Windows\Temp\hvsock-matrix"
+# Per run, never a fixed path: a folder with a fresh unguessable name under the node's
+# C:\Windows\Temp (or access.workdir), so no local user can create it first and plant a
+# probe.py there that would run elevated. Relies on C:\Windows\Temp's default ACL: users may
+# create their own entries but not touch an administrator's.
+RUN_DIR_NAME = f"hvsock-matrix-{uuid.uuid4().hex}"
+DEFAULT_WORKDIR_BASE = r"C:\Windows\Temp"
+DEFAULT_WORKDIR = DEFAULT_WORKDIR_BASE + "\\" + RUN_DIR_NAME
 DEFAULT_PYTHON = ["py", "-3"]
 SMB_PORT = 445
-CALL_GRACE = 15.0  # seconds past a command's own timeout before the controller gives up on the Client
+CALL_GRACE = timeouts.PSEXEC_CALL_GRACE  # past a command's own timeout before the controller gives up on the Client
+SWEEP_TIMEOUT = timeouts.PSEXEC_SWEEP  # listing and removing a killed run's PAExec leftovers
+BROKEN_RETIRE_WAIT = timeouts.PSEXEC_BROKEN_RETIRE  # a hung Client's time to finish before its node stays unusable
 POLL_START, POLL_MAX = 0.05, 0.5
-KILL_GRACE = 3.0  # seconds for a killed child's wrapper to write its exit code
+KILL_GRACE = timeouts.PSEXEC_KILL_GRACE  # for a killed child's wrapper to write its exit code
 SPAWN_DIR = "spawn"
+CREATE_PROCESS_LIMIT = 32767 - 1  # lpCommandLine, without its terminating NUL
 
 from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, Process, Transport
 
@@ -59,26 +72,45 @@ def _pypsexec_client(server: str, username: str | None, password: str | None, po
 
 
 class SmbFiles:
-    """Files on a Windows node through its admin share, with smbprotocol's high-level smbclient API."""
+    """Files on a Windows node through its admin share, with smbprotocol's high-level smbclient API.
+
+    smbclient keys its connections by `server:port` (smbclient/_pool.py register_session/get_smb_tree),
+    and every call without `port=` means 445: each call here passes the node's port and this node's own
+    connection cache, so no call ever opens a second, credential-less connection to port 445.
+    """
 
     def __init__(self, server: str, username: str | None, password: str | None, port: int, timeout: float):
         import smbclient
 
         self._smb = smbclient
         self.server = server
-        smbclient.register_session(server, username=username, password=password, port=port,
-                                   encrypt=True, connection_timeout=int(max(1, timeout)))
+        self._cache: dict = {}
+        self._kw = {"port": port, "connection_cache": self._cache}
+        smbclient.register_session(server, username=username, password=password, encrypt=True,
+                                   connection_timeout=int(max(1, timeout)), **self._kw)
 
     def write_bytes(self, unc: str, data: bytes) -> None:
-        self._smb.makedirs(str(PureWindowsPath(unc).parent), exist_ok=True)
-        with self._smb.open_file(unc, mode="wb") as handle:
+        self._makedirs(PureWindowsPath(unc).parent)
+        with self._smb.open_file(unc, mode="wb", **self._kw) as handle:
             handle.write(data)
+
+    def _makedirs(self, directory: PureWindowsPath) -> None:
+        """Each directory below the share, top down. Not smbclient.makedirs: when the share itself is
+        missing it loops forever (smbclient/_os.py makedirs: ntpath.dirname of the share root is itself)."""
+        current = PureWindowsPath(directory.anchor)
+        for part in directory.parts[1:]:
+            current = current / part
+            try:
+                self._smb.mkdir(str(current), **self._kw)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
 
     def read_from(self, unc: str, offset: int) -> bytes | None:
         """Bytes from `offset` on, or None when the file does not exist (yet). Opened sharing rwd:
         the wrapper is still writing it."""
         try:
-            with self._smb.open_file(unc, mode="rb", share_access="rwd") as handle:
+            with self._smb.open_file(unc, mode="rb", share_access="rwd", **self._kw) as handle:
                 handle.seek(offset)
                 return handle.read()
         except OSError as exc:  # smbprotocol's SMBOSError is an OSError, not a FileNotFoundError
@@ -88,10 +120,14 @@ class SmbFiles:
 
     def remove(self, unc: str) -> None:
         try:
-            self._smb.remove(unc)
+            self._smb.remove(unc, **self._kw)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+    def close(self) -> None:
+        """Closes this node's SMB connections (smbclient.reset_connection_cache on our own cache)."""
+        self._smb.reset_connection_cache(fail_on_error=False, connection_cache=self._cache)
 
 
 client_factory: Callable = _pypsexec_client
@@ -101,9 +137,12 @@ files_factory: Callable = SmbFiles
 # --- one Client per process per host --------------------------------------------------------------
 
 class _SharedClient:
-    def __init__(self, client, files):
+    def __init__(self, client, files, key: tuple[int, str] | None = None):
         self.client = client
         self.files = files
+        self.key = key
+        self.retired = threading.Event()  # set once its service is removed and it is disconnected
+        self.swept = False  # paexec_sweep ran through this Client
         self.lock = threading.Lock()  # one PAExec run at a time on this Client (fixed pipe names)
         self.users = 0
         self.broken = False
@@ -111,6 +150,7 @@ class _SharedClient:
 
 
 _REGISTRY: dict[tuple[int, str], _SharedClient] = {}
+_BROKEN: dict[tuple[int, str], str] = {}  # key -> why: a call hung and its Client is not retired yet
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -140,25 +180,64 @@ def _acquire(node) -> _SharedClient:
         raise NodeError(node.name, "psexec access needs access.host")
     key = _registry_key(access)
     with _REGISTRY_LOCK:
+        if key in _BROKEN:
+            raise NodeError(node.name, f"psexec to {access.host} unusable until its hung Client is retired: "
+                                       f"{_BROKEN[key]} (a new Client would reuse its PAExec service name)")
         shared = _REGISTRY.get(key)
         if shared is not None and not shared.broken:
             shared.users += 1
             return shared
         password = _password(node)
         port = access.port or SMB_PORT
+        client = None
         try:
             client = client_factory(access.host, access.user, password, port, True)
             client.connect(timeout=int(math.ceil(access.connect_timeout)))
-            client.create_service()
-            files = files_factory(access.host, access.user, password, port, access.connect_timeout)
         except NodeError:
             raise
         except Exception as exc:
-            raise NodeError(node.name, f"psexec connect to {access.host}:{port} failed: {_one_line(exc)}") from None
-        shared = _SharedClient(client, files)
+            raise NodeError(node.name, f"psexec connect to {access.host}:{port} failed: {failure_text(exc)}") from None
+        try:
+            client.create_service()
+            files = files_factory(access.host, access.user, password, port, access.connect_timeout)
+        except Exception as exc:
+            _quietly(client.remove_service, client.disconnect)  # pypsexec copied PAExec-*.exe to ADMIN$ first
+            if isinstance(exc, NodeError):
+                raise
+            raise NodeError(node.name, f"creating the PAExec service on {access.host}:{port} failed: "
+                                       f"{failure_text(exc)}") from None
+        shared = _SharedClient(client, files, key)
         shared.users = 1
         _REGISTRY[key] = shared
         return shared
+
+
+def _quietly(*steps) -> None:
+    for step in steps:
+        if step is None:
+            continue
+        try:
+            step()
+        except Exception:  # the node may be gone; nothing left to do on our side
+            pass
+
+
+_DCERPC_FAULTS = {  # DCE/RPC fault statuses ([MS-RPCE] 2.2.2.11 / C706 appendix E)
+    0x1C010002: "nca_s_op_rng_error: the server's Service Control Manager has no such operation (not Windows?)",
+    0x00000005: "access denied",
+    0x1C010003: "nca_s_unk_if: the server has no Service Control Manager interface",
+}
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line for a pypsexec/smbprotocol failure; a DCE/RPC fault PDU's status is named, not dumped."""
+    text = str(exc)
+    match = re.search(r"status = \((\d+)\)", text)
+    if "FaultPDU" in text and match:
+        status = int(match.group(1))
+        name = _DCERPC_FAULTS.get(status, "unknown fault")
+        return f"{type(exc).__name__}: DCE/RPC fault 0x{status:08x} ({name})"
+    return _one_line(exc)
 
 
 def _release(key: tuple[int, str], shared: _SharedClient) -> None:
@@ -169,23 +248,27 @@ def _release(key: tuple[int, str], shared: _SharedClient) -> None:
         if _REGISTRY.get(key) is shared:
             del _REGISTRY[key]
     if shared.broken:  # a stuck call may hold the Client: tidy up in the background, never block
-        threading.Thread(target=_retire, args=(shared, 300.0), daemon=True).start()
+        threading.Thread(target=_retire, args=(shared, BROKEN_RETIRE_WAIT), daemon=True).start()
     else:
         _retire(shared, CALL_GRACE)
 
 
 def _retire(shared: _SharedClient, wait: float) -> None:
-    """Removes this Client's own PAExec service and disconnects (never cleanup(): others' services)."""
+    """Removes this Client's own PAExec service and disconnects (never cleanup(): others' services).
+
+    A broken Client's key stays blocked until this has run: pypsexec names every Client of a process
+    `PAExec-<pid>-<controller host>` (client.py Client.__init__), so a second one would delete the
+    hung one's service in create_service(), and the old one's remove_service() would later delete
+    the new one's. If the hung call never returns, the node stays unusable for this run."""
     if not shared.lock.acquire(timeout=wait):
         return
     try:
-        for step in (shared.client.remove_service, shared.client.disconnect):
-            try:
-                step()
-            except Exception:  # the node may be gone; nothing left to do on our side
-                pass
+        _quietly(shared.client.remove_service, shared.client.disconnect, getattr(shared.files, "close", None))
     finally:
         shared.lock.release()
+    with _REGISTRY_LOCK:
+        _BROKEN.pop(shared.key, None)
+    shared.retired.set()
 
 
 # --- paths -----------------------------------------------------------------------------------------
@@ -353,10 +436,10 @@ class PsexecProcess(Process):
         if self._exit_code() is not None:
             self._finished()
             return
-        self._t.run(["taskkill.exe", "/PID", str(self.pid), "/T", "/F"], timeout=30)
+        self._t.run(["taskkill.exe", "/PID", str(self.pid), "/T", "/F"], timeout=timeouts.PSEXEC_TASKKILL)
         if self.wait(KILL_GRACE) is None:
             if self.pid != self.wrapper_pid:
-                self._t.run(["taskkill.exe", "/PID", str(self.wrapper_pid), "/T", "/F"], timeout=30)
+                self._t.run(["taskkill.exe", "/PID", str(self.wrapper_pid), "/T", "/F"], timeout=timeouts.PSEXEC_TASKKILL)
             self._rc = 1  # taskkill /F leaves exit code 1
         self._finished()
 
@@ -376,10 +459,11 @@ class PsexecTransport(Transport):
     def __init__(self, node, inventory=None):
         super().__init__(node, inventory)
         access = node.access
-        self.windows_workdir = access.workdir or DEFAULT_WORKDIR
-        if not _DRIVE_RE.match(self.windows_workdir.replace("/", "\\")):
+        base = access.workdir or DEFAULT_WORKDIR_BASE
+        if not _DRIVE_RE.match(base.replace("/", "\\")):
             raise NodeError(node.name, f"access.workdir must be an absolute Windows path like C:\\dir, "
-                                       f"not {self.windows_workdir!r}")
+                                       f"not {base!r}")
+        self.windows_workdir = str(PureWindowsPath(base, RUN_DIR_NAME))
         self.python_argv = [access.python] if access.python else list(DEFAULT_PYTHON)
         self._key = _registry_key(access) if access.host else None
         self._shared: _SharedClient | None = None
@@ -394,6 +478,14 @@ class PsexecTransport(Transport):
             if self._shared is not None:
                 _release(self._key, self._shared)
             self._shared = _acquire(self.node)
+            if not self._shared.swept:  # once per Client: a killed run's PAExec-<dead pid>-<host> leftovers
+                self._shared.swept = True
+                try:
+                    self._call(paexec_sweep.sweep, SWEEP_TIMEOUT)
+                except CommandTimeout:
+                    raise
+                except NodeError:  # tidying is best effort: the node works without it
+                    pass
         return self._shared
 
     def _call(self, fn: Callable, timeout: float):
@@ -412,8 +504,11 @@ class PsexecTransport(Transport):
         thread.start()
         thread.join(timeout + CALL_GRACE)
         if thread.is_alive():
-            shared.broken = True  # a stuck SMB call: the next call builds a fresh Client
-            raise CommandTimeout(self.node.name, f"psexec call did not return within {timeout + CALL_GRACE:g}s")
+            reason = f"a psexec call did not return within {timeout + CALL_GRACE:g}s"
+            with _REGISTRY_LOCK:
+                shared.broken = True  # no new Client for this host until this one is retired (_retire)
+                _BROKEN[self._key] = reason
+            raise CommandTimeout(self.node.name, reason)
         if "error" in box:
             exc = box["error"]
             if isinstance(exc, NodeError):
@@ -446,7 +541,7 @@ class PsexecTransport(Transport):
                                          run_elevated=True, timeout_seconds=seconds, stdin=stdin)
 
         stdout, stderr, rc = self._call(go, timeout)
-        return CommandResult(rc=int(rc), stdout=_text(stdout), stderr=_text(stderr))
+        return CommandResult(rc=int(rc), stdout=_text(stdout), stderr=error_text(_text(stderr)))
 
     def run_powershell(self, script: str, timeout: float) -> CommandResult:
         return self.run(powershell_argv(script), timeout)
@@ -473,6 +568,10 @@ class PsexecTransport(Transport):
             raise NodeError(self.node.name, f"put {local_path} -> {remote_path}: {_one_line(exc)}") from None
         self._files_call(lambda f: f.write_bytes(unc, data))
 
+    def command_line_limit(self) -> int:
+        """PAExec starts the program with CreateProcess: 32,767 characters including the final NUL."""
+        return CREATE_PROCESS_LIMIT
+
     def python(self) -> str:
         return self.python_argv[0]
 
@@ -482,6 +581,10 @@ class PsexecTransport(Transport):
     def deploy_probe(self) -> str:
         remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
         self.put(str(PROBE_SOURCE), remote)
+        unc = admin_share_path(self.node.access.host, remote)
+        copied = self._files_call(lambda f: f.read_from(unc, 0))  # read back: byte for byte ours, or never run
+        if copied is None or hashlib.sha256(copied).digest() != hashlib.sha256(PROBE_SOURCE.read_bytes()).digest():
+            raise NodeError(self.node.name, f"the probe copied to {remote} does not match ours (sha256); not running it")
         return remote
 
     def probe_command(self) -> list[str]:

@@ -21,6 +21,8 @@ import time
 import paramiko
 
 from harness.node import Access, Inventory, Node
+from harness.secrets import register as register_secret
+from harness import timeouts
 from harness.transports.base import (
     DEFAULT_DEADLINE,
     CommandResult,
@@ -113,7 +115,7 @@ class SSHProcess(Process):
                 pass
             if self.pid:
                 try:
-                    self._transport.run(["kill", "-KILL", str(self.pid)], timeout=15, wrap=False)
+                    self._transport.run(["kill", "-KILL", str(self.pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
                 except Exception:  # the node may be gone: closing the channel is all that is left
                     pass
         self._chan.close()
@@ -230,6 +232,7 @@ class SSHTransport(Transport):
         password = None
         if self.node.access.password_env:
             password = os.environ.get(self.node.access.password_env)
+            register_secret(password)
             if password is None:
                 raise self.fail(f"environment variable {self.node.access.password_env} (password_env) is not set")
         sock = self._jump_channel(s)
@@ -327,7 +330,7 @@ class SSHTransport(Transport):
                     pid = self._marker_pid(text) if wrap else None
                     if pid:
                         try:
-                            self.run(["kill", "-KILL", str(pid)], timeout=15, wrap=False)
+                            self.run(["kill", "-KILL", str(pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
                         except Exception:
                             pass
                     raise CommandTimeout(self.node.name,
@@ -403,6 +406,8 @@ class SSHTransport(Transport):
             sftp.close()
 
     def close(self) -> None:
+        if self.alive() and not self._closed:  # tidy up over the live connection; never reconnect for it
+            self.remove_run_dir()
         with self._lock:
             self._closed = True
             self._drop()

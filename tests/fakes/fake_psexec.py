@@ -3,9 +3,24 @@
 The fake Client records every call (constructor arguments, connect, create_service,
 run_executable with all keyword arguments, remove_service, disconnect, cleanup) and hands
 run_executable to a handler -- a FakeHyperVLab, or a lambda in a unit test.
+
+Faithful to pypsexec 0.3.0 where the harness depends on it:
+- naming (pypsexec/client.py Client.__init__): service, exe and pipes are named after the
+  controller's pid and hostname only, `PAExec-<pid>-<host>`: every Client of one process gets the
+  same names on a given server;
+- create_service (client.py Client.create_service): first deletes an existing service of that name
+  (scmr.py Service.delete: stop, then DeleteService), copies `<name>.exe` to ADMIN$, creates it;
+- remove_service (client.py Client.remove_service): deletes the service of that name and its exe,
+  whoever created them;
+- cleanup (client.py Client.cleanup): deletes every service and exe whose name starts with PAExec.
+Each server's Service Control Manager is a FakeServiceManager, which records a service deleted
+while a Client was still running a process through it (what breaks a real node).
+Not modelled: SMB/DCE-RPC wire errors, PAExec's own pipes and timeouts.
 """
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from typing import Callable
 
@@ -52,6 +67,30 @@ def split_windows_cmdline(text: str) -> list[str]:
     return args
 
 
+class FakeServiceManager:
+    """One Windows machine's services and ADMIN$ files, as pypsexec's Clients change them."""
+
+    machines: dict[str, "FakeServiceManager"] = {}  # by server name (reset by tests)
+
+    def __init__(self):
+        self.services: dict[str, "FakePsexecClient"] = {}  # service name -> the Client that created it
+        self.exes: set[str] = set()  # files in C:\Windows (ADMIN$)
+        self.deleted_while_busy: list[str] = []  # a running Client's service deleted under it
+        self.log: list[tuple[str, str]] = []  # (create|delete, service name)
+
+    @classmethod
+    def of(cls, server: str) -> "FakeServiceManager":
+        return cls.machines.setdefault(server.lower(), cls())
+
+    def delete(self, name: str) -> None:
+        owner = self.services.pop(name, None)
+        if owner is not None:
+            self.log.append(("delete", name))
+            if owner.active_runs:
+                self.deleted_while_busy.append(name)
+        self.exes.discard(name + ".exe")
+
+
 class FakePsexecClient:
     """Records calls like pypsexec.client.Client would receive them; never talks to a network."""
 
@@ -59,6 +98,8 @@ class FakePsexecClient:
     _lock = threading.Lock()
 
     def __init__(self, server, username=None, password=None, port=445, encrypt=True, handler: Callable | None = None):
+        self.service_name = "PAExec-%d-%s" % (os.getpid(), socket.gethostname())  # client.py Client.__init__
+        self.scm = FakeServiceManager.of(server)
         self.server = server
         self.username = username
         self.password = password
@@ -81,6 +122,11 @@ class FakePsexecClient:
     def create_service(self):
         assert self.connected, "create_service before connect"
         self.calls.append(("create_service", {}))
+        with FakePsexecClient._lock:
+            self.scm.delete(self.service_name)  # "Ensuring service is deleted before starting"
+            self.scm.exes.add(self.service_name + ".exe")
+            self.scm.services[self.service_name] = self
+            self.scm.log.append(("create", self.service_name))
         self.service = True
 
     def run_executable(self, executable, arguments=None, processors=None, asynchronous=False, load_profile=True,
@@ -89,6 +135,8 @@ class FakePsexecClient:
                        show_ui_on_win_logon=False, priority=32, remote_log_path=None, timeout_seconds=0,
                        stdout=None, stderr=None, stdin=None, wow64=False):
         assert self.service, "run_executable before create_service"
+        if self.scm.services.get(self.service_name) is not self:
+            raise RuntimeError(f"PAExec service {self.service_name} was deleted by another Client")
         if stdin is not None and asynchronous:
             raise ValueError("Cannot send stdin data on an interactive or asynchronous process")  # as pypsexec
         call = {"executable": executable, "arguments": arguments, "asynchronous": asynchronous,
@@ -105,6 +153,8 @@ class FakePsexecClient:
 
     def remove_service(self):
         self.calls.append(("remove_service", {}))
+        with FakePsexecClient._lock:
+            self.scm.delete(self.service_name)  # by name: whichever Client created it
         self.service = False
 
     def disconnect(self):
@@ -113,6 +163,10 @@ class FakePsexecClient:
 
     def cleanup(self):
         self.calls.append(("cleanup", {}))
+        with FakePsexecClient._lock:
+            for name in [n for n in self.scm.services if n.lower().startswith("paexec")]:
+                self.scm.delete(name)
+            self.scm.exes = {e for e in self.scm.exes if not e.lower().startswith("paexec-")}
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]

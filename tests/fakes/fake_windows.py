@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from harness import probe
 from harness.hyperv.powershell import decode_command
 from harness.transports import psexec
-from tests.fakes.fake_psexec import FakePsexecClient, FakeSmbShare, split_windows_cmdline
+from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
 
 WILDCARD = "00000000-0000-0000-0000-000000000000"
 LOOPBACK = "e0e16197-dd56-4a10-9195-5ee7a155a838"
@@ -32,6 +32,25 @@ CHILDREN = "90db8b89-0d35-4f79-8ce9-49ea0ac8b7cd"
 PARENT = "a42e7cda-d03f-480c-9cc2-a4de20abb878"
 WSAECONNREFUSED = 10061
 WSAEADDRINUSE = 10048
+
+# What powershell.exe 5.1 writes to a redirected stderr under -EncodedCommand (PAExec, OpenSSH without a
+# tty): the error stream as CLIXML, first the module-analysis progress record, then the error record's
+# text in <S S="Error"> pieces with CR/LF escaped as _x000D__x000A_ (PowerShell/PowerShell#16678 shows
+# the same shape from `ssh -T ... -EncodedCommand`).
+GET_VM_NOT_RECOGNIZED_CLIXML = (
+    '#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+    '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T>'
+    '<T>System.Object</T></TN><MS><I64 N="SourceId">1</I64><PR N="Record"><AV>Preparing modules for first use.</AV>'
+    '<AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD></PR></MS></Obj>'
+    '<S S="Error">Get-VM : The term \'Get-VM\' is not recognized as the name of a cmdlet, function, script file, or '
+    'operable program. Check the _x000D__x000A_</S>'
+    '<S S="Error">spelling of the name, or if a path was included, verify that the path is correct and try again._x000D__x000A_</S>'
+    '<S S="Error">At line:1 char:1_x000D__x000A_</S><S S="Error">+ Get-VM | ConvertTo-Json_x000D__x000A_</S>'
+    '<S S="Error">+ ~~~~~~_x000D__x000A_</S>'
+    '<S S="Error">    + CategoryInfo          : ObjectNotFound: (Get-VM:String) [], CommandNotFoundException_x000D__x000A_</S>'
+    '<S S="Error">    + FullyQualifiedErrorId : CommandNotFoundException_x000D__x000A_</S>'
+    '<S S="Error"> _x000D__x000A_</S></Objs>'
+)
 
 HYPERV_RAW_CATALOG = """\
 Winsock Catalog Provider Entry
@@ -81,6 +100,11 @@ class FakeWindowsMachine:
     integration_services: bool = True
     winsock_catalog: str = HYPERV_RAW_CATALOG
     gcs: dict[str, str] = field(default_factory=dict)  # registered service GUID -> ElementName
+    gcs_owner: dict[str, str] = field(default_factory=dict)  # GUID -> HvsockMatrixOwner value, when written
+
+    @property
+    def python_version(self) -> tuple[int, int]:
+        return tuple(int(x) for x in self.python.split(".")[:2])  # type: ignore[return-value]
 
     @property
     def hyperv_role(self) -> bool:
@@ -178,35 +202,50 @@ class FakeHyperVLab:
             if not machine.hyperv_role:
                 return b"missing-root\r\n", b"", 3
             name = _ps_literal(script, r"\$name")
+            owner = _ps_literal(script, r"\$runowner") if "$runowner = " in script else None
             lines = []
             for g in self._guids(script):
                 if g in machine.gcs:
                     lines.append(f"present {g}")
                 else:
                     machine.gcs[g] = name
+                    if owner is not None:
+                        machine.gcs_owner[g] = owner
                     lines.append(f"added {g}")
             return ("\r\n".join(lines) + "\r\n").encode(), b"", 0
         if "GuestCommunicationServices" in script and "'removed '" in script:
             if not machine.hyperv_role:
                 return b"missing-root\r\n", b"", 3
             name = _ps_literal(script, r"\$name")
+            owner = _ps_literal(script, r"\$runowner") if "$runowner = " in script else None
             lines = []
             for g in self._guids(script):
                 if g not in machine.gcs:
                     lines.append(f"absent {g}")
-                elif machine.gcs[g] != name:
+                elif machine.gcs[g] != name or (owner is not None and machine.gcs_owner.get(g) != owner):
                     lines.append(f"foreign {g}")
                 else:
                     del machine.gcs[g]
+                    machine.gcs_owner.pop(g, None)
                     lines.append(f"removed {g}")
             return ("\r\n".join(lines) + "\r\n").encode(), b"", 0
         if "Get-ChildItem -LiteralPath $root" in script:
             if not machine.hyperv_role:
                 return b"missing-root\r\n", b"", 3
-            return "".join(f"{g}\t{n}\r\n" for g, n in machine.gcs.items()).encode(), b"", 0
+            return "".join(f"{g}\t{n}\t{machine.gcs_owner.get(g, '')}\r\n" for g, n in machine.gcs.items()).encode(), b"", 0
+        if "Get-Service -Name 'PAExec-*'" in script:  # harness/transports/paexec_sweep.py LIST_SCRIPT
+            scm = FakeServiceManager.of(machine.address)
+            lines = [f"service {n}" for n in scm.services] + [f"exe {e[:-4]}" for e in scm.exes]
+            return ("".join(line + "\r\n" for line in lines)).encode(), b"", 0
+        if "sc.exe delete $n" in script:  # paexec_sweep.remove_script
+            scm = FakeServiceManager.of(machine.address)
+            names = re.findall(r"'(PAExec-[^']+)'", script)
+            for name in names:
+                scm.delete(name)
+            return "".join(f"removed {n}\r\n" for n in names).encode(), b"", 0
         if "Get-VM" in script and "ConvertTo-Json" in script and "netsh" not in script:
             if not machine.hyperv_role:
-                return b"", b"Get-VM : The term 'Get-VM' is not recognized\r\n", 1
+                return b"", GET_VM_NOT_RECOGNIZED_CLIXML.encode(), 1
             vms = [{"Name": m.vm_name or m.address, "Id": m.vm_id} for m in self.machines.values()
                    if m.parent and m.parent.lower() == machine.address.lower()]
             data = vms[0] if len(vms) == 1 else vms  # ConvertTo-Json: one object is not a list
@@ -225,9 +264,14 @@ class FakeHyperVLab:
         if args[1:] == []:
             return None, (b"", b"usage: probe.py\r\n", 2)
         try:
-            return probe.build_parser().parse_args(args[1:]), None
+            parsed = probe.build_parser().parse_args(args[1:])
         except SystemExit:
             return None, (b"", b"probe.py: error: bad arguments\r\n", 2)
+        if machine.python_version < (3, 12) and parsed.command in ("serve", "connect", "session"):
+            # probe.main: no socket.AF_HYPERV before CPython 3.12 -> one error line, exit 2
+            return None, (_out({"event": "error", "message": "Python %s has no socket.AF_HYPERV: the probe needs "
+                                "Python >= 3.12 on Windows nodes" % machine.python}), b"", 2)
+        return parsed, None
 
     def _python(self, machine: FakeWindowsMachine, args: list[str]):
         if args == ["--version"]:
@@ -240,7 +284,7 @@ class FakeHyperVLab:
             facts = {"event": "info", "hostname": machine.address.split(".")[0].upper(), "os": "windows",
                      "kernel": "10", "python": machine.python, "local_cid": None, "dev_vsock": False,
                      "vsock_modules": [], "socat_version": None, "vm_id": vm_id, "lab_node": parsed.lab_node,
-                     "af_hyperv": True}
+                     "af_hyperv": machine.python_version >= (3, 12) and "Hyper-V RAW" in machine.winsock_catalog}
             return _out(facts), b"", 0
         if parsed.command == "connect":
             result = self._connect(machine, parsed)

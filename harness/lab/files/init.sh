@@ -3,7 +3,8 @@
 # It borrows the level above's / read-only over 9p, puts a tmpfs overlay on top, and runs sshd
 # (and, on L1, the L2 qemus) chrooted into that. Settings come from the kernel command line:
 #   hvlab.name=l1 hvlab.level=1|2 hvlab.cache=<cache dir> hvlab.guests=N hvlab.cid=21 hvlab.loopback=0|1
-#   hvlab.ttl=<seconds>
+#   hvlab.ttl=<seconds> hvlab.gkernel=<guests' vmlinux> hvlab.ginitrd=<guests' initramfs> (L1 only:
+#   the guests may run another kernel than L1)
 # Lines starting with "hvlab:" on the console are the progress the controller shows.
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -11,12 +12,12 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 
-name=guest; level=2; cache=; guests=0; cid=; loopback=0; ttl=14400
+name=guest; level=2; cache=; guests=0; cid=; loopback=0; ttl=14400; gkernel=; ginitrd=
 for w in $(cat /proc/cmdline); do
   case "$w" in
     hvlab.name=*) name=${w#*=};; hvlab.level=*) level=${w#*=};; hvlab.cache=*) cache=${w#*=};;
     hvlab.guests=*) guests=${w#*=};; hvlab.cid=*) cid=${w#*=};; hvlab.loopback=*) loopback=${w#*=};;
-    hvlab.ttl=*) ttl=${w#*=};;
+    hvlab.ttl=*) ttl=${w#*=};; hvlab.gkernel=*) gkernel=${w#*=};; hvlab.ginitrd=*) ginitrd=${w#*=};;
   esac
 done
 say() { echo "hvlab: $name: $*" > /dev/console; }
@@ -60,8 +61,9 @@ if [ "$level" = 1 ]; then
   load $(cat /modules/l1.order)
 else
   load $(cat /modules/l2.order)
-  [ "$loopback" = 1 ] && load vsock_loopback
+  [ "$loopback" = 1 ] && load $(cat /modules/loopback.order)
 fi
+say "kernel $(uname -r)"
 say "vsock modules: $(cut -d' ' -f1 /proc/modules | grep -E 'vsock|vhost' | tr '\n' ' ')"
 
 ip link set lo up
@@ -113,7 +115,7 @@ if [ "$level" = 1 ] && [ "$guests" -gt 0 ]; then
       -M microvm,x-option-roms=off,rtc=on -accel tcg -m 512 -smp 1 \
       -nodefaults -no-user-config -display none \
       -serial "file:$cache/run/$gname.console.log" \
-      -kernel "$cache/kernel/vmlinux" -initrd "$cache/initramfs.cpio" \
+      -kernel "$gkernel" -initrd "$ginitrd" \
       -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable mitigations=off tsc_early_khz=$khz hvlab.name=$gname hvlab.level=2 hvlab.cache=$cache hvlab.cid=$gcid hvlab.loopback=$lb" \
       -fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
       -device virtio-9p-device,fsdev=root,mount_tag=root \

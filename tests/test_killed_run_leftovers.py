@@ -1,0 +1,133 @@
+"""After a killed run, the next normal run leaves a Windows host as it was before the killed run.
+
+GUID registrations carry their run's owner tag (`<controller host>:<pid>:<start ticks>`); PAExec
+services and exes carry pypsexec's `PAExec-<pid>-<controller host>`. Only a run of this controller
+host whose process is gone is swept; live runs, other controllers and untagged entries stay.
+Dead and live controller processes are real child processes of this test.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from harness.hyperv import ownership, registration
+from harness.transports import psexec
+from harness.transports.psexec import PsexecTransport
+from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager
+from tests.fakes.fake_windows import (
+    FAKE_HOST,
+    FAKE_PASSWORD_ENV,
+    FakeHyperVLab,
+    fake_lab_inventory,
+    fake_lab_machines,
+)
+
+G_KILLED = [f"{p:08x}{registration.VSOCK_TEMPLATE_SUFFIX}" for p in (19000, 19001)]
+G_LIVE = f"{19500:08x}{registration.VSOCK_TEMPLATE_SUFFIX}"
+G_OTHER_HOST = f"{19600:08x}{registration.VSOCK_TEMPLATE_SUFFIX}"
+G_UNTAGGED = f"{19700:08x}{registration.VSOCK_TEMPLATE_SUFFIX}"
+G_FOREIGN = "9866c7bc-0c89-4cb0-9427-5b526d1ae83b"  # someone else's, ElementName not ours
+
+
+@pytest.fixture
+def dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    tag = ownership.owner_tag(child.pid)  # taken while it runs, as the killed run wrote it
+    child.wait(60)
+    return child.pid, tag
+
+
+@pytest.fixture
+def live_pid():
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    yield child.pid, ownership.owner_tag(child.pid)
+    child.stdin.close()
+    child.wait(60)
+
+
+@pytest.fixture
+def lab(monkeypatch):
+    FakePsexecClient.created.clear()
+    FakeServiceManager.machines.clear()
+    monkeypatch.setenv(FAKE_PASSWORD_ENV, "pw")
+    lab = FakeHyperVLab(fake_lab_machines()).install(monkeypatch)
+    yield lab
+    psexec.shared_clients().clear()
+    psexec._BROKEN.clear()
+
+
+def test_owner_tags_tell_dead_from_live(dead_pid, live_pid):
+    assert ownership.tag_is_dead(dead_pid[1])
+    assert not ownership.tag_is_dead(live_pid[1])
+    assert not ownership.tag_is_dead(ownership.owner_tag())  # this run
+    assert not ownership.tag_is_dead(f"other-controller.invalid:{dead_pid[0]}:1")
+    assert not ownership.tag_is_dead("garbage")
+    live, ticks = live_pid[0], live_pid[1].rsplit(":", 1)[1]
+    reused = f"{socket.gethostname()}:{live}:{int(ticks) + 12345}"  # same pid, another start: pid reused
+    assert ownership.tag_is_dead(reused)
+
+
+def test_the_next_run_removes_a_killed_runs_registrations_only(lab, dead_pid, live_pid):
+    host = lab.machine(FAKE_HOST)
+    host.gcs[G_FOREIGN] = "Docker"
+    before = dict(host.gcs)
+    inventory = fake_lab_inventory()
+    transport = psexec.PsexecTransport(inventory.nodes["hv-host"], inventory)
+    try:
+        registration.register_guids(transport, G_KILLED, owner=dead_pid[1])  # the run that will be killed
+        registration.register_guids(transport, [G_LIVE], owner=live_pid[1])  # a run still going
+        registration.register_guids(transport, [G_OTHER_HOST], owner=f"other-controller.invalid:{dead_pid[0]}:1")
+        registration.register_guids(transport, [G_UNTAGGED])  # `hvsock-matrix register`, or an older harness
+        assert G_UNTAGGED not in host.gcs_owner
+        survivors = {g: host.gcs[g] for g in (G_LIVE, G_OTHER_HOST, G_UNTAGGED)}
+
+        guard = registration.RegistrationGuard(inventory, guids=G_KILLED, transport_for=lambda n: transport)
+        with guard:
+            assert sorted(guard.swept["hv-host"]) == sorted(G_KILLED)
+            assert sorted(guard.reports["hv-host"].added) == sorted(G_KILLED)  # ours now, not "present"
+            assert host.gcs_owner[G_KILLED[0]] == ownership.owner_tag()
+        assert host.gcs == {**before, **survivors}
+    finally:
+        transport.close()
+
+
+def test_the_next_run_removes_a_killed_runs_paexec_services_only(lab, dead_pid, live_pid):
+    me = socket.gethostname()
+    scm = FakeServiceManager.of(FAKE_HOST)
+    leftovers = {
+        f"PAExec-{dead_pid[0]}-{me}": "killed run of this controller",
+        f"PAExec-{live_pid[0]}-{me}": "live run of this controller",
+        f"PAExec-{dead_pid[0]}-OTHER-CONTROLLER": "another controller",
+    }
+    for name in leftovers:
+        scm.services[name] = FakePsexecClient("x.invalid")  # created by earlier processes
+        scm.exes.add(name + ".exe")
+    FakePsexecClient.created.clear()
+    inventory = fake_lab_inventory()
+    transport = PsexecTransport(inventory.nodes["hv-host"], inventory)
+    try:
+        transport.run(["cmd.exe", "/c", "ver"], timeout=30)
+        mine = FakePsexecClient.created[0].service_name
+        assert sorted(scm.services) == sorted([mine, f"PAExec-{live_pid[0]}-{me}",
+                                               f"PAExec-{dead_pid[0]}-OTHER-CONTROLLER"])
+        assert f"PAExec-{dead_pid[0]}-{me}.exe" not in scm.exes
+    finally:
+        transport.close()
+    assert sorted(scm.exes) == sorted([f"PAExec-{live_pid[0]}-{me}.exe", f"PAExec-{dead_pid[0]}-OTHER-CONTROLLER.exe"])
+
+
+def test_kept_registrations_are_not_swept_by_the_next_run(lab):
+    """--keep-registration: the entries outlive their run on purpose, so they carry no owner tag."""
+    inventory = fake_lab_inventory()
+    transport = PsexecTransport(inventory.nodes["hv-host"], inventory)
+    try:
+        with registration.RegistrationGuard(inventory, guids=G_KILLED, keep=True, transport_for=lambda n: transport):
+            pass
+        with registration.RegistrationGuard(inventory, guids=[G_LIVE], transport_for=lambda n: transport) as guard:
+            assert guard.swept["hv-host"] == []
+        assert sorted(lab.machine(FAKE_HOST).gcs) == sorted(G_KILLED)
+    finally:
+        transport.close()
