@@ -50,10 +50,10 @@ class ProbeAgent:
     kind = "base"
 
     def listen(self, family: str, addr: str, port: int, service: str | None, timeout: float,
-               count: int = 1) -> dict: ...
+               count: int = 1, socket: str = "stream") -> dict: ...
 
     def connect(self, family: str, addr: str, port: int, service: str | None, payload: str,
-                timeout: float, connect_timeout: float | None = None) -> dict: ...
+                timeout: float, connect_timeout: float | None = None, socket: str = "stream") -> dict: ...
 
     def stop(self, listener: str) -> dict: ...
 
@@ -211,15 +211,15 @@ class SessionAgent(ProbeAgent):
                 self._pending.pop(rid, None)
 
     # -- the contract -----------------------------------------------------------------------
-    def listen(self, family, addr, port, service, timeout, count=1):
+    def listen(self, family, addr, port, service, timeout, count=1, socket="stream"):
         return self.request("listen", timeouts.listen_answer(self.margin), family=family, addr=str(addr), port=int(port),
-                            service=service, count=count, timeout=timeout)
+                            service=service, count=count, timeout=timeout, socket=socket)
 
-    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None):
+    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream"):
         ct = timeout if connect_timeout is None else connect_timeout
         return self.request("connect", timeouts.connect_answer(timeout, ct, self.margin), family=family, addr=str(addr),
                             port=int(port), service=service, payload=payload, timeout=timeout,
-                            connect_timeout=ct)
+                            connect_timeout=ct, socket=socket)
 
     def stop(self, listener):
         return self.request("stop", timeouts.stop_answer(self.margin), listener=listener)
@@ -262,16 +262,19 @@ class OneShotAgent(ProbeAgent):
         return self.transport.probe_command() + [str(a) for a in args] + self.lab_args()
 
     @staticmethod
-    def _addr_args(family, addr, port, service) -> list[str]:
+    def _addr_args(family, addr, port, service, socket="stream") -> list[str]:
         out = ["--family", family, "--addr", str(addr), "--port", str(port)]
+        out += ["--socket", socket] if socket != "stream" else []
         return out + (["--service", service] if service else [])
 
-    def _listen_argv(self, family, addr, port, service, timeout, count=1) -> list[str]:
-        return self._cmd("serve", *self._addr_args(family, addr, port, service), "--count", count,
+    def _listen_argv(self, family, addr, port, service, timeout, count=1, socket="stream") -> list[str]:
+        return self._cmd("serve", *self._addr_args(family, addr, port, service, socket), "--count", count,
                          "--timeout", f"{float(timeout):g}")
 
-    def _connect_argv(self, family, addr, port, service, payload, timeout, connect_timeout=None) -> list[str]:
-        args = self._addr_args(family, addr, port, service) + ["--payload", payload, "--timeout", f"{float(timeout):g}"]
+    def _connect_argv(self, family, addr, port, service, payload, timeout, connect_timeout=None,
+                      socket="stream") -> list[str]:
+        args = self._addr_args(family, addr, port, service, socket) + ["--payload", payload,
+                                                                        "--timeout", f"{float(timeout):g}"]
         if connect_timeout is not None:
             args += ["--connect-timeout", f"{float(connect_timeout):g}"]
         return self._cmd("connect", *args)
@@ -284,8 +287,8 @@ class OneShotAgent(ProbeAgent):
             return shlex.join(self._connect_argv(**fields))
         return f"{op} {json.dumps(fields, sort_keys=True)}" if fields else op
 
-    def listen(self, family, addr, port, service, timeout, count=1):
-        argv = self._listen_argv(family, addr, port, service, timeout, count)
+    def listen(self, family, addr, port, service, timeout, count=1, socket="stream"):
+        argv = self._listen_argv(family, addr, port, service, timeout, count, socket)
         self.sent.append(" ".join(argv))
         _trace(self.node.name, "->", shlex.join(argv))
         proc = self.transport.spawn(argv)
@@ -312,8 +315,8 @@ class OneShotAgent(ProbeAgent):
             proc.wait(timeouts.PROCESS_EXIT)
             return msg  # bind_failed, refused, error
 
-    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None):
-        argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout)
+    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream"):
+        argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout, socket)
         self.sent.append(" ".join(argv))
         _trace(self.node.name, "->", shlex.join(argv))
         budget = timeouts.oneshot_connect(timeout, connect_timeout, self.node.access.connect_timeout, self.margin)

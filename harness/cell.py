@@ -13,10 +13,12 @@ from harness import timeouts
 from harness.outcome import Outcome
 
 DriverKind = Literal["probe", "socat", "command"]
+SocketType = Literal["stream", "seqpacket", "dgram"]
+SOCKET_TYPES = ("stream", "seqpacket", "dgram")  # stream is the documents' type and the default
 
 
 # the placeholders of command-driver templates (harness/drivers/command.py fills them)
-TEMPLATE_FIELDS = ("bind", "target", "addr", "port", "service", "payload", "vm_id", "cid", "timeout")
+TEMPLATE_FIELDS = ("bind", "target", "addr", "port", "service", "payload", "vm_id", "cid", "timeout", "socket")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Cell:
     target: str  # target token: loopback, parent, children, broadcast, self, server, vm:<node>, GUID, CID
     port: int  # vsock port; the Hyper-V service GUID is the vsock template of it unless service is set
     expected: Outcome | None = None  # None = unknown (the first run documents it)
+    expected_errno: str | None = None  # "ECONNRESET" in `expect: X ECONNRESET` (B: the bind errno)
     label: str | None = None  # e.g. "A1" for documented cells
     source: str | None = None  # e.g. "001, case 1 (host WILDCARD, VM client PARENT)"
     disputed: bool = False
@@ -48,6 +51,7 @@ class Cell:
     timeout: float = timeouts.CELL_TIMEOUT  # seconds for the client's whole attempt
     skip_reason: str | None = None  # set when the inventory lacks a node this cell needs
     defined_at: str = ""  # "file:line" of the cell or axes block
+    socket: SocketType = "stream"
 
     @property
     def id(self) -> str:
@@ -55,13 +59,16 @@ class Cell:
 
         Only characters pytest's -k grammar takes in one identifier (word characters and
         `: + - . [ ] \\ /`, _pytest/mark/expression.py), so `-k '<whole id>'` selects the cell.
+        A socket type other than stream shows as `/seqpacket` after the target.
         """
         return cell_id(self.label or self.scenario, self.server_on, self.bind, self.client_on, self.target,
-                       self.driver.kind)
+                       self.driver.kind, self.socket)
 
 
-def cell_id(head: str, server_on: str, bind: str, client_on: str, target: str, driver: str | None) -> str:
-    suffix = "" if driver in (None, "probe") else f"+{driver}"
+def cell_id(head: str, server_on: str, bind: str, client_on: str, target: str, driver: str | None,
+            socket: str | None = None) -> str:
+    suffix = "" if socket in (None, "stream") else f"/{socket}"
+    suffix += "" if driver in (None, "probe") else f"+{driver}"
     return f"{head}[{server_on}:{bind}-from-{client_on}:{target}{suffix}]"
 
 

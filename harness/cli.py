@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "register": ("harness.commands.register", "register Hyper-V service GUIDs on hosts"),
     "unregister": ("harness.commands.register_undo", "remove Hyper-V service GUIDs a run registered"),
     "doctor": ("harness.commands.doctor", "per node: what a cell needs and what is wrong"),
+    "expect": ("harness.commands.expect", "write a run's measured errnos into scenario expectations"),
 }
 
 

@@ -1,7 +1,8 @@
 """From a run's flat list of cells to what every report shows: one grid per scenario.
 
-Rows are `server node:bind`, columns `client node:target` (plus `@driver` when not the probe),
-both in the order the scenario produced them, so the documents' case order survives. Each
+Rows are `server node:bind`, columns `client node:target` (plus `/seqpacket` when the socket type
+is not stream, `@driver` when not the probe), both in the order the scenario produced them, so the
+documents' case order survives; a target's socket types sit in adjacent columns, side by side. Each
 position knows the documented expectation, the observation, the baseline observation and the
 last runs' outcomes; `flips` and `mismatches` are what every output lists first.
 """
@@ -97,8 +98,19 @@ def row_key(result: CellResult) -> str:
 
 
 def column_key(result: CellResult) -> str:
-    suffix = "" if result.driver in (None, "probe") else f"@{result.driver}"
+    suffix = "" if result.socket in (None, "stream") else f"/{result.socket}"
+    suffix += "" if result.driver in (None, "probe") else f"@{result.driver}"
     return f"{result.client_on}:{result.target}{suffix}"
+
+
+def _side_by_side(columns: list[str]) -> list[str]:
+    """Columns in first-seen order, each target's socket types next to each other."""
+    groups: dict[str, list[str]] = {}
+    for column in columns:
+        head, _, tail = column.partition("/")
+        base = head + tail[tail.index("@"):] if "@" in tail else head
+        groups.setdefault(base, []).append(column)
+    return [column for group in groups.values() for column in group]
 
 
 def build_report(run: Run, baseline: Run | None = None, history: Iterable[Run] = ()) -> MatrixReport:
@@ -128,4 +140,6 @@ def build_report(run: Run, baseline: Run | None = None, history: Iterable[Run] =
         strip = [(index[result.id].observation.outcome if result.id in index else None)
                  for index in past]
         matrix.grid.setdefault((row, column), []).append(MatrixCell(result, base, strip))
+    for matrix in matrices.values():
+        matrix.columns = _side_by_side(matrix.columns)
     return MatrixReport(run=run, matrices=list(matrices.values()), baseline=baseline, history=history)

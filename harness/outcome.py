@@ -67,6 +67,15 @@ class Observation:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    @property
+    def outcome_errno(self) -> str | None:
+        """The errno that goes with the outcome: the connect errno of an X, the bind errno of a B."""
+        if self.outcome is Outcome.X:
+            return self.errno_name
+        if self.outcome is Outcome.B:
+            return self.bind_errno_name
+        return None
+
     def summary(self) -> str:
         """The short form shown in a matrix cell or a failure message."""
         if self.outcome is Outcome.X:

@@ -5,11 +5,15 @@ It plays both sides of the documents' program -- a server that answers "Hello: "
 a client that sends a payload and checks the echo -- over AF_HYPERV, AF_VSOCK or TCP, and says
 what happened as JSON lines so the controller never has to parse prose.
 
-    probe.py serve   --family F --addr A --port P [--service GUID] [--count N] [--timeout T] [--lab-node]
-    probe.py connect --family F --addr A --port P [--service GUID] --payload S [--timeout T]
+    probe.py serve   --family F --addr A --port P [--service GUID] [--socket TYPE] [--count N] [--timeout T]
+                     [--lab-node]
+    probe.py connect --family F --addr A --port P [--service GUID] [--socket TYPE] --payload S [--timeout T]
                      [--connect-timeout C] [--lab-node]
     probe.py info    [--lab-node]
     probe.py session [--idle-timeout T] [--lab-node]
+
+TYPE is stream (default), seqpacket or dgram. A type the node refuses is answered with its errno
+and the phase (socket, bind, listen, connect, send, reply) where it was refused.
 
 `session` keeps one process per node alive for a whole run and serves JSON-line requests
 concurrently: on nested lab guests a process start costs 10-50 s, a request a round-trip.
@@ -49,6 +53,10 @@ MAX_READ = 1024
 WSA_NAMES = {
     10013: "WSAEACCES",
     10022: "WSAEINVAL",
+    10041: "WSAEPROTOTYPE",
+    10043: "WSAEPROTONOSUPPORT",
+    10044: "WSAESOCKTNOSUPPORT",
+    10045: "WSAEOPNOTSUPP",
     10047: "WSAEAFNOSUPPORT",
     10048: "WSAEADDRINUSE",
     10049: "WSAEADDRNOTAVAIL",
@@ -59,6 +67,11 @@ WSA_NAMES = {
     10065: "WSAEHOSTUNREACH",
 }
 IS_WINDOWS = os.name == "nt"
+
+# socket types by name; SOCK_SEQPACKET is missing from some builds, 5 is its value on Linux and Winsock
+SOCKET_TYPES = {"stream": socket.SOCK_STREAM, "seqpacket": getattr(socket, "SOCK_SEQPACKET", 5),
+                "dgram": socket.SOCK_DGRAM}
+SEQPACKET_MESSAGES = 2  # a seqpacket client sends this many messages; each must come back on its own
 
 
 class Refused(Exception):
@@ -134,16 +147,28 @@ def check_family(family, lab_node):
                       % (LAB_ENV, LAB_MARKER))
 
 
-def make_socket(family, addr, lab_node):
-    """A fresh stream socket of `family`; vsock only on lab nodes."""
+def socket_type(name):
+    """The SOCK_* number of a type name (ValueError names the known ones)."""
+    if name not in SOCKET_TYPES:
+        raise ValueError("unknown socket type %r (expected %s)" % (name, ", ".join(SOCKET_TYPES)))
+    return SOCKET_TYPES[name]
+
+
+def make_socket(family, addr, lab_node, kind="stream"):
+    """A fresh socket of `family` and type `kind`; vsock only on lab nodes.
+
+    Whatever the kernel (or Winsock) answers to the type is left to it: a refused type raises
+    its own OSError here, which the callers record as the "socket" phase.
+    """
     check_family(family, lab_node)
+    sock_type = socket_type(kind)
     if family == "tcp":
-        return socket.socket(socket.AF_INET6 if ":" in str(addr) else socket.AF_INET, socket.SOCK_STREAM)
+        return socket.socket(socket.AF_INET6 if ":" in str(addr) else socket.AF_INET, sock_type)
     if family == "vsock":
-        return socket.socket(AF_VSOCK, socket.SOCK_STREAM)
+        return socket.socket(AF_VSOCK, sock_type)
     if not hasattr(socket, "AF_HYPERV"):
         raise OSError(_errno.EAFNOSUPPORT, windows_python_problem() or "AF_HYPERV exists only on Windows")
-    return socket.socket(socket.AF_HYPERV, socket.SOCK_STREAM, HV_PROTOCOL_RAW)
+    return socket.socket(socket.AF_HYPERV, sock_type, HV_PROTOCOL_RAW)
 
 
 def sock_address(family, addr, port, service):
@@ -221,10 +246,17 @@ def os_error_fields(exc):
 # ---------------------------------------------------------------- server
 
 class Listener(object):
-    """One bound, listening socket answering "Hello: " + payload until count or timeout."""
+    """One bound, listening socket answering "Hello: " + payload until count or timeout.
 
-    def __init__(self, family, addr, port, service=None, count=1, timeout=30.0, lab_node=False, emit=None):
+    stream: one echo per connection; seqpacket: one echo per message, SEQPACKET_MESSAGES of them
+    per connection (so the client sees whether boundaries held); dgram: one echo per datagram,
+    sent back to its sender (no listen/accept: "accepted" counts datagrams).
+    """
+
+    def __init__(self, family, addr, port, service=None, count=1, timeout=30.0, lab_node=False, emit=None,
+                 kind="stream"):
         self.family = family
+        self.kind = kind
         self.addr = addr
         self.port = int(port)
         self.service = service
@@ -243,23 +275,32 @@ class Listener(object):
         self._wake_lock = threading.Lock()
 
     def open(self):
-        """Bind and listen; returns the listening or bind_failed event (raises Refused)."""
-        self.sock = make_socket(self.family, self.addr, self.lab_node)
+        """Bind and listen; returns the listening or bind_failed event (raises Refused).
+
+        bind_failed names the phase: "socket" when the node refuses the socket type itself,
+        "bind" or "listen" after that.
+        """
+        phase = "socket"
         try:
+            self.sock = make_socket(self.family, self.addr, self.lab_node, self.kind)
+            phase = "bind"
             if self.family == "tcp":
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             address = sock_address(self.family, self.addr, self.port, self.service)
             self.sock.bind(address)
-            self.sock.listen(8)
+            if self.kind != "dgram":
+                phase = "listen"
+                self.sock.listen(8)
         except OSError as exc:
             self.close_socket()
             self.close_wake()
-            event = {"event": "bind_failed"}
+            event = {"event": "bind_failed", "phase": phase, "socket": self.kind}
             event.update(os_error_fields(exc))
             return event
         if not IS_WINDOWS:
             self._wake = os.pipe()
-        event = {"event": "listening", "family": self.family, "addr": str(self.addr), "port": self.port}
+        event = {"event": "listening", "family": self.family, "addr": str(self.addr), "port": self.port,
+                 "socket": self.kind}
         if self.family == "tcp":
             event["port"] = self.sock.getsockname()[1]
             self.port = event["port"]
@@ -290,6 +331,9 @@ class Listener(object):
                     pysock.settimeout(min(left, 2.0))
                 else:  # Windows: select() takes sockets only; short accept slices instead
                     pysock.settimeout(min(left, 0.5))
+                if self.kind == "dgram":
+                    self.answer_datagram(pysock)
+                    continue
                 try:
                     conn, peer = pysock.accept()
                 except socket.timeout:
@@ -318,17 +362,41 @@ class Listener(object):
         self.peers.append(text)
         try:
             conn.settimeout(max(0.5, min(10.0, deadline - time.monotonic())))
-            data = conn.recv(MAX_READ)
-            conn.sendall((REPLY_PREFIX + data.decode("utf-8", "replace")).encode("utf-8"))
+            received = []
+            for _ in range(SEQPACKET_MESSAGES if self.kind == "seqpacket" else 1):
+                data = conn.recv(MAX_READ)  # seqpacket: exactly one message, whatever its size
+                if not data:
+                    break
+                received.append(data.decode("utf-8", "replace"))
+                conn.sendall((REPLY_PREFIX + received[-1]).encode("utf-8"))
             try:
                 conn.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-            event = {"event": "accepted", "peer": text, "received": data.decode("utf-8", "replace")}
+            event = {"event": "accepted", "peer": text, "received": "".join(received)}
+            if self.kind == "seqpacket":
+                event["messages"] = received
         except OSError as exc:
             event = {"event": "accepted", "peer": text, "error": str(exc)}
         finally:
             conn.close()
+        self.emit(event)
+
+    def answer_datagram(self, sock):
+        """One datagram in, "Hello: " + it back to its sender."""
+        try:
+            sock.settimeout(2.0)
+            data, peer = sock.recvfrom(MAX_READ)
+        except socket.timeout:
+            return
+        self.accepted += 1
+        text = peer_text(self.family, peer)
+        self.peers.append(text)
+        try:
+            sock.sendto((REPLY_PREFIX + data.decode("utf-8", "replace")).encode("utf-8"), peer)
+            event = {"event": "accepted", "peer": text, "received": data.decode("utf-8", "replace")}
+        except OSError as exc:
+            event = {"event": "accepted", "peer": text, "error": str(exc)}
         self.emit(event)
 
     def stop(self, wait=5.0):
@@ -362,26 +430,33 @@ class Listener(object):
 # ---------------------------------------------------------------- client
 
 def connect_once(family, addr, port, service=None, payload="World!", timeout=10.0, connect_timeout=None,
-                 lab_node=False):
-    """Connect, send, read the echo: the result event (X only when connect() itself failed)."""
+                 lab_node=False, kind="stream"):
+    """Connect, send, read the echo: the result event.
+
+    X only when the node refused the connection: connect() failed, or -- for a non-stream type --
+    socket() refused the type, or a datagram could not be sent or got no answer in time.
+    """
     timeout = float(timeout)
     connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
     start = time.monotonic()
-    result = {"event": "result", "family": family, "addr": str(addr), "port": int(port),
+    result = {"event": "result", "family": family, "addr": str(addr), "port": int(port), "socket": kind,
               "errno": None, "errno_name": None, "reply": None}
     try:
-        sock = make_socket(family, addr, lab_node)
+        sock = make_socket(family, addr, lab_node, kind)
     except Refused:
         raise
     except (OSError, ValueError) as exc:
-        result.update({"outcome": "E", "phase": "socket", "elapsed_ms": now_ms(start), "message": str(exc)})
+        refused_type = isinstance(exc, OSError) and kind != "stream"  # the node's answer to the type
+        result.update({"outcome": "X" if refused_type else "E", "phase": "socket", "elapsed_ms": now_ms(start),
+                       "message": str(exc)})
         if isinstance(exc, OSError):
             result.update(os_error_fields(exc))
         return result
     try:
         try:
             address = sock_address(family, addr, port, service)
-            set_connect_timeout(sock, family, connect_timeout)
+            if kind != "dgram":  # the connect timeouts are options of connection-oriented sockets only
+                set_connect_timeout(sock, family, connect_timeout)
         except (OSError, ValueError) as exc:  # the harness could not prepare the socket: never X
             result.update({"outcome": "E", "phase": "setup", "elapsed_ms": now_ms(start), "message": str(exc)})
             if isinstance(exc, OSError):
@@ -396,6 +471,11 @@ def connect_once(family, addr, port, service=None, payload="World!", timeout=10.
             return result
         connected_ms = now_ms(start)
         result["connect_ms"] = connected_ms
+        if kind != "stream":
+            exchange = exchange_messages if kind == "seqpacket" else exchange_datagram
+            result.update(exchange(sock, payload, max(0.1, timeout - (time.monotonic() - start))))
+            result["elapsed_ms"] = now_ms(start)
+            return result
         expected = REPLY_PREFIX + payload
         try:
             sock.settimeout(max(0.1, timeout - (time.monotonic() - start)))
@@ -425,6 +505,64 @@ def connect_once(family, addr, port, service=None, payload="World!", timeout=10.
             sock.close()
         except OSError:
             pass
+
+
+def exchange_messages(sock, payload, timeout):
+    """seqpacket: SEQPACKET_MESSAGES messages out, as many echoes back, each one whole and alone.
+
+    Both messages are sent before anything is read, so a transport that merged them (a stream)
+    would hand the server one "payloadpayload" and the client one "Hello: payloadpayload".
+    """
+    expected = REPLY_PREFIX + payload
+    messages = []
+    try:
+        sock.settimeout(timeout)
+        for _ in range(SEQPACKET_MESSAGES):
+            sock.send(payload.encode("utf-8"))
+        for _ in range(SEQPACKET_MESSAGES):
+            try:
+                data = sock.recv(len(expected.encode("utf-8")) + MAX_READ)
+            except socket.timeout:  # a merged echo leaves the second read waiting: judged below
+                break
+            if not data:
+                break
+            messages.append(data.decode("utf-8", "replace"))
+    except OSError as exc:
+        out = {"outcome": "E", "phase": "reply", "messages": messages}
+        out.update(os_error_fields(exc))
+        return out
+    out = {"phase": "reply", "messages": messages, "reply": messages[0] if messages else ""}
+    if messages == [expected] * SEQPACKET_MESSAGES:
+        out["outcome"] = "O"
+    else:
+        out.update({"outcome": "E", "message": "message boundaries not kept: sent %d x %r, received %r"
+                    % (SEQPACKET_MESSAGES, payload, messages)})
+    return out
+
+
+def exchange_datagram(sock, payload, timeout):
+    """dgram: one datagram out, its echo back; a send refused or no answer in time is X."""
+    try:
+        sock.send(payload.encode("utf-8"))
+    except OSError as exc:
+        out = {"outcome": "X", "phase": "send"}
+        out.update(os_error_fields(exc))
+        return out
+    try:
+        sock.settimeout(timeout)
+        data = sock.recv(MAX_READ + len(payload.encode("utf-8")) + len(REPLY_PREFIX))
+    except socket.timeout:
+        return {"outcome": "X", "phase": "reply", "errno": timeout_errno(), "errno_name": errno_name(timeout_errno()),
+                "message": "no datagram came back within %gs" % timeout}
+    except OSError as exc:  # e.g. ECONNREFUSED: the ICMP answer to a datagram nobody listens for
+        out = {"outcome": "X", "phase": "reply"}
+        out.update(os_error_fields(exc))
+        return out
+    reply = data.decode("utf-8", "replace")
+    out = {"phase": "reply", "reply": reply, "outcome": "O" if reply == REPLY_PREFIX + payload else "E"}
+    if out["outcome"] == "E":
+        out["message"] = "the datagram that came back was %r, expected %r" % (reply, REPLY_PREFIX + payload)
+    return out
 
 
 # ---------------------------------------------------------------- info
@@ -494,8 +632,8 @@ def info_facts(lab_node=False):
 # id and one of ANSWER_EVENTS[OP]; lines with "id": null come unasked (UNASKED_EVENTS).
 
 REQUEST_FIELDS = {
-    "listen": ("family", "addr", "port", "service", "count", "timeout"),
-    "connect": ("family", "addr", "port", "service", "payload", "timeout", "connect_timeout"),
+    "listen": ("family", "addr", "port", "service", "count", "timeout", "socket"),
+    "connect": ("family", "addr", "port", "service", "payload", "timeout", "connect_timeout", "socket"),
     "stop": ("listener",),
     "info": (),
     "ping": (),
@@ -623,7 +761,7 @@ class Session(object):
         if op == "connect":
             return connect_once(req["family"], req["addr"], req["port"], req.get("service"),
                                 req.get("payload", "World!"), req.get("timeout", 10.0),
-                                req.get("connect_timeout"), self.lab_node)
+                                req.get("connect_timeout"), self.lab_node, req.get("socket") or "stream")
         if op == "stop":
             with self.lock:
                 listener = self.listeners.pop(req.get("listener"), None)
@@ -642,7 +780,8 @@ class Session(object):
             name = "L%d" % self.next_listener
         listener = Listener(req["family"], req["addr"], req["port"], req.get("service"), req.get("count", 1),
                             req.get("timeout", 30.0), self.lab_node,
-                            emit=lambda event: self.write(dict(event, listener=name)))
+                            emit=lambda event: self.write(dict(event, listener=name)),
+                            kind=req.get("socket") or "stream")
         event = listener.open()
         if event["event"] == "listening":
             event["listener"] = name
@@ -717,6 +856,7 @@ def build_parser():
             sp.add_argument("--addr", required=True, help="CID integer, GUID or IPv4")
             sp.add_argument("--port", required=True, type=int)
             sp.add_argument("--service", default=None, help="Hyper-V service GUID (default: vsock template)")
+            sp.add_argument("--socket", default="stream", choices=sorted(SOCKET_TYPES), help="socket type")
 
     s = sub.add_parser("serve")
     common(s)
@@ -776,7 +916,7 @@ def main(argv=None):
     try:
         if args.command == "serve":
             listener = Listener(args.family, args.addr, args.port, args.service, args.count, args.timeout,
-                                args.lab_node, emit=emit)
+                                args.lab_node, emit=emit, kind=args.socket)
             event = listener.open()
             emit(event)
             if event["event"] != "listening":
@@ -786,7 +926,7 @@ def main(argv=None):
             return 0
         if args.command == "connect":
             result = connect_once(args.family, args.addr, args.port, args.service, args.payload, args.timeout,
-                                  args.connect_timeout, args.lab_node)
+                                  args.connect_timeout, args.lab_node, args.socket)
             emit(result)
             return 0 if result["outcome"] == "O" else 1
         if args.command == "info":

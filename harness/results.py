@@ -33,7 +33,7 @@ SCHEMA = 1
 # The cell fields a results file keeps; enough to lay out a matrix and explain a cell without the
 # scenario file.
 CELL_FIELDS = ("scenario", "label", "server_on", "bind", "client_on", "target", "port",
-               "disputed", "source", "note", "service", "payload", "defined_at")
+               "disputed", "source", "note", "service", "payload", "defined_at", "socket", "expected_errno")
 
 
 def utc_now() -> str:
@@ -47,14 +47,21 @@ def new_run_id(now: _dt.datetime | None = None) -> str:
 
 
 def flip_between(before: Observation | None, after: Observation | None) -> str | None:
-    """"O->X" when the outcome changed, None when it did not or one side is missing.
+    """"O->X" when the outcome changed, "X ECONNRESET->X ETIMEDOUT" when its errno did, else None.
 
     Any change of outcome counts (O->X, X->O, anything->E, E->O, ->n/a): a nightly run's job is
-    to say what is different from last night; errno or timing changes alone are not flips.
+    to say what is different from last night. So does a new errno for the same X or B (a kernel
+    that turns "no listener" into "dropped" is a regression); timing changes alone are not flips,
+    nor is an errno missing on one side (a run recorded before errnos were kept).
     """
-    if before is None or after is None or before.outcome is after.outcome:
+    if before is None or after is None:
         return None
-    return f"{before.outcome.value}->{after.outcome.value}"
+    if before.outcome is not after.outcome:
+        return f"{before.outcome.value}->{after.outcome.value}"
+    old, new = before.outcome_errno, after.outcome_errno
+    if old and new and old != new:
+        return f"{before.outcome.value} {old}->{after.outcome.value} {new}"
+    return None
 
 
 @dataclass
@@ -78,8 +85,12 @@ class CellResult:
 
     @property
     def mismatch(self) -> bool:
-        """Observed differs from a known expectation."""
-        return self.expected is not None and self.observation.outcome is not self.expected
+        """Observed differs from a known expectation (outcome, or the errno when one is expected)."""
+        if self.expected is None:
+            return False
+        if self.observation.outcome is not self.expected:
+            return True
+        return bool(self.expected_errno) and self.observation.outcome_errno != self.expected_errno
 
     @classmethod
     def from_cell(cls, cell: Cell, observation: Observation,

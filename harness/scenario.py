@@ -25,11 +25,14 @@ axes:                        # optional: cartesian product, every cell expect un
   server.bind: [wildcard, loopback, children, parent]
   client.on: [windows-host, windows-vm]
   client.target: [parent, loopback, server, children, broadcast]
+  socket: [stream, seqpacket] # optional: every cell above once per socket type
 cells:                       # optional: explicit cells (at least one of axes / cells)
   - label: A1                # optional, [A-Za-z0-9][A-Za-z0-9._-]*; the id starts with it
     server: {on: windows-host, bind: wildcard}
     client: {on: windows-vm, target: parent}
-    expect: O                # O | X | B | n/a | unknown (default unknown)
+    expect: O                # O | X | B | n/a | unknown (default unknown); X and B may name the errno:
+                             # "X ECONNRESET", "B EADDRNOTAVAIL", "X WSAECONNREFUSED"
+    socket: seqpacket        # optional: stream (default) | seqpacket | dgram (also top level and axes)
     source: "001 case 1"     # where this expectation is written
     disputed: false          # true: the documents can be read two ways; see note
     note: free text
@@ -54,9 +57,14 @@ driver kind) replaces that axes cell: its label, expectation and source win, no 
 Cell order: explicit cells in file order, then the remaining axes cells in product order
 (server.on, server.bind, client.on, client.target).
 
+Socket types: `stream` (the documents' SOCK_STREAM), `seqpacket` (two messages out, two echoes
+back, each whole), `dgram` (one datagram out, its echo back). A type a node refuses is B (server
+side) or X (client side) with its errno and phase. Ids show the type when it is not stream:
+`KVM[l1:any<-vm21:server/seqpacket]`. socat is a stream driver: a non-stream socat cell is n/a.
+
 Drivers: `probe` runs harness/probe.py on both nodes; `socat` runs socat as the documents
 did; `command` runs the templates, with placeholders {bind} {target} {addr} {port} {service}
-{payload} {vm_id} {cid} {timeout} filled from the resolved cell (harness/drivers/command.py has the
+{payload} {vm_id} {cid} {timeout} {socket} filled from the resolved cell (harness/drivers/command.py has the
 details). The server template runs in the background on the server node, the client template
 on the client node, and the client decides: O when it exits 0 (and, if it sends {payload},
 "Hello: <payload>" is in its output), X when it exits non-zero with a recognisable connect
@@ -84,7 +92,8 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
 from harness import addresses, timeouts, yamlfile
-from harness.cell import TEMPLATE_FIELDS, Cell, Driver
+from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Cell, Driver
+from harness.drivers.errnos import known_errno
 from harness.errors import InputError
 from harness.node import NAME_RE, NAME_RULE, Inventory, Node, check_timeout, seconds, shown
 from harness.outcome import Outcome
@@ -134,11 +143,37 @@ def _target(value: Any) -> str:
 
 
 def _expect(value: Any) -> Optional[str]:
+    """"O", "X", "X ECONNRESET", "B EADDRNOTAVAIL", "n/a" or None; the errno is an errno or WSA name."""
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().lower() in EXPECT_WORDS:
-        return EXPECT_WORDS[value.strip().lower()]
-    raise ValueError(f"unknown expectation {value!r} (expected O, X, B, n/a or unknown)")
+    words = value.split() if isinstance(value, str) else []
+    if words and words[0].lower() in EXPECT_WORDS and len(words) <= 2:
+        outcome = EXPECT_WORDS[words[0].lower()]
+        if len(words) == 1:
+            return outcome
+        if outcome not in ("X", "B"):
+            raise ValueError(f"expectation {value!r}: only X and B carry an errno")
+        name = words[1].upper()
+        if not known_errno(name):
+            raise ValueError(f"expectation {value!r}: unknown errno {words[1]!r} (an errno name such as "
+                             f"ECONNRESET, or a Windows one such as WSAECONNREFUSED)")
+        return f"{outcome} {name}"
+    raise ValueError(f"unknown expectation {value!r} (expected O, X, B, n/a or unknown; X and B may add "
+                     f"an errno: 'X ECONNRESET')")
+
+
+def split_expect(text: Optional[str]) -> tuple[Optional[Outcome], Optional[str]]:
+    """("X", "ECONNRESET") from a validated expectation."""
+    if text is None:
+        return None, None
+    outcome, _, name = text.partition(" ")
+    return Outcome(outcome), name or None
+
+
+def _socket(value: Any) -> str:
+    if not isinstance(value, str) or value not in SOCKET_TYPES:
+        raise ValueError(f"unknown socket type {value!r} (expected {', '.join(SOCKET_TYPES)})")
+    return value
 
 
 def _label(value: Any) -> str:
@@ -239,6 +274,7 @@ Expect = Annotated[Optional[str], BeforeValidator(_expect)]
 Port = Annotated[int, BeforeValidator(_port)]
 Service = Annotated[str, BeforeValidator(_service)]
 DriverField = Annotated[Any, BeforeValidator(_driver)]
+SocketField = Annotated[str, BeforeValidator(_socket)]
 
 
 class _Strict(BaseModel):
@@ -268,6 +304,7 @@ class CellModel(_Strict):
     payload: Optional[str] = None
     timeout: Optional[Annotated[float, BeforeValidator(seconds)]] = None
     driver: Optional[DriverField] = None
+    socket: Optional[SocketField] = None
 
     @field_validator("timeout")
     @classmethod
@@ -280,6 +317,7 @@ class AxesModel(_Strict):
     server_bind: Annotated[list[str], BeforeValidator(_axis(_bind))] = Field(alias="server.bind")
     client_on: Annotated[list[str], BeforeValidator(_axis(lambda v: check_location(v, allow_server=True)))] = Field(alias="client.on")
     client_target: Annotated[list[str], BeforeValidator(_axis(_target))] = Field(alias="client.target")
+    socket: Annotated[Optional[list[str]], BeforeValidator(_axis(_socket))] = None
 
 
 class ScenarioModel(_Strict):
@@ -292,6 +330,7 @@ class ScenarioModel(_Strict):
     driver: DriverField = Driver()
     payload: str = DEFAULT_PAYLOAD
     timeout: Annotated[float, BeforeValidator(seconds)] = DEFAULT_TIMEOUT
+    socket: SocketField = "stream"
     pairs: Literal["related", "any"] = "related"
     max_cells: StrictInt = DEFAULT_MAX_CELLS
     axes: Optional[AxesModel] = None
@@ -339,8 +378,8 @@ class Scenario:
         return yamlfile.where(self.path, self.data, loc)
 
 
-def _key(server_on: str, bind: str, client_on: str, target: str, driver: Driver) -> tuple:
-    return (server_on, bind, client_on, target, driver.kind)
+def _key(server_on: str, bind: str, client_on: str, target: str, driver: Driver, socket: str) -> tuple:
+    return (server_on, bind, client_on, target, driver.kind, socket)
 
 
 def parse_scenario(path: str, data: Any) -> Scenario:
@@ -370,9 +409,10 @@ def parse_scenario(path: str, data: Any) -> Scenario:
                                  f"duplicate label {c.label!r} (first at line {seen_labels[c.label]})")
             seen_labels[c.label] = line
         client_on = c.server.on if c.client.on == "server" else c.client.on
-        key = _key(c.server.on, c.server.bind, client_on, c.client.target, c.driver or model.driver)
+        key = _key(c.server.on, c.server.bind, client_on, c.client.target, c.driver or model.driver,
+                   c.socket or model.socket)
         if key in seen_keys:
-            raise InputError(sc.where("cells", i), f"duplicate cell: same server, bind, client and target as the cell at line {seen_keys[key]}")
+            raise InputError(sc.where("cells", i), f"duplicate cell: same server, bind, client, target and socket as the cell at line {seen_keys[key]}")
         seen_keys[key] = line
     if model.axes is not None and model.port is None and model.port_base is None:
         raise InputError(sc.where("axes"), "axes cells need port: or port_base: at the top")
@@ -452,6 +492,7 @@ class _Spec:
     target: str
     loc: tuple  # where in the YAML, for messages
     cell: Optional[CellModel] = None
+    socket: Optional[str] = None  # from the axes; explicit cells carry theirs in `cell`
 
 
 def _pairs(spec: _Spec, inventory: Inventory | None, pairs_mode: str):
@@ -488,8 +529,10 @@ def _specs(sc: Scenario):
         yield _Spec(c.server.on, c.server.bind, c.client.on, c.client.target, ("cells", i), c)
     if m.axes is not None:
         a = m.axes
-        for so, sb, co, ct in itertools.product(a.server_on, a.server_bind, a.client_on, a.client_target):
-            yield _Spec(so, sb, co, ct, ("axes",), None)
+        # socket innermost: a cell's types come one after the other, so reports show them side by side
+        for so, sb, co, ct, st in itertools.product(a.server_on, a.server_bind, a.client_on, a.client_target,
+                                                    a.socket or [m.socket]):
+            yield _Spec(so, sb, co, ct, ("axes",), None, st)
 
 
 def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
@@ -503,6 +546,8 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
     for spec in _specs(scenario):
         c = spec.cell
         driver = (c.driver if c is not None and c.driver is not None else m.driver)
+        sock = spec.socket or (c.socket if c is not None and c.socket is not None else m.socket)
+        expected, expected_errno = split_expect(c.expect if c is not None else None)
         if spec.loc not in where_cache:
             where_cache[spec.loc] = scenario.where(*spec.loc)
         defined_at = where_cache[spec.loc]
@@ -510,7 +555,7 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
             pairs_seen += 1
             if pairs_seen > m.max_cells * 2:  # selectors x inventory nodes multiply the axes
                 raise InputError(scenario.where("axes"), _too_many(None, m.max_cells))
-            key = _key(server_name, spec.bind, client_name, spec.target, driver)
+            key = _key(server_name, spec.bind, client_name, spec.target, driver, sock)
             if key in index:
                 if c is not None:  # two explicit cells landed on the same nodes
                     first = out[index[key]].defined_at
@@ -534,7 +579,7 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
             out.append(Cell(
                 scenario=m.scenario, server_on=server_name, bind=spec.bind, client_on=client_name,
                 target=spec.target, port=cell_port,
-                expected=Outcome(c.expect) if c is not None and c.expect is not None else None,
+                expected=expected, expected_errno=expected_errno, socket=sock,
                 label=c.label if c is not None else None,
                 source=c.source if c is not None else None,
                 disputed=c.disputed if c is not None else False,

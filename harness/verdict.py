@@ -2,7 +2,7 @@
 
 Pure, so the rules users depend on (E is a pytest ERROR, never a pass or a FAILED, so a broken
 lab is told apart from a changed matrix; a flip always fails; unknown cells are recorded and
-pass) are tested without a lab.
+pass; an expected errno must be the observed one) are tested without a lab.
 """
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ def judge(cell: Cell, observation: Observation, flip: str | None = None) -> Verd
         return Verdict("fail", f"expected {cell.expected.value}, observed n/a: {observation.detail}{where}")
     if cell.expected is None:
         return Verdict("pass", f"observed {observed} (no documented expectation)")
-    if cell.expected is observation.outcome:
-        return Verdict("pass", f"observed {observed} as documented")
-    return Verdict("fail", f"expected {cell.expected.value}, observed {observed}{where}")
+    expected = f"{cell.expected.value} {cell.expected_errno}" if cell.expected_errno else cell.expected.value
+    if cell.expected is not observation.outcome:
+        return Verdict("fail", f"expected {expected}, observed {observed}{where}")
+    if cell.expected_errno and observation.outcome_errno != cell.expected_errno:
+        return Verdict("fail", f"expected {expected}, observed {observed}: errno {observation.outcome_errno or 'none'} "
+                               f"is not {cell.expected_errno}{where}")
+    return Verdict("pass", f"observed {observed} as documented")

@@ -125,7 +125,9 @@ def test_lab_scenarios_resolve_against_the_lab_inventory():
     inv = load_inventory(REPO / "inventory" / "lab-in-a-box.yaml")
     kvm = load_cells(REPO / "scenarios" / "linux-kvm.yaml", inv)
     kvm += load_cells(REPO / "scenarios" / "linux-kvm-other-cid.yaml", inv)
-    assert len(kvm) == 3 * 4 * 3 * 4 + 12 and not [c for c in kvm if c.skip_reason]
+    # every placement as stream and as seqpacket, the 12 other-CID cells, 4 dgram cells
+    assert len(kvm) == 3 * 4 * 3 * 4 * 2 + 12 + 4 and not [c for c in kvm if c.skip_reason]
+    assert sum(c.socket == "seqpacket" for c in kvm) == 3 * 4 * 3 * 4
     assert len({c.port for c in kvm}) == len(kvm)
     c = [x for x in load_cells(REPO / "scenarios" / "c-kvm-vsock.yaml", inv) if x.label in ("C1", "C2")]
     assert {(x.server_on, x.client_on) for x in c} >= {("vm21", "l1"), ("l1", "vm21")}

@@ -136,7 +136,10 @@ def test_baseline_last_and_flips(tmp_path):
     assert recorder.flip_of(A1.id, REFUSED) == "O->X"
     assert recorder.flip_of(A7.id, ECHO) == "X->O"
     assert recorder.flip_of(A7.id, Observation(Outcome.E, detail="ssh died")) == "X->E"
-    assert recorder.flip_of(A7.id, Observation(Outcome.X, errno_name="ETIMEDOUT")) is None
+    # issue 14: a new errno for the same outcome is a flip (no listener -> dropped is a regression)
+    assert recorder.flip_of(A7.id, Observation(Outcome.X, errno_name="ETIMEDOUT")) == "X ECONNREFUSED->X ETIMEDOUT"
+    assert recorder.flip_of(A7.id, Observation(Outcome.X, errno_name="ECONNREFUSED", elapsed_ms=9e3)) is None
+    assert recorder.flip_of(A7.id, Observation(Outcome.X)) is None  # no errno measured: nothing to compare
     assert recorder.flip_of(U1.id, ECHO) is None  # new cell: nothing to flip from
     recorder.record(A1, REFUSED)
     run = load_run(recorder.finish())

@@ -1,8 +1,9 @@
 """Command-template driver: any tool as server and client (e.g. the documents' ConsoleApp1.exe).
 
 Templates (Driver.server, Driver.client) take {bind} {target} {addr} {port} {service} {payload}
-{vm_id} {cid} {timeout}: bind/target are the resolved addresses, addr is the side's own one (bind
-for the server, target for the client), vm_id/cid are the server node's, timeout the cell's (s).
+{vm_id} {cid} {timeout} {socket}: bind/target are the resolved addresses, addr is the side's own one
+(bind for the server, target for the client), vm_id/cid are the server node's, timeout the cell's (s),
+socket the cell's socket type (stream, seqpacket, dgram).
 Values are shell-quoted, then the text is split into argv (no shell unless the template calls one).
 
 The server runs in the background and is ready at its first line of stdout, or -- on Linux
@@ -42,7 +43,8 @@ def values_for(plan: CellPlan, side: str) -> dict[str, object]:
     return {"bind": plan.bind.addr, "target": plan.target.addr,
             "addr": plan.bind.addr if side == "server" else plan.target.addr,
             "port": plan.cell.port, "service": plan.service, "payload": plan.cell.payload,
-            "vm_id": plan.server.vm_id, "cid": plan.server.cid, "timeout": f"{float(plan.cell.timeout):g}"}
+            "vm_id": plan.server.vm_id, "cid": plan.server.cid, "timeout": f"{float(plan.cell.timeout):g}",
+            "socket": plan.cell.socket}
 
 
 def run(plan: CellPlan, pool: AgentPool) -> Observation:

@@ -10,7 +10,8 @@ import os
 import re
 
 WSA = {
-    "WSAEACCES": 10013, "WSAEINVAL": 10022, "WSAEAFNOSUPPORT": 10047, "WSAEADDRINUSE": 10048,
+    "WSAEACCES": 10013, "WSAEINVAL": 10022, "WSAEPROTOTYPE": 10041, "WSAEPROTONOSUPPORT": 10043,
+    "WSAESOCKTNOSUPPORT": 10044, "WSAEOPNOTSUPP": 10045, "WSAEAFNOSUPPORT": 10047, "WSAEADDRINUSE": 10048,
     "WSAEADDRNOTAVAIL": 10049, "WSAENETUNREACH": 10051, "WSAECONNRESET": 10054, "WSAETIMEDOUT": 10060,
     "WSAECONNREFUSED": 10061, "WSAEHOSTUNREACH": 10065,
 }
@@ -26,6 +27,11 @@ _WIN_CODE = re.compile(r"\b(100[0-9]{2}|110[0-9]{2})\b")
 CONNECT_FAILURES = {"ECONNREFUSED", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ECONNRESET", "EADDRNOTAVAIL",
                     "EACCES", "EPERM", "ENODEV", "EAFNOSUPPORT", "EINVAL", "ENOTCONN", "ESOCKTNOSUPPORT",
                     "EPROTONOSUPPORT", "ENETDOWN", "EHOSTDOWN"} | set(WSA)
+
+
+def known_errno(name: str) -> bool:
+    """An errno name this harness can observe: Linux (errno module) or Windows sockets (WSA...)."""
+    return name in _NAMES
 
 
 def find_errno(text: str) -> tuple[str, int] | None:

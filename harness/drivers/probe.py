@@ -14,6 +14,9 @@ from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 from harness import timeouts
 
+# the client phases where the probe may say X: connect() failed, or (non-stream types) socket()
+# refused the type, or a datagram was refused or never answered
+X_PHASES = ("socket", "connect", "send", "reply")
 
 
 def _record(commands: list[str], agent, op: str, **fields) -> None:
@@ -32,7 +35,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
     try:
         server = pool.agent(s_node.name)
         listen = dict(family=s_node.family, addr=plan.bind.addr, port=cell.port, service=plan.service_for(s_node),
-                      timeout=timeouts.listener_lifetime(cell.timeout), count=1)
+                      timeout=timeouts.listener_lifetime(cell.timeout), count=1, socket=cell.socket)
         _record(commands, server, "listen", **listen)
         ev = server.listen(**listen)
     except NodeError as exc:
@@ -42,7 +45,10 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
     if event == "bind_failed":
         obs.outcome = Outcome.B
         obs.bind_errno, obs.bind_errno_name = ev.get("errno"), ev.get("errno_name")
-        obs.detail = f"bind {plan.bind.display} port {cell.port} failed: {ev.get('message', '')}".strip()
+        phase = ev.get("phase") or "bind"
+        obs.extra["phase"] = phase
+        what = f"{cell.socket} socket()" if phase == "socket" else f"{phase} {plan.bind.display} port {cell.port}"
+        obs.detail = f"{what} failed: {ev.get('message', '')}".strip()
         return obs
     if event != "listening":
         obs.detail = f"server on {s_node.name}: {event or 'no answer'}: {ev.get('message', '')}".strip()
@@ -53,7 +59,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         client = pool.agent(c_node.name)
         connect = dict(family=c_node.family, addr=plan.target.addr, port=cell.port,
                        service=plan.service_for(c_node), payload=cell.payload, timeout=float(cell.timeout),
-                       connect_timeout=float(cell.timeout))
+                       connect_timeout=float(cell.timeout), socket=cell.socket)
         _record(commands, client, "connect", **connect)
         res = client.connect(**connect)
         _classify(obs, res, plan)
@@ -86,15 +92,21 @@ def _classify(obs: Observation, res: dict, plan: CellPlan) -> None:
         return
     outcome = res.get("outcome")
     obs.errno, obs.errno_name = res.get("errno"), res.get("errno_name")
+    if res.get("phase"):
+        obs.extra["phase"] = res["phase"]
+    if res.get("messages") is not None:
+        obs.extra["messages"] = res["messages"]
     if outcome == "O" and res.get("reply") == plan.expected_reply:
         obs.outcome = Outcome.O
         obs.detail = f"echo {res.get('reply')!r}"
         if res.get("connect_ms") is not None:
             obs.extra["connect_ms"] = res["connect_ms"]
-    elif outcome == "X" and res.get("phase") == "connect":
+    elif outcome == "X" and res.get("phase") in X_PHASES:
         obs.outcome = Outcome.X
-        obs.detail = f"connect {plan.target.display} port {plan.cell.port}: {res.get('errno_name')} " \
-                     f"after {res.get('elapsed_ms', 0):.0f}ms"
+        phase = res["phase"]
+        what = f"{plan.cell.socket} socket()" if phase == "socket" else \
+            f"{phase} {plan.target.display} port {plan.cell.port}"
+        obs.detail = f"{what}: {res.get('errno_name')} after {res.get('elapsed_ms', 0):.0f}ms"
     else:
         obs.outcome = Outcome.E
         obs.detail = f"{res.get('phase', '?')} failed: {res.get('errno_name') or ''} {res.get('message', '')}".strip()

@@ -48,6 +48,9 @@ def client_argv(family: str, addr: str, port: int, connect_timeout: float, reply
 
 
 def refusal(plan: CellPlan) -> str | None:
+    if plan.cell.socket != "stream":  # socat >= 1.7.4 has VSOCK-LISTEN/VSOCK-CONNECT, both SOCK_STREAM
+        return (f"socat has no {plan.cell.socket} socket here: its VSOCK-LISTEN/VSOCK-CONNECT (and TCP4) are "
+                "stream sockets (use the probe driver)")
     for side, node in (("server", plan.server), ("client", plan.client)):
         if node.family == "hyperv":
             return f"socat has no AF_HYPERV: {side} {node.name} is a hyperv node (use the probe driver)"

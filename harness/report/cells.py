@@ -40,6 +40,9 @@ def observed_line(obs: Observation) -> str:
             parts.append(_errno(obs.bind_errno_name, obs.bind_errno))
     elif obs.errno_name or obs.errno is not None:
         parts.append(_errno(obs.errno_name, obs.errno))
+    phase = obs.extra.get("phase") if isinstance(obs.extra, dict) else None
+    if obs.outcome in (Outcome.X, Outcome.B) and phase not in (None, "connect", "bind"):
+        parts.append(f"at {phase}")  # a socket type refused by socket(), a datagram never answered...
     if obs.elapsed_ms is not None:
         parts.append(ms_text(obs.elapsed_ms))
     return " ".join(parts)
@@ -67,7 +70,11 @@ def short(cell: MatrixCell) -> str:
 
 
 def expected_text(cell: MatrixCell) -> str:
-    return cell.expected.value if cell.expected is not None else "?"
+    """"X ECONNRESET" when the errno is expected too, "O", or "?" when unknown."""
+    if cell.expected is None:
+        return "?"
+    errno = cell.result.expected_errno
+    return f"{cell.expected.value} {errno}" if errno else cell.expected.value
 
 
 def title(cell: MatrixCell) -> str:
@@ -75,7 +82,7 @@ def title(cell: MatrixCell) -> str:
     result, obs = cell.result, cell.observed
     lines = [cell.id,
              f"observed: {observed_line(obs)}",
-             "expected: " + (f"{cell.expected.value}" if cell.expected is not None else "unknown")
+             "expected: " + (expected_text(cell) if cell.expected is not None else "unknown")
              + (" - DIFFERS" if cell.mismatch else "")
              + (" - disputed" if result.disputed else "")]
     if cell.baseline is not None:
@@ -107,6 +114,6 @@ def details(cell: MatrixCell) -> dict[str, Any]:
 
 def change_line(cell: MatrixCell) -> str:
     """One line for the lists of flips and mismatches printed before the matrices."""
-    exp = f"expected {cell.expected.value}" if cell.expected is not None else "expected ?"
-    base = f"{cell.baseline.outcome.value} -> " if cell.flipped else ""
+    exp = f"expected {expected_text(cell)}"
+    base = f"{cell.flip.split('->')[0]} -> " if cell.flipped else ""
     return f"{cell.id}: {base}{observed_line(cell.observed)} ({exp})"
