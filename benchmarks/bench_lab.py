@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -53,7 +54,7 @@ def ssh_argv(node: Node, inventory: Inventory) -> list[str]:
     """OpenSSH to the node as a user would type it (guests through their jump host)."""
     a = node.access
     opts = ["-i", os.path.expanduser(a.key_file), "-o", f"UserKnownHostsFile={os.path.expanduser(a.known_hosts)}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={a.connect_timeout}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={math.ceil(a.connect_timeout)}",
             "-F", "/dev/null"]
     if a.jump:
         jump = ssh_argv(inventory.node(a.jump), inventory)
@@ -131,6 +132,7 @@ def main() -> int:
     ap.add_argument("--naive", type=int, default=None, metavar="K",
                     help="run the naive loop on the first K selected cells only (0: skip it)")
     ap.add_argument("--in-flight", type=int, default=DEFAULT_IN_FLIGHT, help="(c)'s --cells-in-flight")
+    ap.add_argument("-k", dest="select", default=None, help="a pytest -k expression narrowing the cells (e.g. 'not seqpacket')")
     args = ap.parse_args()
     inventory_path = lab_inventory()
     inventory = load_inventory(str(inventory_path))
@@ -138,8 +140,11 @@ def main() -> int:
     if not args.all:
         cells = [c for c in cells if c.label and c.label.startswith("KVM-")]
     keyword = None if args.all else " or ".join(f"{c.label}[" for c in cells)
+    if args.select:
+        keyword = args.select if keyword is None else f"({keyword}) and ({args.select})"
     rows = []
-    naive_cells = cells if args.naive is None else cells[:args.naive]
+    stream = [c for c in cells if getattr(c, "socket", "stream") == "stream"]  # socat speaks stream only
+    naive_cells = stream if args.naive is None else stream[:args.naive]
     with tempfile.TemporaryDirectory(prefix="hvsock-bench-lab-") as tmp:
         if naive_cells:
             t0, naive = time.monotonic(), {}
