@@ -6,7 +6,8 @@ every driver before any transport is opened:
   probe    a vsock side opens AF_VSOCK;
   socat    a vsock side runs socat VSOCK-LISTEN / VSOCK-CONNECT;
   command  a vsock side, or a template that names VSOCK in any spelling a tool accepts
-           (socat's VSOCK-LISTEN:/VSOCK-CONNECT:/VSOCK:, `--family vsock`, AF_VSOCK, vsock://),
+           (socat's VSOCK-LISTEN:/VSOCK-CONNECT:/VSOCK:, `--family vsock`, ncat's `--vsock`,
+           AF_VSOCK, vsock://),
            whatever the node's family says.
 A lab node is one the inventory marks `lab_node: true` (harness/inventory.py refuses that
 mark on the controller itself unless HVSOCK_MATRIX_LAB_NODE=1).
@@ -18,10 +19,10 @@ import re
 from harness.drivers import CellPlan
 from harness.node import Node
 
-# socat address types (VSOCK-LISTEN, VSOCK-CONNECT, VSOCK-L, VSOCK), --family/-f vsock,
+# socat address types (VSOCK-LISTEN, VSOCK-CONNECT, VSOCK-L, VSOCK), --family/-f vsock, ncat --vsock,
 # AF_VSOCK / PF_VSOCK, vsock:// URLs, /dev/vsock, Python's socket.AF_VSOCK
 VSOCK_IN_TEMPLATE = re.compile(
-    r"(?i)(?:\bvsock(?:-[a-z]+)*:|--?(?:f|family)[= ]+['\"]?vsock\b|\b[ap]f_vsock\b|\bvsock://|/dev/vsock)")
+    r"(?i)(?:\bvsock(?:-[a-z]+)*:|--?(?:f|family)[= ]+['\"]?vsock\b|--vsock\b|\b[ap]f_vsock\b|\bvsock://|/dev/vsock)")
 
 
 def template_opens_vsock(template: str | None) -> bool:

@@ -68,7 +68,7 @@ def test_no_driver_opens_vsock_on_a_vsock_node_that_is_not_a_lab_node(driver):
     "socat VSOCK-LISTEN:{port},fork -", "socat - vsock-connect:{target}:{port}", "socat - VSOCK:{target}:{port}",
     "probe-tool --family vsock --port {port}", "probe-tool --family=VSOCK", "probe-tool -f vsock",
     "python3 -c 'import socket; socket.socket(socket.AF_VSOCK)'", "curl vsock://{target}:{port}",
-    "cat /dev/vsock"])
+    "cat /dev/vsock", "ncat --vsock -l {port}", "ncat --vsock {target} {port}"])
 def test_a_command_template_naming_vsock_is_refused_even_on_a_tcp_node(template):
     assert template_opens_vsock(template)
     obs, opened = _run(_inventory("tcp"), Driver(kind="command", server=template, client="true {port}"))
