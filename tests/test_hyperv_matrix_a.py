@@ -21,6 +21,7 @@ from harness.results import Recorder, load_run
 from harness.runner import run_cell
 from harness.scenario import load_cells
 from harness.transports import psexec
+from harness.transports.psexec import process as psexec_process
 from tests.fakes.fake_psexec import FakePsexecClient
 from tests.fakes.fake_windows import (FAKE_HOST, FAKE_PASSWORD_ENV, FAKE_VM, FAKE_VM_ID, FakeHyperVLab,
                                       fake_lab_inventory, fake_lab_machines)
@@ -33,7 +34,7 @@ DOCUMENTED = {"A1": "O", "A2": "O", "A3": "O", "A4": "O", "A5": "O", "A6": "O", 
 @pytest.fixture
 def lab(monkeypatch):
     monkeypatch.setenv(FAKE_PASSWORD_ENV, "fake-secret")
-    monkeypatch.setattr(psexec, "POLL_START", 0.005)
+    monkeypatch.setattr(psexec_process, "POLL_START", 0.005)
     FakePsexecClient.created.clear()
     yield FakeHyperVLab(fake_lab_machines()).install(monkeypatch)
     psexec.shared_clients().clear()

@@ -18,6 +18,8 @@ from harness.errors import NodeError
 from harness.hyperv.powershell import decode_command, encode_command
 from harness.node import Access, Node
 from harness.transports import psexec
+from harness.transports.psexec import process as psexec_process
+from harness.transports.psexec import clients as psexec_clients
 from harness.transports.base import CommandTimeout, Transport
 from harness.transports.psexec import PsexecTransport, admin_share_path
 from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
@@ -45,13 +47,13 @@ def fake(monkeypatch):
 
     box = Box()
     box.share = share
-    monkeypatch.setattr(psexec, "client_factory",
+    monkeypatch.setattr(psexec_clients, "client_factory",
                         lambda server, user, pw, port, enc: FakePsexecClient(server, user, pw, port, enc,
                                                                              handler=lambda c, call: box.handler(c, call)))
-    monkeypatch.setattr(psexec, "files_factory", share.session)
+    monkeypatch.setattr(psexec_clients, "files_factory", share.session)
     yield box
     psexec.shared_clients().clear()
-    psexec._BROKEN.clear()
+    psexec_clients._BROKEN.clear()
 
 
 def runs(client):
@@ -132,7 +134,7 @@ def test_one_client_per_process_per_host_and_no_cleanup(fake):
 def test_a_forked_process_gets_its_own_client(fake, monkeypatch):
     t = PsexecTransport(node())
     t.run(["cmd.exe"], timeout=5)
-    monkeypatch.setattr(psexec.os, "getpid", lambda: 999999)
+    monkeypatch.setattr(psexec_clients.os, "getpid", lambda: 999999)
     child = PsexecTransport(node())
     child.run(["cmd.exe"], timeout=5)
     assert len(FakePsexecClient.created) == 2
@@ -175,7 +177,7 @@ def test_password_never_reaches_logs_or_errors(fake, monkeypatch, caplog):
 def test_connect_failure_is_a_node_error(fake, monkeypatch):
     def refuse(server, user, pw, port, enc):
         raise ConnectionRefusedError(111, "Connection refused")
-    monkeypatch.setattr(psexec, "client_factory", refuse)
+    monkeypatch.setattr(psexec_clients, "client_factory", refuse)
     with pytest.raises(NodeError, match=rf"^node win-a: psexec connect to {HOST}:445 failed: ConnectionRefusedError"):
         PsexecTransport(node()).run(["cmd.exe"], timeout=5)
 
@@ -183,7 +185,7 @@ def test_connect_failure_is_a_node_error(fake, monkeypatch):
 def test_a_hung_call_fails_the_node_fast_until_its_client_is_retired(fake, monkeypatch):
     """pypsexec names every Client of this process alike: a second one must not be built while the
     hung one still runs (its create_service would delete the busy service)."""
-    monkeypatch.setattr(psexec, "CALL_GRACE", 0.2)
+    monkeypatch.setattr(psexec_clients, "CALL_GRACE", 0.2)
     release = threading.Event()
 
     def hang(c, call):
@@ -304,7 +306,7 @@ try {
 
 
 def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fake, monkeypatch):
-    monkeypatch.setattr(psexec.uuid, "uuid4", lambda: uuid.UUID("0123456789abcdef0123456789abcdef"))
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID("0123456789abcdef0123456789abcdef"))
     fake.handler = lambda c, call: (None, None, 7100) if call["asynchronous"] else (b"SUCCESS", b"", 0)
     t = PsexecTransport(node())
     argv = ["py", "-3", psexec.DEFAULT_WORKDIR + r"\probe.py", "serve", "--family", "hyperv",
@@ -361,7 +363,7 @@ def test_kill_taskkills_the_child_and_the_wrapper_reports_its_exit(fake, monkeyp
 
 
 def test_kill_takes_the_wrapper_too_when_it_does_not_finish(fake, monkeypatch):
-    monkeypatch.setattr(psexec, "KILL_GRACE", 0.1)
+    monkeypatch.setattr(psexec_process, "KILL_GRACE", 0.1)
     fake.handler = lambda c, call: (None, None, 7200) if call["asynchronous"] else (b"SUCCESS", b"", 0)
     t = PsexecTransport(node())
     proc = t.spawn(["py", "-3", "probe.py", "serve"])

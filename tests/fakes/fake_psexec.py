@@ -181,7 +181,7 @@ class FakeSmbShare:
         self.sessions: list[dict] = []
 
     def session(self, server, username, password, port, timeout) -> "FakeSmbShare":
-        """Used as harness.transports.psexec.files_factory."""
+        """Used as harness.transports.psexec.clients.files_factory."""
         self.sessions.append({"server": server, "username": username, "port": port})
         return self
 
