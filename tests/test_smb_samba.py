@@ -60,8 +60,7 @@ def transport_with_real_files(samba) -> PsexecTransport:
     transport = PsexecTransport(node)
     files = SmbFiles(samba.address, samba.user, samba.password, samba_server.SMB_PORT, 30)
     shared = psexec_clients.SharedClient(client=_NoPaexec(), files=files, key=transport._key)
-    shared.users = 1
-    shared.swept = True  # no PAExec on Samba to sweep
+    shared.swept = True  # its one user is the transport, which acquires it on first use  # no PAExec on Samba to sweep
     psexec.shared_clients()[transport._key] = shared
     return transport
 
@@ -90,6 +89,9 @@ def test_put_uploads_the_probe_through_c_share_on_the_node_port(env):
         assert env.smbd_running()
     finally:
         transport.close()
+    # the run's own folder went with the Client, over real smbclient (shutil.rmtree), its base stays
+    run_dir = env.local(remote).parent
+    assert not run_dir.exists() and run_dir.parent.exists()
 
 
 def test_a_spawned_servers_output_is_read_back_as_it_grows_and_removed(env):

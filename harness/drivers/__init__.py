@@ -6,7 +6,8 @@ CellPlan (a cell with its nodes and resolved addresses) into an Observation.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from harness.drivers.plan import REPLY_PREFIX, CellPlan
 

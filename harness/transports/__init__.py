@@ -7,7 +7,8 @@ node per process: a jump host's connection is the same one its own cells use.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from harness.errors import NodeError
 from harness.node import Inventory, Node

@@ -75,6 +75,22 @@ class SmbFiles:
             if exc.errno != errno.ENOENT:
                 raise
 
+    def remove_tree(self, unc: str) -> None:
+        """A folder and all it holds (smbclient.shutil.rmtree); what cannot go (a file still open on the
+        node) stays, and a folder that is already gone is fine."""
+        from smbclient import shutil as smb_shutil
+
+        smb_shutil.rmtree(unc, ignore_errors=True, **self._kw)
+
     def close(self) -> None:
         """Closes this node's SMB connections (smbclient.reset_connection_cache on our own cache)."""
         self._smb.reset_connection_cache(fail_on_error=False, connection_cache=self._cache)
+
+    def abort(self) -> None:
+        """Closes the sockets under this node's SMB connections without a word to the server, so a call
+        blocked on a silent server ends (smbprotocol connection.py Connection.disconnect(close=False))."""
+        for connection in list(self._cache.values()):
+            try:
+                connection.disconnect(close=False)
+            except Exception:  # already closed
+                pass

@@ -7,8 +7,10 @@ back over SMB (admin share).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import PureWindowsPath
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from harness import timeouts
 from harness.errors import NodeError
@@ -16,6 +18,11 @@ from harness.hyperv.powershell import ps_quote
 from harness.node import Node
 from harness.transports.base import CommandResult, Process
 from harness.transports.psexec.files import admin_share_path
+
+
+def _remove(unc: str, files: Any) -> None:
+    files.remove(unc)
+
 
 POLL_START, POLL_MAX = 0.05, 0.5
 KILL_GRACE = timeouts.PSEXEC_KILL_GRACE  # for a killed child's wrapper to write its exit code
@@ -88,14 +95,14 @@ class PsexecProcess(Process):
         self._err_text: str | None = None
 
     def _unc(self, suffix: str) -> str:
-        return admin_share_path(self._t.node.access.host, self.base + suffix)
+        return admin_share_path(self._t.node.access.host or "", self.base + suffix)
 
     def _read_small(self, suffix: str) -> str | None:
         data = self._t._files_call(lambda f: f.read_from(self._unc(suffix), 0))
         return None if data is None else data.decode("utf-8", errors="replace").strip()
 
     @property
-    def pid(self) -> int:
+    def pid(self) -> int:  # type: ignore[override]  # Process.pid is a plain attribute there
         """The child's pid once the wrapper wrote it, else the wrapper's."""
         if self._child_pid is None:
             text = self._read_small(".pid")
@@ -185,14 +192,16 @@ class PsexecProcess(Process):
         self._t.run(["taskkill.exe", "/PID", str(self.pid), "/T", "/F"], timeout=timeouts.PSEXEC_TASKKILL)
         if self.wait(KILL_GRACE) is None:
             if self.pid != self.wrapper_pid:
-                self._t.run(["taskkill.exe", "/PID", str(self.wrapper_pid), "/T", "/F"], timeout=timeouts.PSEXEC_TASKKILL)
+                self._t.run(["taskkill.exe", "/PID", str(self.wrapper_pid), "/T", "/F"],
+                            timeout=timeouts.PSEXEC_TASKKILL)
             self._rc = 1  # taskkill /F leaves exit code 1
         self._finished()
 
     def remove_files(self) -> None:
         for suffix in (".out", ".err", ".pid", ".rc"):
+            unc = self._unc(suffix)
             try:
-                self._t._files_call(lambda f: f.remove(self._unc(suffix)))
+                self._t._files_call(partial(_remove, unc))
             except NodeError:
                 pass
 

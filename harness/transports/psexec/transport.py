@@ -8,12 +8,12 @@ Windows CRT rules).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import subprocess
-import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path, PureWindowsPath
-from typing import Callable
 
 from harness import timeouts
 from harness.errors import NodeError
@@ -35,6 +35,14 @@ DEFAULT_WORKDIR = DEFAULT_WORKDIR_BASE + "\\" + RUN_DIR_NAME
 DEFAULT_PYTHON = ["py", "-3"]
 SWEEP_TIMEOUT = timeouts.PSEXEC_SWEEP  # listing and removing a killed run's PAExec leftovers
 CREATE_PROCESS_LIMIT = 32767 - 1  # lpCommandLine, without its terminating NUL
+LOGGED_CHARS = 2000  # a DEBUG line shows this much of a command line (EncodedCommand scripts are long)
+
+log = logging.getLogger(__name__)
+
+
+def _shown(executable: str, arguments: str | None) -> str:
+    line = subprocess.list2cmdline([executable]) + (" " + arguments if arguments else "")
+    return line if len(line) <= LOGGED_CHARS else line[:LOGGED_CHARS] + f"... ({len(line)} chars)"
 
 
 def _text(data: bytes | None) -> str:
@@ -62,9 +70,10 @@ class PsexecTransport(Transport):
     def _client(self) -> SharedClient:
         if self._closed:
             raise NodeError(self.node.name, "transport already closed")
-        if self._shared is None or self._shared.broken:
-            if self._shared is not None:
-                clients.release(self._key, self._shared)
+        if self._shared is not None and self._shared.broken:
+            broken, self._shared = self._shared, None
+            clients.release(broken)  # exactly once: the next line may fail while it is being retired
+        if self._shared is None:
             self._shared = clients.acquire(self.node)
             if not self._shared.swept:  # once per Client: a killed run's PAExec-<dead pid>-<host> leftovers
                 self._shared.swept = True
@@ -77,39 +86,12 @@ class PsexecTransport(Transport):
         return self._shared
 
     def _call(self, fn: Callable, timeout: float):
-        """fn(client) under the Client's lock, bounded by `timeout` (+ grace); errors -> NodeError."""
-        shared = self._client()
-        box: dict = {}
-
-        def work():
-            try:
-                with shared.lock:
-                    box["value"] = fn(shared.client)
-            except BaseException as exc:  # handed to the caller's thread
-                box["error"] = exc
-
-        thread = threading.Thread(target=work, name=f"psexec-{self.node.name}", daemon=True)
-        thread.start()
-        thread.join(timeout + clients.CALL_GRACE)
-        if thread.is_alive():
-            reason = f"a psexec call did not return within {timeout + clients.CALL_GRACE:g}s"
-            clients.mark_broken(self._key, shared, reason)
-            raise CommandTimeout(self.node.name, reason)
-        if "error" in box:
-            exc = box["error"]
-            if isinstance(exc, NodeError):
-                raise exc
-            raise NodeError(self.node.name, f"psexec failed: {one_line(exc)}") from None
-        return box["value"]
+        """fn(client) once this call owns the host's Client, bounded by `timeout` (+ grace) from then on."""
+        return clients.call(self._client(), fn, timeout, self.node.name)
 
     def _files_call(self, fn: Callable):
-        shared = self._client()
-        try:
-            return fn(shared.files)
-        except NodeError:
-            raise
-        except Exception as exc:
-            raise NodeError(self.node.name, f"SMB file access failed: {one_line(exc)}") from None
+        """fn(files) on the host's SMB files session, bounded (timeouts.PSEXEC_FILE_CALL)."""
+        return clients.files_call(self._client(), fn, self.node.name)
 
     @staticmethod
     def split_argv(argv: list[str]) -> tuple[str, str | None]:
@@ -120,7 +102,8 @@ class PsexecTransport(Transport):
 
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> CommandResult:
         executable, arguments = self.split_argv(argv)
-        seconds = max(1, int(math.ceil(timeout)))
+        seconds = max(1, math.ceil(timeout))
+        log.debug("psexec %s: run %s (timeout %ss)", self.node.name, _shown(executable, arguments), seconds)
 
         def go(client):
             return client.run_executable(executable, arguments=arguments, asynchronous=False,
@@ -137,6 +120,9 @@ class PsexecTransport(Transport):
         base = str(PureWindowsPath(self.windows_workdir, SPAWN_DIR, uuid.uuid4().hex[:16]))
         wrapper = powershell_argv(spawn_script(executable, arguments or "", base))
         w_exe, w_args = self.split_argv(wrapper)
+        log.debug("psexec %s: spawn %s (wrapper %s, output under %s)", self.node.name,
+                  _shown(executable, arguments), w_exe, base)
+        self._client().run_dirs.add(admin_share_path(self.node.access.host or "", self.windows_workdir))
 
         def go(client):
             return client.run_executable(w_exe, arguments=w_args, asynchronous=True, run_elevated=True)
@@ -149,9 +135,10 @@ class PsexecTransport(Transport):
     def put(self, local_path: str, remote_path: str) -> None:
         try:
             data = Path(local_path).read_bytes()
-            unc = admin_share_path(self.node.access.host, remote_path)
+            unc = admin_share_path(self.node.access.host or "", remote_path)
         except (OSError, ValueError) as exc:
             raise NodeError(self.node.name, f"put {local_path} -> {remote_path}: {one_line(exc)}") from None
+        log.debug("psexec %s: put %s -> %s (%d bytes)", self.node.name, local_path, unc, len(data))
         self._files_call(lambda f: f.write_bytes(unc, data))
 
     def command_line_limit(self) -> int:
@@ -167,10 +154,11 @@ class PsexecTransport(Transport):
     def deploy_probe(self) -> str:
         remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
         self.put(str(PROBE_SOURCE), remote)
-        unc = admin_share_path(self.node.access.host, remote)
+        unc = admin_share_path(self.node.access.host or "", remote)
         copied = self._files_call(lambda f: f.read_from(unc, 0))  # read back: byte for byte ours, or never run
         if copied is None or hashlib.sha256(copied).digest() != hashlib.sha256(PROBE_SOURCE.read_bytes()).digest():
-            raise NodeError(self.node.name, f"the probe copied to {remote} does not match ours (sha256); not running it")
+            raise NodeError(self.node.name,
+                            f"the probe copied to {remote} does not match ours (sha256); not running it")
         return remote
 
     def probe_command(self) -> list[str]:
@@ -179,6 +167,7 @@ class PsexecTransport(Transport):
         remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
         shared = self._client()
         with self._deploy_lock:
+            shared.run_dirs.add(admin_share_path(self.node.access.host or "", self.windows_workdir))  # see retire
             if remote not in shared.deployed:
                 self.deploy_probe()
                 shared.deployed.add(remote)
@@ -196,5 +185,5 @@ class PsexecTransport(Transport):
         self._spawned.clear()
         self._closed = True
         if self._shared is not None:
-            clients.release(self._key, self._shared)
-            self._shared = None
+            shared, self._shared = self._shared, None
+            clients.release(shared)
