@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from harness.agents import AgentPool
 from harness.drivers.plan import CellPlan
-from harness.drivers.spawned import start_margin, run_client, server_failure, start_server, stop_server
+from harness.drivers.spawned import run_client, server_failure, start_margin, start_server, stop_server
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 
@@ -87,7 +87,8 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
             obs.detail = f"client: {exc}"
             return obs
         expected = plan.expected_reply
-        return run_client(c_transport, c_argv, cell.payload.encode("utf-8"), reply_wait + start_margin(plan.client), obs,
+        return run_client(c_transport, c_argv, cell.payload.encode("utf-8"),
+                          reply_wait + start_margin(plan.client), obs,
                           lambda rc, out, err: rc == 0 and out == expected)
     finally:
         stop_server(start.proc, obs)
