@@ -67,6 +67,9 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         obs.outcome = Outcome.NA if why.startswith("socat has no") else Outcome.E
         obs.detail = why
         return obs
+    if plan.bind.addr is None or plan.target.addr is None:  # the runner makes such cells n/a first
+        obs.detail = "socat driver without a resolved address"
+        return obs
     reply_wait = float(cell.timeout) + start_margin(plan.server)  # also the server's budget to get ready
     s_argv = server_argv(plan.server.family, plan.bind.addr, cell.port, reply_wait)
     c_argv = client_argv(plan.client.family, plan.target.addr, cell.port, float(cell.timeout), reply_wait)
