@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -139,6 +140,7 @@ class FakePsexecClient:
 
     created: ClassVar[list[FakePsexecClient]] = []  # every instance, in creation order (reset by tests)
     stalled: ClassVar[set[str]] = set()  # servers whose SMB session setup is never answered (reset by tests)
+    connect_seconds: ClassVar[float] = 0.0  # how long a (not stalled) connect takes (reset by tests)
     _lock = threading.Lock()
 
     def __init__(self, server, username=None, password=None, port=445, encrypt=True, handler: Callable | None = None):
@@ -164,6 +166,7 @@ class FakePsexecClient:
         """client.py Client.connect: connection.connect(timeout), session.connect(), SCMR open."""
         self.calls.append(("connect", {"timeout": timeout}))
         self.connection.check()
+        time.sleep(FakePsexecClient.connect_seconds)
         if self.server.lower() in FakePsexecClient.stalled:
             self.connection.wait_for_answer_that_never_comes()  # session.connect(): receive() without timeout
         self.connected = True
@@ -187,7 +190,9 @@ class FakePsexecClient:
         if self.scm.services.get(self.service_name) is not self:
             raise RuntimeError(f"PAExec service {self.service_name} was deleted by another Client")
         if stdin is not None and asynchronous:
-            raise ValueError("Cannot send stdin data on an interactive or asynchronous process")  # as pypsexec
+            from pypsexec.exceptions import PypsexecException  # client.py Client.run_executable
+
+            raise PypsexecException("Cannot send stdin data on an interactive or asynchronous process")
         self.connection.check()
         call = {"executable": executable, "arguments": arguments, "asynchronous": asynchronous,
                 "run_elevated": run_elevated, "timeout_seconds": timeout_seconds, "stdin": stdin}
