@@ -51,7 +51,8 @@ KILL_GRACE = timeouts.PSEXEC_KILL_GRACE  # for a killed child's wrapper to write
 SPAWN_DIR = "spawn"
 CREATE_PROCESS_LIMIT = 32767 - 1  # lpCommandLine, without its terminating NUL
 
-from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, Process, Transport
+from harness.probe import bundle
+from harness.transports.base import PROBE_NAME, CommandResult, CommandTimeout, Process, Transport
 
 
 def _one_line(exc: BaseException) -> str:
@@ -579,18 +580,18 @@ class PsexecTransport(Transport):
         return self.windows_workdir
 
     def deploy_probe(self) -> str:
-        remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
-        self.put(str(PROBE_SOURCE), remote)
+        remote = str(PureWindowsPath(self.windows_workdir, PROBE_NAME))
+        self.put(str(bundle.probe_file()), remote)
         unc = admin_share_path(self.node.access.host, remote)
         copied = self._files_call(lambda f: f.read_from(unc, 0))  # read back: byte for byte ours, or never run
-        if copied is None or hashlib.sha256(copied).digest() != hashlib.sha256(PROBE_SOURCE.read_bytes()).digest():
+        if copied is None or hashlib.sha256(copied).hexdigest() != bundle.probe_sha256():
             raise NodeError(self.node.name, f"the probe copied to {remote} does not match ours (sha256); not running it")
         return remote
 
     def probe_command(self) -> list[str]:
         """[python..., <workdir>\\probe.py] (default `py -3`), copying the probe once per Client,
         i.e. once per run and host however many transports share it."""
-        remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
+        remote = str(PureWindowsPath(self.windows_workdir, PROBE_NAME))
         shared = self._client()
         with self._deploy_lock:
             if remote not in shared.deployed:
