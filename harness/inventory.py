@@ -229,10 +229,10 @@ class InventoryModel(_Strict):
 
 def _fields_for(loc: tuple) -> list[str]:
     if not loc:
-        return list(InventoryModel.model_fields)
+        return yamlfile.keys_of(InventoryModel)
     if loc[-1] == "access":
-        return list(AccessModel.model_fields)
-    return list(NodeModel.model_fields)
+        return yamlfile.keys_of(AccessModel)
+    return yamlfile.keys_of(NodeModel)
 
 
 def parse_inventory(path: str, data: Any) -> Inventory:
