@@ -18,10 +18,10 @@ from harness.errors import NodeError
 from harness.hyperv.powershell import decode_command, encode_command
 from harness.node import Access, Node
 from harness.transports import psexec
-from harness.transports.psexec import process as psexec_process
-from harness.transports.psexec import clients as psexec_clients
 from harness.transports.base import CommandTimeout, Transport
 from harness.transports.psexec import PsexecTransport, admin_share_path
+from harness.transports.psexec import clients as psexec_clients
+from harness.transports.psexec import process as psexec_process
 from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
 
 HOST = "win-a.fake.invalid"
@@ -48,9 +48,9 @@ def fake(monkeypatch):
 
     box = Box()
     box.share = share
-    monkeypatch.setattr(psexec_clients, "client_factory",
-                        lambda server, user, pw, port, enc: FakePsexecClient(server, user, pw, port, enc,
-                                                                             handler=lambda c, call: box.handler(c, call)))
+    def client(server, user, pw, port, enc):
+        return FakePsexecClient(server, user, pw, port, enc, handler=lambda c, call: box.handler(c, call))
+    monkeypatch.setattr(psexec_clients, "client_factory", client)
     monkeypatch.setattr(psexec_clients, "files_factory", share.session)
     yield box
     psexec.shared_clients().clear()
@@ -323,7 +323,7 @@ def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fak
     assert proc.pid == 7100  # wrapper pid until the child's pid file exists
 
     base = psexec.admin_share_path("win-a.fake.invalid", psexec.DEFAULT_WORKDIR + r"\spawn\0123456789abcdef")
-    with pytest.raises(TimeoutError, match="no output line from background process within 0.2s"):
+    with pytest.raises(TimeoutError, match=r"no output line from background process within 0\.2s"):
         proc.read_line(0.2)
     fake.share.write_bytes(base + ".pid", b"7102")
     fake.share.write_bytes(base + ".out", b'{"event":"listening"}\n{"event":"acc')
@@ -521,7 +521,8 @@ def test_one_stalled_host_does_not_delay_another_and_is_cut_at_its_bound(fake, m
     timeouts.psexec_open(C) and its sockets are closed, while another host's calls go on meanwhile."""
     from harness import timeouts
 
-    monkeypatch.setattr(timeouts, "PSEXEC_SERVICE_SETUP", 0.5, raising=False)  # raising: the test also ran on the code before
+    # raising=False: this test also ran on the code before the fix, which had no such knob
+    monkeypatch.setattr(timeouts, "PSEXEC_SERVICE_SETUP", 0.5, raising=False)
     stalled_host = "stalled.fake.invalid"
     FakePsexecClient.stalled = {stalled_host}
     stalled = PsexecTransport(node("stuck", host=stalled_host, connect_timeout=0.25))  # bound: 4 * 0.25 + 0.5

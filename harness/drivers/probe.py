@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 
+from harness import timeouts
 from harness.agents import AgentPool
 from harness.drivers.plan import CellPlan
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 from harness.probe.protocol import Event, event_of
-from harness import timeouts
 
 # the client phases where the probe may say X: connect() failed, or (non-stream types) socket()
 # refused the type, or a datagram was refused or never answered

@@ -35,7 +35,8 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import ClassVar
 
 
 def split_windows_cmdline(text: str) -> list[str]:
@@ -83,16 +84,16 @@ def split_windows_cmdline(text: str) -> list[str]:
 class FakeServiceManager:
     """One Windows machine's services and ADMIN$ files, as pypsexec's Clients change them."""
 
-    machines: dict[str, "FakeServiceManager"] = {}  # by server name (reset by tests)
+    machines: ClassVar[dict[str, FakeServiceManager]] = {}  # by server name (reset by tests)
 
     def __init__(self):
-        self.services: dict[str, "FakePsexecClient"] = {}  # service name -> the Client that created it
+        self.services: dict[str, FakePsexecClient] = {}  # service name -> the Client that created it
         self.exes: set[str] = set()  # files in C:\Windows (ADMIN$)
         self.deleted_while_busy: list[str] = []  # a running Client's service deleted under it
         self.log: list[tuple[str, str]] = []  # (create|delete, service name)
 
     @classmethod
-    def of(cls, server: str) -> "FakeServiceManager":
+    def of(cls, server: str) -> FakeServiceManager:
         return cls.machines.setdefault(server.lower(), cls())
 
     def delete(self, name: str) -> None:
@@ -136,12 +137,12 @@ class FakeConnection:
 class FakePsexecClient:
     """Records calls like pypsexec.client.Client would receive them; never talks to a network."""
 
-    created: list["FakePsexecClient"] = []  # every instance, in creation order (reset by tests)
-    stalled: set[str] = set()  # servers whose SMB session setup is never answered (reset by tests)
+    created: ClassVar[list[FakePsexecClient]] = []  # every instance, in creation order (reset by tests)
+    stalled: ClassVar[set[str]] = set()  # servers whose SMB session setup is never answered (reset by tests)
     _lock = threading.Lock()
 
     def __init__(self, server, username=None, password=None, port=445, encrypt=True, handler: Callable | None = None):
-        self.service_name = "PAExec-%d-%s" % (os.getpid(), socket.gethostname())  # client.py Client.__init__
+        self.service_name = f"PAExec-{os.getpid()}-{socket.gethostname()}"  # client.py Client.__init__
         self.scm = FakeServiceManager.of(server)
         self.server = server
         self.username = username
@@ -234,7 +235,7 @@ class FakeSmbShare:
         self.removed_trees: list[str] = []  # remove_tree calls, in order
         self.aborts = 0
 
-    def session(self, server, username, password, port, timeout) -> "FakeSmbShare":
+    def session(self, server, username, password, port, timeout) -> FakeSmbShare:
         """Used as harness.transports.psexec.clients.files_factory."""
         self.sessions.append({"server": server, "username": username, "port": port})
         return self
