@@ -267,7 +267,7 @@ def test_put_and_probe_command_deploy_once(fake, tmp_path):
     local.write_bytes(b"data\n")
     t.put(str(local), r"C:\work\f.txt")
     assert fake.share.files[r"\\win-a.fake.invalid\c$\work\f.txt"] == b"data\n"
-    probe = psexec.DEFAULT_WORKDIR + r"\probe.py"  # C:\Windows\Temp\hvsock-matrix-<fresh per run>\probe.py
+    probe = psexec.DEFAULT_WORKDIR + r"\probe.pyz"  # C:\Windows\Temp\hvsock-matrix-<fresh per run>\probe.py
     assert psexec.RUN_DIR_NAME.startswith("hvsock-matrix-") and len(psexec.RUN_DIR_NAME) == 14 + 32
     assert t.probe_command() == ["py", "-3", probe]
     assert t.probe_command() == ["py", "-3", probe]
@@ -275,7 +275,7 @@ def test_put_and_probe_command_deploy_once(fake, tmp_path):
     assert deployed.startswith(b"#!/usr/bin/env python3")
     assert len([s for s in fake.share.sessions]) == 1
     other = PsexecTransport(node(python=r"C:\Program Files\Python312\python.exe", workdir=r"D:\hv"))
-    assert other.probe_command() == [r"C:\Program Files\Python312\python.exe", rf"D:\hv\{psexec.RUN_DIR_NAME}\probe.py"]
+    assert other.probe_command() == [r"C:\Program Files\Python312\python.exe", rf"D:\hv\{psexec.RUN_DIR_NAME}\probe.pyz"]
     t.close()
     other.close()
 
