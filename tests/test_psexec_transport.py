@@ -656,3 +656,20 @@ def test_a_failed_open_is_one_line_for_every_waiting_transport_and_leaves_nothin
     refused = f"psexec connect to {HOST}:445 failed: ConnectionRefusedError: [Errno 111] Connection refused"
     assert errors == [refused] * 3
     assert psexec.shared_clients() == {} and psexec_clients._BROKEN == {}
+
+
+def test_a_program_paexec_kills_at_its_timeout_is_a_command_timeout(fake):
+    """PAExec terminates a program that outlives timeout_seconds with exit code (DWORD)-10: the transport
+    says CommandTimeout with the output so far, as the other transports do, not 'rc=4294967286'."""
+    def slow(c, call):
+        if _is_sweep(call):
+            return b"", b"", 0
+        time.sleep(1.2)
+        return b"partial\r\n", b"", 0
+    fake.handler = slow
+    t = PsexecTransport(node())
+    with pytest.raises(CommandTimeout, match=r"killed by PAExec at its timeout \(1s\)") as err:
+        t.run(["ConsoleApp1.exe", "/client", "parent"], timeout=1)
+    assert err.value.stdout == "partial\n"
+    assert not any(s.broken for s in psexec.shared_clients().values())  # PAExec answered: the Client is fine
+    t.close()

@@ -200,11 +200,17 @@ class FakePsexecClient:
         with FakePsexecClient._lock:
             self.active_runs += 1
             self.max_parallel_runs = max(self.max_parallel_runs, self.active_runs)
+        started = time.monotonic()
         try:
-            return self.handler(self, call)
+            stdout, stderr, rc = self.handler(self, call)
         finally:
             with FakePsexecClient._lock:
                 self.active_runs -= 1
+        if not asynchronous and timeout_seconds and time.monotonic() - started > timeout_seconds:
+            # PAExec Remote.cpp HandleMsg: WAIT_TIMEOUT -> TerminateProcess(hProcess, (DWORD)-10), and that
+            # exit code is the answer; pypsexec unpacks it unsigned (paexec.py PAExecReturnBuffer)
+            return stdout, stderr, 0xFFFFFFF6
+        return stdout, stderr, rc
 
     def remove_service(self):
         self.calls.append(("remove_service", {}))
