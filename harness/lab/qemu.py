@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.lab import netns as lab_netns
 from harness.lab.paths import KernelPaths, LabPaths
 
 QEMU = "qemu-system-x86_64"
@@ -35,13 +36,18 @@ def host_tsc_khz() -> int:
 
 
 def l1_argv(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: KernelPaths,
-            ttl: int = DEFAULT_TTL, memory_mb: int | None = None) -> list[str]:
-    """L1 boots `host`; its init starts the guests on `guest` (vmlinux + initramfs paths, seen over 9p)."""
+            ttl: int = DEFAULT_TTL, memory_mb: int | None = None, netns: bool = False) -> list[str]:
+    """L1 boots `host`; its init starts the guests on `guest` (vmlinux + initramfs paths, seen over 9p).
+
+    netns: l1's init lays out the vsock network namespaces and starts each guest's qemu in its
+    own (harness/lab/netns.py).
+    """
     memory_mb = memory_mb or 1536 + 768 * guests
     append = " ".join([
         "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable mitigations=off", f"tsc_early_khz={host_tsc_khz()}",
         "hvlab.name=l1 hvlab.level=1", f"hvlab.cache={paths.root}", f"hvlab.guests={guests}",
         f"hvlab.ttl={ttl}", f"hvlab.gkernel={guest.vmlinux}", f"hvlab.ginitrd={guest.initramfs}",
+        *(lab_netns.cmdline(guests) if netns else []),
     ])
     if any(c.isspace() for c in str(guest.dir)):
         raise HarnessError(f"lab: the kernel cache path {guest.dir} has a space (the kernel command line splits it)")
@@ -64,8 +70,9 @@ def l1_argv(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: K
     ]
 
 
-def start_l1(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: KernelPaths) -> subprocess.Popen:
-    argv = l1_argv(paths, port, guests, host, guest)
+def start_l1(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: KernelPaths,
+             netns: bool = False) -> subprocess.Popen:
+    argv = l1_argv(paths, port, guests, host, guest, netns=netns)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     log = open(paths.run_dir / "l1.qemu.log", "wb")
     try:

@@ -21,9 +21,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from harness import probe
+from harness.probe import cli, sockets
 from harness.hyperv.powershell import decode_command
 from harness.transports import psexec
+from harness.transports.psexec import clients as psexec_clients
 from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
 
 WILDCARD = "00000000-0000-0000-0000-000000000000"
@@ -150,8 +151,8 @@ class FakeHyperVLab:
         return FakePsexecClient(server, username, password, port, encrypt, handler=self.handle)
 
     def install(self, monkeypatch) -> "FakeHyperVLab":
-        monkeypatch.setattr(psexec, "client_factory", self.client)
-        monkeypatch.setattr(psexec, "files_factory", self.share.session)
+        monkeypatch.setattr(psexec_clients, "client_factory", self.client)
+        monkeypatch.setattr(psexec_clients, "files_factory", self.share.session)
         return self
 
     def machine(self, address: str) -> FakeWindowsMachine:
@@ -233,7 +234,7 @@ class FakeHyperVLab:
             if not machine.hyperv_role:
                 return b"missing-root\r\n", b"", 3
             return "".join(f"{g}\t{n}\t{machine.gcs_owner.get(g, '')}\r\n" for g, n in machine.gcs.items()).encode(), b"", 0
-        if "Get-Service -Name 'PAExec-*'" in script:  # harness/transports/paexec_sweep.py LIST_SCRIPT
+        if "Get-Service -Name 'PAExec-*'" in script:  # harness/transports/psexec/paexec_sweep.py LIST_SCRIPT
             scm = FakeServiceManager.of(machine.address)
             lines = [f"service {n}" for n in scm.services] + [f"exe {e[:-4]}" for e in scm.exes]
             return ("".join(line + "\r\n" for line in lines)).encode(), b"", 0
@@ -264,11 +265,11 @@ class FakeHyperVLab:
         if args[1:] == []:
             return None, (b"", b"usage: probe.py\r\n", 2)
         try:
-            parsed = probe.build_parser().parse_args(args[1:])
+            parsed = cli.build_parser().parse_args(args[1:])
         except SystemExit:
             return None, (b"", b"probe.py: error: bad arguments\r\n", 2)
         if machine.python_version < (3, 12) and parsed.command in ("serve", "connect", "session"):
-            # probe.main: no socket.AF_HYPERV before CPython 3.12 -> one error line, exit 2
+            # cli.main: no socket.AF_HYPERV before CPython 3.12 -> one error line, exit 2
             return None, (_out({"event": "error", "message": "Python %s has no socket.AF_HYPERV: the probe needs "
                                 "Python >= 3.12 on Windows nodes" % machine.python}), b"", 2)
         return parsed, None
@@ -292,7 +293,7 @@ class FakeHyperVLab:
         return b"", b"FakeHyperVLab: only connect/info run in the foreground\r\n", 2
 
     def _service(self, parsed) -> str:
-        return (parsed.service or probe.service_for_port(parsed.port)).lower()
+        return (parsed.service or sockets.service_for_port(parsed.port)).lower()
 
     def _spawn(self, machine: FakeWindowsMachine, script: str):
         exe = _ps_literal(script, r"\$psi\.FileName")
