@@ -29,6 +29,8 @@ class Driver:
     # command driver only: templates with the TEMPLATE_FIELDS placeholders
     server: str | None = None
     client: str | None = None
+    # command driver only: a regex; the server listens once a line of its stdout matches it
+    ready: str | None = None
 
 
 @dataclass(frozen=True)

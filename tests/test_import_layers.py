@@ -20,6 +20,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "harness.cell", "harness.addresses", "harness.yamlfile", "harness.judgement",
         "harness.probe",  # stdlib only, shipped to nodes: imports nothing of ours
         "harness.drivers.errnos",  # the errno vocabulary scenario files and drivers share
+        "harness.drivers.command_ready",  # a command template's ready: pattern, checked when a scenario loads
+        "harness.command_line",  # argv <-> one command line by each OS's rules: pure text
         # Windows helpers with no I/O of their own, used by transports and registration alike
         "harness.hyperv.powershell", "harness.hyperv.clixml", "harness.hyperv.ownership", "harness.windows",
     )),

@@ -22,6 +22,7 @@ from pydantic import (
 
 from harness import addresses, timeouts, yamlfile
 from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Driver, DriverKind
+from harness.drivers.command_ready import check_ready_pattern
 from harness.drivers.errnos import known_errno
 from harness.errors import InputError
 from harness.node import NAME_RE, NAME_RULE, check_timeout, seconds, shown
@@ -161,18 +162,19 @@ def _driver(value: Any) -> Driver:
             raise ValueError("a command driver is a mapping {kind: command, server: ..., client: ...}")
         raise ValueError(f"unknown driver {shown(value)} (expected probe, socat or {{kind: command, ...}})")
     if isinstance(value, dict):
-        unknown = sorted(set(value) - {"kind", "server", "client"}, key=str)
+        unknown = sorted(set(value) - {"kind", "server", "client", "ready"}, key=str)
         if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r} in driver (allowed: kind, server, client)")
+            raise ValueError(f"unknown key {unknown[0]!r} in driver (allowed: kind, server, client, ready)")
         kind = value.get("kind", "command")
         if kind in ("probe", "socat"):
-            if value.get("server") is not None or value.get("client") is not None:
-                raise ValueError(f"driver {kind} takes no server/client templates")
+            if any(value.get(k) is not None for k in ("server", "client", "ready")):
+                raise ValueError(f"driver {kind} takes no server/client templates or ready pattern")
             return Driver(kind=kind)
         if kind != "command":
             raise ValueError(f"unknown driver kind {shown(kind)} (expected probe, socat or command)")
         return Driver(kind="command", server=_check_template("server", value.get("server")),
-                      client=_check_template("client", value.get("client")))
+                      client=_check_template("client", value.get("client")),
+                      ready=check_ready_pattern(value.get("ready")))
     raise ValueError(f"unknown driver {shown(value)} (expected probe, socat or {{kind: command, ...}})")
 
 
