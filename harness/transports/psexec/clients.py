@@ -167,7 +167,8 @@ def _open(shared: SharedClient, node: Any, password: str | None) -> None:
             shared.client = client
             client.connect(timeout=math.ceil(access.connect_timeout))
         except Exception as exc:
-            abort(shared)  # a socket the failed session setup left open
+            if not shared.abandoned:  # (an abandoned open's sockets are closed already)
+                abort(shared)  # a socket the failed session setup left open
             error = f"psexec connect to {access.host}:{port} failed: {failure_text(exc)}"
         if error is None:
             try:
