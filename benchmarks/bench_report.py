@@ -10,6 +10,7 @@ empty page. Exit status 1 when a goal is missed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import shutil
@@ -21,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.cell import Cell  # noqa: E402
-from harness.matrix import build_report  # noqa: E402
-from harness.outcome import Observation, Outcome  # noqa: E402
-from harness.report.html import render_html  # noqa: E402
-from harness.report.markdown import render_markdown  # noqa: E402
-from harness.report.terminal import render_terminal  # noqa: E402
-from harness.results import CellResult, Run  # noqa: E402
+from harness.cell import Cell
+from harness.matrix import build_report
+from harness.outcome import Observation, Outcome
+from harness.report.html import render_html
+from harness.report.markdown import render_markdown
+from harness.report.terminal import render_terminal
+from harness.results import CellResult, Run
 
 GOAL_SECONDS = 2.0
 GOAL_BYTES = 5 * 1024 * 1024
@@ -62,7 +63,7 @@ def make_run(run_id: str, cells: int, seed: int, like: Run | None = None, change
         for r in like.cells:
             if rng.random() < changed:
                 obs = observation(rng, rng.choice(list(Outcome)), r.port, r.server_on, r.client_on)
-                r = CellResult(r.id, obs, r.expected, r.driver, r.fields)
+                r = dataclasses.replace(r, observation=obs, judgement=None)
             results.append(r)
         return Run(run_id, dict(like.meta), results)
     outcomes = [Outcome.O] * 6 + [Outcome.X] * 3 + [Outcome.B, Outcome.E, Outcome.NA]

@@ -16,6 +16,7 @@ import pytest
 
 from harness.errors import NodeError
 from harness.node import Access, Node
+from harness.probe import bundle
 from harness.transports import psexec
 from harness.transports.psexec import clients as psexec_clients
 from harness.transports.psexec import PsexecProcess, PsexecTransport, SmbFiles, admin_share_path
@@ -84,8 +85,8 @@ def test_put_uploads_the_probe_through_c_share_on_the_node_port(env):
     transport = transport_with_real_files(env)
     try:
         *python, remote = transport.probe_command()  # put, read back over SMB and compared
-        assert remote.startswith(WORKDIR + "\\") and remote.endswith(r"\probe.py")
-        assert env.local(remote).read_bytes() == psexec.PROBE_SOURCE.read_bytes()
+        assert remote.startswith(WORKDIR + "\\") and remote.endswith(r"\probe.pyz")
+        assert env.local(remote).read_bytes() == bundle.probe_bytes()
         assert env.smbd_running()
     finally:
         transport.close()
@@ -122,7 +123,7 @@ def test_a_missing_share_is_one_line(env):
     transport = transport_with_real_files(env)
     try:
         with pytest.raises(NodeError) as err:
-            transport.put(str(psexec.PROBE_SOURCE), r"D:\nowhere\probe.py")  # no D$ share
+            transport.put(str(bundle.probe_file()), r"D:\nowhere\probe.pyz")  # no D$ share
     finally:
         transport.close()
     message = err.value.message
@@ -164,4 +165,39 @@ def test_what_samba_answers_to_the_paexec_service_is_one_e_line(env, record_prop
     assert message.startswith(f"creating the PAExec service on {env.address}:{samba_server.SMB_PORT} failed:")
     assert re.search(r"DCE/RPC fault 0x[0-9a-f]{8}", message), message
     assert [p.name for p in (env.c_drive / "Windows").iterdir() if p.name.startswith("PAExec-")] == []
+    assert env.smbd_running()
+
+
+def test_a_stalled_smb_server_is_cut_at_the_file_call_bound_and_its_socket_closed(env, monkeypatch):
+    """smbd frozen (SIGSTOP: our own processes in our netns) answers nothing; smbclient would wait on
+    its keep-alive (~2 x 600 s). The file call gives up at PSEXEC_FILE_CALL and closes the socket,
+    which really ends the blocked smbprotocol receive (Connection.disconnect(close=False))."""
+    import signal
+    import threading
+    import time
+
+    from harness import timeouts
+
+    transport = transport_with_real_files(env)
+    transport.probe_command()
+    monkeypatch.setattr(timeouts, "PSEXEC_FILE_CALL", 1.0)
+    frozen = env.pids()
+    try:
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        with pytest.raises(NodeError, match=r"an SMB file call did not return within 1s"):
+            transport.put(str(bundle.probe_file()), WORKDIR + r"\again.pyz")
+        assert time.monotonic() - start < 5
+        # smbd is still frozen: a call still blocked in smbprotocol would be alive here for minutes
+        stuck = [t for t in threading.enumerate() if t.name == "smb-samba-win"]
+        for thread in stuck:
+            thread.join(10)
+        assert not any(t.is_alive() for t in stuck)  # the closed socket ended smbprotocol's wait
+        with pytest.raises(NodeError, match="hung|closed after it stalled"):  # no silent credential-less retry
+            transport.put(str(bundle.probe_file()), WORKDIR + r"\again.pyz")
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        transport.close()
     assert env.smbd_running()
