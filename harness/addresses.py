@@ -103,9 +103,10 @@ def is_guid(text: object) -> bool:
 
 def parse_guid(text: str) -> str:
     """Any case, with or without braces -> canonical lowercase `8-4-4-4-12`. ValueError otherwise."""
-    if not is_guid(text):
+    match = _GUID_RE.match(text.strip()) if is_guid(text) else None
+    if match is None:
         raise ValueError(f"not a GUID: {text!r} (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
-    return "-".join(_GUID_RE.match(text.strip()).groups()).lower()
+    return "-".join(match.groups()).lower()
 
 
 def format_guid(text: str) -> str:
@@ -163,8 +164,8 @@ def check_port(port: object, family: str | None = None) -> str | None:
 ALIASES = {"any": "wildcard", "local": "loopback", "host": "parent", "lo": "loopback",
            "child": "children"}
 WELL_KNOWN_TOKENS = ("wildcard", "loopback", "parent", "children", "broadcast")
-BIND_WORDS = WELL_KNOWN_TOKENS + ("self",)
-TARGET_WORDS = WELL_KNOWN_TOKENS + ("self", "server")
+BIND_WORDS = (*WELL_KNOWN_TOKENS, "self")
+TARGET_WORDS = (*WELL_KNOWN_TOKENS, "self", "server")
 NODE_PREFIXES = ("node:", "vm:")  # vm:<name> is the design note's spelling; node: is canonical
 
 # token -> family -> (constant name, address text) or None (= n/a in that family).
@@ -251,7 +252,7 @@ def normalize_token(token: object, kind: str = "target") -> str:
         return text
     if text.startswith("-") and _ascii_digits(text[1:]):
         raise ValueError(f"CID {text[:20]} out of range {CID_MIN}..{CID_MAX}")
-    allowed = ", ".join(words + ("node:<name>", "a GUID", "a CID", "an IPv4 address"))
+    allowed = ", ".join((*words, "node:<name>", "a GUID", "a CID", "an IPv4 address"))
     raise ValueError(f"unknown {kind} token {text[:70]!r} (expected {allowed})")
 
 
@@ -275,7 +276,7 @@ def _na(token: str, family: str, reason: str) -> Resolution:
     return Resolution(token=token, family=family, na_reason=reason, display=f"n/a: {reason}")
 
 
-def _node_address(token: str, node: "Node", family: str, what: str) -> Resolution:
+def _node_address(token: str, node: Node, family: str, what: str) -> Resolution:
     """A node's own identity in `family`: its VM ID, CID or IPv4 address."""
     field, label = {"hyperv": ("vm_id", "VM ID"), "vsock": ("cid", "CID"),
                     "tcp": ("address", "address")}[family]
@@ -306,14 +307,14 @@ def _literal(token: str, family: str) -> Resolution:
     raise ValueError(f"unknown token {token!r}")
 
 
-def _lookup(name: str, inventory: "Inventory | None") -> "Node | None":
+def _lookup(name: str, inventory: Inventory | None) -> Node | None:
     if inventory is None:
         return None
     return inventory.nodes.get(name)
 
 
-def _resolve(token: object, kind: str, me: "Node", server: "Node | None",
-             inventory: "Inventory | None") -> Resolution:
+def _resolve(token: object, kind: str, me: Node, server: Node | None,
+             inventory: Inventory | None) -> Resolution:
     family = me.family
     tok = normalize_token(token, kind)
     if tok in WELL_KNOWN:
@@ -344,13 +345,13 @@ def _resolve(token: object, kind: str, me: "Node", server: "Node | None",
     return _literal(tok, family)
 
 
-def resolve_bind(token: object, server: "Node", inventory: "Inventory | None" = None) -> Resolution:
+def resolve_bind(token: object, server: Node, inventory: Inventory | None = None) -> Resolution:
     """The address the server binds, in the server node's own family."""
     return _resolve(token, "bind", server, None, inventory)
 
 
-def resolve_target(token: object, client: "Node", server: "Node",
-                   inventory: "Inventory | None" = None) -> Resolution:
+def resolve_target(token: object, client: Node, server: Node,
+                   inventory: Inventory | None = None) -> Resolution:
     """The address the client connects to, in the client node's own family.
 
     hyperv and vsock interoperate (the service GUID template); tcp never mixes with them.

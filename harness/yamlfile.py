@@ -22,8 +22,9 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from yaml import events as _ev
@@ -40,16 +41,20 @@ MAX_SCALAR_CHARS = 64 * 1024
 MAX_INT_DIGITS = 30
 
 
-class LineDict(dict):
+class LineDict(dict[Any, Any]):
     """A mapping plus `line` (its own first line) and `key_lines` {key: line}."""
 
-    __slots__ = ("line", "key_lines")
+    __slots__ = ("key_lines", "line")
+    line: int
+    key_lines: dict[Any, int]
 
 
-class LineList(list):
+class LineList(list[Any]):
     """A sequence plus `line` and `item_lines` [line of each item]."""
 
-    __slots__ = ("line", "item_lines")
+    __slots__ = ("item_lines", "line")
+    line: int
+    item_lines: list[int]
 
 
 class _LineLoader(_Base):  # type: ignore[misc, valid-type]
@@ -109,7 +114,7 @@ def decode(path: str, raw: bytes) -> str:
 
 
 class _Frame:
-    __slots__ = ("value", "is_map", "anchor", "key", "key_line", "merges", "size")
+    __slots__ = ("anchor", "is_map", "key", "key_line", "merges", "size", "value")
 
     def __init__(self, value, is_map: bool, anchor: str | None):
         self.value = value
@@ -171,9 +176,9 @@ class _Builder:
                 if event.anchor is not None:
                     self.anchors[event.anchor] = (value, 1)
             elif cls is _ev.AliasEvent:
-                found = self.anchors.get(event.anchor, False)
-                if found is False:
+                if event.anchor not in self.anchors:
                     raise self.fail(line, f"bad YAML: unknown alias *{event.anchor}")
+                found = self.anchors[event.anchor]
                 if found is None:
                     raise self.fail(line, f"bad YAML: recursive alias *{event.anchor}")
                 value, size = found
@@ -186,12 +191,14 @@ class _Builder:
                     raise self.fail(line, f"YAML tag {_short_tag(tag)} is not allowed (plain data only)")
                 if len(stack) >= MAX_DEPTH:
                     raise self.fail(line, f"nesting deeper than {MAX_DEPTH} levels")
-                container = LineDict() if is_map else LineList()
-                container.line = line
+                container: LineDict | LineList
                 if is_map:
+                    container = LineDict()
                     container.key_lines = {}
                 else:
+                    container = LineList()
                     container.item_lines = []
+                container.line = line
                 frame = _Frame(container, is_map, event.anchor)
                 frame.key = _NO_KEY
                 if event.anchor is not None:

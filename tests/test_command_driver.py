@@ -160,7 +160,7 @@ def test_a_windows_template_reaches_the_node_with_its_path_whole(lab):  # noqa: 
     with AgentPool(inventory) as pool:
         obs = run_cell(cell("wildcard", "parent", 19000, server_on="hv-host", client_on="win-vm", driver=d),
                        inventory, pool)
-    assert [argv for _, argv in lab.commands if "ConsoleApp1" in argv[0]][0] == [
+    assert next(argv for _, argv in lab.commands if "ConsoleApp1" in argv[0]) == [
         r"C:\temp\ConsoleApp1.exe", "/server", "any"]
     assert obs.commands[0] == r"hv-host: C:\temp\ConsoleApp1.exe /server any"
     assert obs.outcome is Outcome.E  # the fake lab has no ConsoleApp1: the server ends at once, never X

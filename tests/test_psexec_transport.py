@@ -673,3 +673,16 @@ def test_a_program_paexec_kills_at_its_timeout_is_a_command_timeout(fake):
     assert err.value.stdout == "partial\n"
     assert not any(s.broken for s in psexec.shared_clients().values())  # PAExec answered: the Client is fine
     t.close()
+
+
+def test_a_failed_smb_files_session_removes_the_service_it_left(fake, monkeypatch):
+    def no_share(server, user, pw, port, timeout):
+        raise PermissionError(13, "STATUS_ACCESS_DENIED on C$")
+    monkeypatch.setattr(psexec_clients, "files_factory", no_share)
+    with pytest.raises(NodeError) as err:
+        PsexecTransport(node()).run(["cmd.exe"], timeout=5)
+    assert err.value.message == (f"the SMB files session to {HOST}:445 failed: "
+                                 "PermissionError: [Errno 13] STATUS_ACCESS_DENIED on C$")
+    (client,) = FakePsexecClient.created
+    assert client.names()[-2:] == ["remove_service", "disconnect"] and FakeServiceManager.of(HOST).services == {}
+    assert psexec.shared_clients() == {} and psexec_clients._BROKEN == {}

@@ -60,7 +60,7 @@ def test_a_good_file_reads(tmp_path):
 
 def test_200000_nested_brackets_no_recursion(tmp_path):
     path = tmp_path / "deep.json"
-    path.write_text('{"run_id": "%s", "cells": [' % GOOD_ID + "[" * 200_000 + "]" * 200_000 + "]}")
+    path.write_text(f'{{"run_id": "{GOOD_ID}", "cells": [' + "[" * 200_000 + "]" * 200_000 + "]}")
     assert "nested more than" in refused(path)
     unbalanced = tmp_path / "open.json"
     unbalanced.write_text("[" * 200_000)

@@ -115,5 +115,6 @@ def details(cell: MatrixCell) -> dict[str, Any]:
 def change_line(cell: MatrixCell) -> str:
     """One line for the lists of flips and mismatches printed before the matrices."""
     exp = f"expected {expected_text(cell)}"
-    base = f"{cell.flip.split('->')[0]} -> " if cell.flipped else ""
+    flip = cell.flip
+    base = f"{flip.split('->')[0]} -> " if flip else ""
     return f"{cell.id}: {base}{observed_line(cell.observed)} ({exp})"
