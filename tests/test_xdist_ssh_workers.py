@@ -25,8 +25,10 @@ from pathlib import Path
 import pytest
 
 from harness.results import load_run
+from tests import netns_lab as netns_module
 from tests.loopback_project import EXPECTED, REPO, make_project, plugin_args
-from tests.netns_lab import netns_lab  # noqa: F401  (fixture)
+
+netns_hosts = netns_module.netns_lab  # the module-scoped lab fixture, under this name here
 
 pytestmark = pytest.mark.netns
 WORKER_HOSTS = ("a", "b")
@@ -67,24 +69,24 @@ def checkout(root: Path, project: Path) -> Path:
 
 
 @pytest.fixture
-def lab_project(netns_lab, tmp_path):
+def lab_project(netns_hosts, tmp_path):
     """(controller project, {host: checkout}, --tx args) for the two worker hosts."""
     project = make_project(tmp_path / "controller")
     (project / "conftest.py").write_text(CONFTEST)
-    lab_dir = Path(netns_lab.dir)
+    lab_dir = Path(netns_hosts.dir)
     config = lab_dir / "ssh_config"
     config.write_text("".join(
-        f"Host {netns_lab.addr(n)}\n  User root\n  IdentityFile {netns_lab.client_key}\n  IdentitiesOnly yes\n"
-        f"  UserKnownHostsFile {netns_lab.known_hosts}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
+        f"Host {netns_hosts.addr(n)}\n  User root\n  IdentityFile {netns_hosts.client_key}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {netns_hosts.known_hosts}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
         "  ConnectTimeout 20\n" for n in WORKER_HOSTS))
     checkouts = {n: checkout(lab_dir / tmp_path.name / f"host-{n}" / "hvsock-matrix", project) for n in WORKER_HOSTS}
     tx: list[str] = []
     for n in WORKER_HOSTS:
-        tx += ["--tx", f"ssh=root@{netns_lab.addr(n)}//python={sys.executable}//chdir={checkouts[n]}"
+        tx += ["--tx", f"ssh=root@{netns_hosts.addr(n)}//python={sys.executable}//chdir={checkouts[n]}"
                        f"//ssh_config={config}"]
     yield project, checkouts, tx
     for n in WORKER_HOSTS:  # nothing of a run may stay on a worker host
-        assert not [p for p in netns_lab.processes(n) if "python" in p], netns_lab.processes(n)
+        assert not [p for p in netns_hosts.processes(n) if "python" in p], netns_hosts.processes(n)
 
 
 def controller(project: Path, *args: str) -> subprocess.Popen:
@@ -103,7 +105,7 @@ def the_run(project: Path):
     return load_run(runs[0] / "results.json")
 
 
-def test_two_ssh_workers_give_the_controller_every_cell(netns_lab, lab_project):
+def test_two_ssh_workers_give_the_controller_every_cell(netns_hosts, lab_project):
     project, checkouts, tx = lab_project
     proc = controller(project, *tx, "--junitxml=junit.xml")
     out, _ = proc.communicate(timeout=300)
@@ -124,7 +126,7 @@ def test_two_ssh_workers_give_the_controller_every_cell(netns_lab, lab_project):
     assert worker_of["L1"] == worker_of["L3"] != worker_of["L2"] == worker_of["L4"]  # one server node per worker
 
 
-def test_a_worker_killed_mid_run_loses_only_its_unfinished_cell(netns_lab, lab_project):
+def test_a_worker_killed_mid_run_loses_only_its_unfinished_cell(netns_hosts, lab_project):
     """--max-worker-restart=0 (a replacement would go to the same dead machine): the cell the dead
     worker was running is lost, every other one, its own earlier cells included, is kept.
     Observed and not yet understood: with --max-worker-restart=1 the controller starts a replacement
@@ -145,7 +147,7 @@ def test_a_worker_killed_mid_run_loses_only_its_unfinished_cell(netns_lab, lab_p
     assert hanging is not None, "".join(lines)
     victim = json.loads(hanging.read_text())["pid"]
     host = next(n for n, p in checkouts.items() if p == hanging.parent)
-    assert victim in netns_lab.pids(host)  # the worker runs on that host
+    assert victim in netns_hosts.pids(host)  # the worker runs on that host
     os.kill(victim, signal.SIGKILL)  # the machine dies mid-cell
     try:
         proc.wait(timeout=120)
