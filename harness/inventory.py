@@ -104,8 +104,9 @@ class AccessModel(_Strict):
     @field_validator("port")
     @classmethod
     def _port(cls, v):
-        if v is not None and not 1 <= v <= 65535:
-            raise ValueError(f"port {v} out of range 1..65535")
+        problem = None if v is None else addresses.check_port(v, "tcp")
+        if problem:
+            raise ValueError(problem.removeprefix("tcp "))  # "port N out of range 1..65535": ssh and SMB are tcp
         return v
 
     @field_validator("password_env")

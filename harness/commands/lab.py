@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness.addresses import check_port
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="lab_action", required=True)
@@ -30,8 +32,9 @@ def _tcp_port(text: str) -> int:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a port number: {text[:40]!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} out of range 1..65535")
+    problem = check_port(port, "tcp")
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return port
 
 
