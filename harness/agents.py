@@ -39,6 +39,28 @@ DEFAULT_IDLE_TIMEOUT = timeouts.SESSION_IDLE  # the session exits by itself when
 MARGIN = timeouts.MARGIN  # a response may take this long beyond its operation's own timeout
 
 
+# the defaults of the phase options: left out of the request so an ordinary cell's line is unchanged
+_OPTION_DEFAULTS = {"phase": (None, "listening", "connect"), "unprivileged": (None, False),
+                    "first_addr": (None,), "first_port": (None,)}
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The phase options a cell really sets (probe/protocol.py REQUEST_FIELDS names)."""
+    unknown = set(options) - set(_OPTION_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown probe options {sorted(unknown)}")
+    return {k: v for k, v in options.items() if v not in _OPTION_DEFAULTS[k]}
+
+
+def _option_args(options: dict[str, Any]) -> list[str]:
+    """The same options as probe CLI flags (one-shot agents)."""
+    out: list[str] = []
+    for key, value in _given(options).items():
+        flag = "--" + key.replace("_", "-")
+        out += [flag] if value is True else [flag, str(value)]
+    return out
+
+
 class _SessionEnded(Exception):
     """The resident session died before answering (EOF on its channel)."""
 
@@ -50,10 +72,14 @@ class ProbeAgent:
     kind = "base"
 
     def listen(self, family: str, addr: str, port: int, service: str | None, timeout: float,
-               count: int = 1, socket: str = "stream") -> dict: ...
+               count: int = 1, socket: str = "stream", **options: Any) -> dict:
+        """options: phase (listening, bound, none, closed), unprivileged (bool): probe/listener.py."""
+        ...
 
     def connect(self, family: str, addr: str, port: int, service: str | None, payload: str,
-                timeout: float, connect_timeout: float | None = None, socket: str = "stream") -> dict: ...
+                timeout: float, connect_timeout: float | None = None, socket: str = "stream", **options: Any) -> dict:
+        """options: phase (connect, retry, bound, second-cid), first_addr, first_port: probe/client.py."""
+        ...
 
     def stop(self, listener: str) -> dict: ...
 
@@ -211,15 +237,18 @@ class SessionAgent(ProbeAgent):
                 self._pending.pop(rid, None)
 
     # -- the contract -----------------------------------------------------------------------
-    def listen(self, family, addr, port, service, timeout, count=1, socket="stream"):
+    def listen(self, family, addr, port, service, timeout, count=1, socket="stream", **options):
         return self.request("listen", timeouts.listen_answer(self.margin), family=family, addr=str(addr), port=int(port),
-                            service=service, count=count, timeout=timeout, socket=socket)
+                            service=service, count=count, timeout=timeout, socket=socket, **_given(options))
 
-    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream"):
+    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream",
+                **options):
         ct = timeout if connect_timeout is None else connect_timeout
-        return self.request("connect", timeouts.connect_answer(timeout, ct, self.margin), family=family, addr=str(addr),
-                            port=int(port), service=service, payload=payload, timeout=timeout,
-                            connect_timeout=ct, socket=socket)
+        # retry / second-cid connect twice: the first may wait its own FIRST_CONNECT_TIMEOUT
+        first = 3.0 if options.get("phase") in ("retry", "second-cid") else 0.0
+        return self.request("connect", timeouts.connect_answer(timeout, ct + first, self.margin), family=family,
+                            addr=str(addr), port=int(port), service=service, payload=payload, timeout=timeout,
+                            connect_timeout=ct, socket=socket, **_given(options))
 
     def stop(self, listener):
         return self.request("stop", timeouts.stop_answer(self.margin), listener=listener)
@@ -267,17 +296,17 @@ class OneShotAgent(ProbeAgent):
         out += ["--socket", socket] if socket != "stream" else []
         return out + (["--service", service] if service else [])
 
-    def _listen_argv(self, family, addr, port, service, timeout, count=1, socket="stream") -> list[str]:
+    def _listen_argv(self, family, addr, port, service, timeout, count=1, socket="stream", **options) -> list[str]:
         return self._cmd("serve", *self._addr_args(family, addr, port, service, socket), "--count", count,
-                         "--timeout", f"{float(timeout):g}")
+                         "--timeout", f"{float(timeout):g}", *_option_args(options))
 
     def _connect_argv(self, family, addr, port, service, payload, timeout, connect_timeout=None,
-                      socket="stream") -> list[str]:
+                      socket="stream", **options) -> list[str]:
         args = self._addr_args(family, addr, port, service, socket) + ["--payload", payload,
                                                                         "--timeout", f"{float(timeout):g}"]
         if connect_timeout is not None:
             args += ["--connect-timeout", f"{float(connect_timeout):g}"]
-        return self._cmd("connect", *args)
+        return self._cmd("connect", *args, *_option_args(options))
 
     def describe(self, op: str, **fields: Any) -> str:
         """The command line this agent runs for `op`."""
@@ -287,8 +316,8 @@ class OneShotAgent(ProbeAgent):
             return shlex.join(self._connect_argv(**fields))
         return f"{op} {json.dumps(fields, sort_keys=True)}" if fields else op
 
-    def listen(self, family, addr, port, service, timeout, count=1, socket="stream"):
-        argv = self._listen_argv(family, addr, port, service, timeout, count, socket)
+    def listen(self, family, addr, port, service, timeout, count=1, socket="stream", **options):
+        argv = self._listen_argv(family, addr, port, service, timeout, count, socket, **options)
         self.sent.append(" ".join(argv))
         _trace(self.node.name, "->", shlex.join(argv))
         proc = self.transport.spawn(argv)
@@ -315,8 +344,9 @@ class OneShotAgent(ProbeAgent):
             proc.wait(timeouts.PROCESS_EXIT)
             return msg  # bind_failed, refused, error
 
-    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream"):
-        argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout, socket)
+    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream",
+                **options):
+        argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout, socket, **options)
         self.sent.append(" ".join(argv))
         _trace(self.node.name, "->", shlex.join(argv))
         budget = timeouts.oneshot_connect(timeout, connect_timeout, self.node.access.connect_timeout, self.margin)
