@@ -115,6 +115,11 @@ class SessionAgent(ProbeAgent):
             tail = proc.stderr_tail()
             proc.kill()
             raise NodeError(self.node.name, one_line(f"probe session failed to start: {first or 'EOF'} {tail}"))
+        if isinstance(ready.get("pid"), int):
+            try:
+                proc.pid = ready["pid"]  # the probe's own pid on the node (POSIX: a frozen one can still be cut)
+            except AttributeError:  # a transport whose processes know their pid themselves
+                pass
         self._proc = proc
         self._dead = None
         self.starts += 1

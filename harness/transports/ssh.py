@@ -132,7 +132,13 @@ class SSHProcess(Process):
                     pass
         elif not self._posix and self.wait(0) is None:
             self.close_stdin()  # the probe ends itself on EOF
-            self.wait(timeouts.PROCESS_EXIT)
+            if self.wait(timeouts.PROCESS_EXIT) is None and self._transport.posix() and self.pid:
+                # a probe that cannot read its EOF (frozen, stopped) on a POSIX node: its own pid (from its
+                # ready line). Never on Windows: there the channel's close is all (the probe's idle timeout)
+                try:
+                    self._transport.run(["kill", "-KILL", str(self.pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
+                except Exception:
+                    pass
         self._chan.close()
 
     def wait(self, timeout: float) -> int | None:
