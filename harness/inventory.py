@@ -62,7 +62,7 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
 
-from harness import addresses, timeouts, yamlfile
+from harness import addresses, model_errors, timeouts, yamlfile
 from harness.errors import InputError
 from harness.node import NAME_RE, NAME_RULE, Access, Family, Inventory, Node, check_timeout, seconds, shown
 from harness.secrets import credential_in_host, credential_in_user, register
@@ -231,10 +231,10 @@ class InventoryModel(_Strict):
 
 def _fields_for(loc: tuple) -> list[str]:
     if not loc:
-        return yamlfile.keys_of(InventoryModel)
+        return model_errors.keys_of(InventoryModel)
     if loc[-1] == "access":
-        return yamlfile.keys_of(AccessModel)
-    return yamlfile.keys_of(NodeModel)
+        return model_errors.keys_of(AccessModel)
+    return model_errors.keys_of(NodeModel)
 
 
 def parse_inventory(path: str, data: Any) -> Inventory:
@@ -245,7 +245,7 @@ def parse_inventory(path: str, data: Any) -> Inventory:
     try:
         model = InventoryModel.model_validate(data)
     except ValidationError as exc:
-        raise yamlfile.input_error_from_pydantic(path, data, exc, fields_for=_fields_for) from None
+        raise model_errors.input_error_from_pydantic(path, data, exc, fields_for=_fields_for) from None
 
     def at(i: int, *loc: Any) -> str:
         return yamlfile.where(path, data, ("nodes", i, *loc))
@@ -341,7 +341,7 @@ def _namespace_node(n: NodeModel, nodes: dict[str, Node], by_name: dict, at) -> 
     if base.access.netns is not None:
         raise InputError(at("of"), f"node {n.name}: {n.of} already runs in netns {base.access.netns}; "
                                    f"of: names a node in its own namespace")
-    return replace(base, name=n.name, access=replace(base.access, netns=n.netns),
+    return replace(base, name=n.name, access=replace(base.access, netns=n.netns), netns_of=n.of,
                    facts={**base.facts, **n.facts, "netns": n.netns, "netns_of": n.of}, source=at())
 
 

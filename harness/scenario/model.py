@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from harness import addresses, timeouts, yamlfile
+from harness import addresses, model_errors, timeouts, yamlfile
 from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Driver, DriverKind
 from harness.drivers.command_ready import check_ready_pattern
 from harness.drivers.errnos import known_errno
@@ -281,18 +281,18 @@ class ScenarioModel(_Strict):
 
 
 _FIELDS_AT = {
-    "server": yamlfile.keys_of(ServerSide),
-    "client": yamlfile.keys_of(ClientSide),
-    "axes": yamlfile.keys_of(AxesModel),
+    "server": model_errors.keys_of(ServerSide),
+    "client": model_errors.keys_of(ClientSide),
+    "axes": model_errors.keys_of(AxesModel),
 }
 
 
 def _fields_for(loc: tuple) -> list[str]:
     if not loc:
-        return yamlfile.keys_of(ScenarioModel)
+        return model_errors.keys_of(ScenarioModel)
     last = loc[-1]
     if isinstance(last, int):
-        return yamlfile.keys_of(CellModel)
+        return model_errors.keys_of(CellModel)
     return _FIELDS_AT.get(last, [])
 
 
@@ -322,7 +322,7 @@ def parse_scenario(path: str, data: Any) -> Scenario:
     try:
         model = ScenarioModel.model_validate(data)
     except ValidationError as exc:
-        raise yamlfile.input_error_from_pydantic(path, data, exc, fields_for=_fields_for) from None
+        raise model_errors.input_error_from_pydantic(path, data, exc, fields_for=_fields_for) from None
     sc = Scenario(name=model.scenario, path=path, model=model, data=data)
     if model.port is not None and model.port_base is not None:
         raise InputError(sc.where("port_base"), "give port: or port_base:, not both")
