@@ -61,7 +61,7 @@ class Access:
     use_ssh_config: bool = True  # honour ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump)
     connect_timeout: float = timeouts.NODE_CONNECT_TIMEOUT  # nested lab guests need ~300
     python: str | None = None  # interpreter on the node; default python3 / py -3
-    workdir: str | None = None  # POSIX: base of each run's fresh mktemp -d (default /tmp); Windows: see psexec.py
+    workdir: str | None = None  # POSIX: base of each run's fresh mktemp -d (default /tmp); Windows: see transports/psexec/transport.py
     netns: str | None = None  # local only: run inside this network namespace (ip netns exec)
 
 
@@ -79,6 +79,12 @@ class Node:
     lab_node: bool = False  # True: a real lab node or a lab guest; AF_VSOCK allowed there
     facts: dict = field(default_factory=dict, compare=False, hash=False)
     source: str = ""  # "file:line" where the node was defined, for error messages
+    netns_of: str | None = None  # a network namespace of this other node (inventory `of:`)
+
+    @property
+    def machine(self) -> str:
+        """The node whose kernel this is: itself, or the node a namespace node lives on."""
+        return self.netns_of or self.name
 
 
 @dataclass(frozen=True)

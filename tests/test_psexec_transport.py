@@ -40,6 +40,7 @@ def fake(monkeypatch):
     monkeypatch.setenv(ENV, SECRET)
     FakePsexecClient.created.clear()
     FakePsexecClient.stalled = set()
+    FakePsexecClient.connect_seconds = 0.0
     FakeServiceManager.machines.clear()
     share = FakeSmbShare()
 
@@ -55,6 +56,7 @@ def fake(monkeypatch):
     yield box
     psexec.shared_clients().clear()
     psexec_clients._BROKEN.clear()
+    FakePsexecClient.connect_seconds = 0.0
 
 
 def runs(client):
@@ -611,3 +613,76 @@ def test_the_transport_logs_at_debug_what_it_runs(fake, caplog):
     assert 'psexec win-a: run "C:\\Program Files\\x.exe" "a b" (timeout 3s)' in lines
     assert any(line.startswith("psexec win-a: spawn py -3 probe.py serve (wrapper powershell.exe") for line in lines)
     assert SECRET not in caplog.text
+
+
+def test_transports_that_open_one_host_at_once_share_one_client(fake):
+    """The Client is opened outside the registry lock: the others wait for that one open, never
+    start a second Client (its create_service would delete the first one's PAExec service)."""
+    FakePsexecClient.connect_seconds = 0.3
+    cells = [PsexecTransport(node(f"cell{i}")) for i in range(4)]
+    outputs = []
+    threads = [threading.Thread(target=lambda t=t: outputs.append(t.run(["cmd.exe"], timeout=5).stdout))
+               for t in cells]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert outputs == ["ok\n"] * 4
+    (client,) = FakePsexecClient.created
+    assert client.names()[:3] == ["__init__", "connect", "create_service"]
+    assert FakeServiceManager.of(HOST).deleted_while_busy == []
+    for t in cells:
+        t.close()
+    assert client.names()[-2:] == ["remove_service", "disconnect"] and psexec.shared_clients() == {}
+
+
+def test_a_failed_open_is_one_line_for_every_waiting_transport_and_leaves_nothing(fake, monkeypatch):
+    def refuse(server, user, pw, port, enc):
+        time.sleep(0.2)
+        raise ConnectionRefusedError(111, "Connection refused")
+    monkeypatch.setattr(psexec_clients, "client_factory", refuse)
+    errors = []
+
+    def one(name):
+        try:
+            PsexecTransport(node(name)).run(["cmd.exe"], timeout=5)
+        except NodeError as exc:
+            errors.append(exc.message)
+    threads = [threading.Thread(target=one, args=(f"n{i}",)) for i in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    refused = f"psexec connect to {HOST}:445 failed: ConnectionRefusedError: [Errno 111] Connection refused"
+    assert errors == [refused] * 3
+    assert psexec.shared_clients() == {} and psexec_clients._BROKEN == {}
+
+
+def test_a_program_paexec_kills_at_its_timeout_is_a_command_timeout(fake):
+    """PAExec terminates a program that outlives timeout_seconds with exit code (DWORD)-10: the transport
+    says CommandTimeout with the output so far, as the other transports do, not 'rc=4294967286'."""
+    def slow(c, call):
+        if _is_sweep(call):
+            return b"", b"", 0
+        time.sleep(1.2)
+        return b"partial\r\n", b"", 0
+    fake.handler = slow
+    t = PsexecTransport(node())
+    with pytest.raises(CommandTimeout, match=r"killed by PAExec at its timeout \(1s\)") as err:
+        t.run(["ConsoleApp1.exe", "/client", "parent"], timeout=1)
+    assert err.value.stdout == "partial\n"
+    assert not any(s.broken for s in psexec.shared_clients().values())  # PAExec answered: the Client is fine
+    t.close()
+
+
+def test_a_failed_smb_files_session_removes_the_service_it_left(fake, monkeypatch):
+    def no_share(server, user, pw, port, timeout):
+        raise PermissionError(13, "STATUS_ACCESS_DENIED on C$")
+    monkeypatch.setattr(psexec_clients, "files_factory", no_share)
+    with pytest.raises(NodeError) as err:
+        PsexecTransport(node()).run(["cmd.exe"], timeout=5)
+    assert err.value.message == (f"the SMB files session to {HOST}:445 failed: "
+                                 "PermissionError: [Errno 13] STATUS_ACCESS_DENIED on C$")
+    (client,) = FakePsexecClient.created
+    assert client.names()[-2:] == ["remove_service", "disconnect"] and FakeServiceManager.of(HOST).services == {}
+    assert psexec.shared_clients() == {} and psexec_clients._BROKEN == {}

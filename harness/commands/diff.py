@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TextIO
 
 from harness.matrix import build_report
-from harness.report.terminal import render_terminal
 from harness.report import cells as words
-from harness.results import load_run, resolve_run
+from harness.report.terminal import render_terminal
+from harness.results import Run, check_output_path, load_run, resolve_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for out in (args.html, args.md):  # a folder or a device named as output fails before anything is read
+        if out:
+            check_output_path(Path(out))
     before = load_run(resolve_run(args.before, args.results_dir))
     after = load_run(resolve_run(args.after, args.results_dir))
     report = build_report(after, baseline=before)
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.flips else 0
 
 
-def _write_side_by_side(before, after, html: str | None, md: str | None, out) -> None:
+def _write_side_by_side(before: Run, after: Run, html: str | None, md: str | None, out: TextIO) -> None:
     from harness.report.run_diff import compare_runs
 
     diff = compare_runs(before, after)
@@ -60,7 +65,7 @@ def _write_side_by_side(before, after, html: str | None, md: str | None, out) ->
           + (f"; kernels changed: {kernels}" if kernels else ""), file=out)
     if html:
         from harness.report.diff_html import write_diff_html
-        print(f"wrote {write_diff_html(diff, html)}", file=out)
+        print(f"wrote {write_diff_html(diff, Path(html))}", file=out)
     if md:
         from harness.report.diff_markdown import write_diff_markdown
-        print(f"wrote {write_diff_markdown(diff, md)}", file=out)
+        print(f"wrote {write_diff_markdown(diff, Path(md))}", file=out)

@@ -19,7 +19,8 @@ import json
 
 from harness import timeouts
 from harness.errors import NodeError
-from harness.hyperv.powershell import canonical_guid, powershell_argv
+from harness.addresses import canonical_guid
+from harness.hyperv.powershell import powershell_argv
 
 SCRIPT_TIMEOUT = timeouts.VMIDS_SCRIPT
 

@@ -26,21 +26,29 @@ Faithful to pypsexec 0.3.0 where the harness depends on it:
   (Remote.cpp HandleMsg, gRemoteSettingsMap[msg.m_uniqueProcessID]) and creates its output pipes as
   `PAExecOut<caller><pid>` (ConsoleRedir.cpp CreateIOPipesInService), both the same for every run of a
   Client: `max_parallel_runs` records any overlap so tests can assert there was none.
+- a run that outlives timeout_seconds answers exit code (DWORD)-10 = 0xFFFFFFF6 (Remote.cpp HandleMsg,
+  MSGID_START_APP: WAIT_TIMEOUT -> TerminateProcess(hProcess, -10); pypsexec paexec.py
+  PAExecReturnBuffer unpacks it unsigned) -- here once the handler returns, PAExec answers at the bound;
+- stdin with asynchronous=True is refused with PypsexecException (client.py Client.run_executable).
 Each server's Service Control Manager is a FakeServiceManager, which records a service deleted
 while a Client was still running a process through it (what breaks a real node).
-Not modelled: SMB/DCE-RPC wire errors beyond the closed connection, PAExec's own pipes and timeouts.
+Not modelled: SMB/DCE-RPC wire errors beyond the closed connection, PAExec's own pipes, pypsexec's
+three tries at the main pipe (client.py run_executable: 5 s apart).
 """
 from __future__ import annotations
 
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import ClassVar
 
 
 def split_windows_cmdline(text: str) -> list[str]:
-    """CommandLineToArgvW's rules (the inverse of subprocess.list2cmdline), as a Windows node parses."""
+    """The C runtime's rules for the arguments after the program name (the inverse of
+    subprocess.list2cmdline), as a Windows program parses PAExec's `arguments`: an oracle written apart
+    from harness/command_line.py on purpose."""
     args: list[str] = []
     cur: list[str] = []
     in_quotes = False
@@ -139,6 +147,7 @@ class FakePsexecClient:
 
     created: ClassVar[list[FakePsexecClient]] = []  # every instance, in creation order (reset by tests)
     stalled: ClassVar[set[str]] = set()  # servers whose SMB session setup is never answered (reset by tests)
+    connect_seconds: ClassVar[float] = 0.0  # how long a (not stalled) connect takes (reset by tests)
     _lock = threading.Lock()
 
     def __init__(self, server, username=None, password=None, port=445, encrypt=True, handler: Callable | None = None):
@@ -164,6 +173,7 @@ class FakePsexecClient:
         """client.py Client.connect: connection.connect(timeout), session.connect(), SCMR open."""
         self.calls.append(("connect", {"timeout": timeout}))
         self.connection.check()
+        time.sleep(FakePsexecClient.connect_seconds)
         if self.server.lower() in FakePsexecClient.stalled:
             self.connection.wait_for_answer_that_never_comes()  # session.connect(): receive() without timeout
         self.connected = True
@@ -187,7 +197,9 @@ class FakePsexecClient:
         if self.scm.services.get(self.service_name) is not self:
             raise RuntimeError(f"PAExec service {self.service_name} was deleted by another Client")
         if stdin is not None and asynchronous:
-            raise ValueError("Cannot send stdin data on an interactive or asynchronous process")  # as pypsexec
+            from pypsexec.exceptions import PypsexecException  # client.py Client.run_executable
+
+            raise PypsexecException("Cannot send stdin data on an interactive or asynchronous process")
         self.connection.check()
         call = {"executable": executable, "arguments": arguments, "asynchronous": asynchronous,
                 "run_elevated": run_elevated, "timeout_seconds": timeout_seconds, "stdin": stdin}
@@ -195,11 +207,17 @@ class FakePsexecClient:
         with FakePsexecClient._lock:
             self.active_runs += 1
             self.max_parallel_runs = max(self.max_parallel_runs, self.active_runs)
+        started = time.monotonic()
         try:
-            return self.handler(self, call)
+            stdout, stderr, rc = self.handler(self, call)
         finally:
             with FakePsexecClient._lock:
                 self.active_runs -= 1
+        if not asynchronous and timeout_seconds and time.monotonic() - started > timeout_seconds:
+            # PAExec Remote.cpp HandleMsg: WAIT_TIMEOUT -> TerminateProcess(hProcess, (DWORD)-10), and that
+            # exit code is the answer; pypsexec unpacks it unsigned (paexec.py PAExecReturnBuffer)
+            return stdout, stderr, 0xFFFFFFF6
+        return stdout, stderr, rc
 
     def remove_service(self):
         self.calls.append(("remove_service", {}))
