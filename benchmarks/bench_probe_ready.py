@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import timeouts  # noqa: E402
-from harness.inventory import load_inventory  # noqa: E402
-from harness.probe import bundle  # noqa: E402
-from harness.probe.protocol import is_ready, parse_line  # noqa: E402
-from harness.transports.ssh import SSHTransport  # noqa: E402
+from harness import timeouts
+from harness.inventory import load_inventory
+from harness.probe import bundle
+from harness.probe.protocol import is_ready, parse_line
+from harness.transports.ssh import SSHTransport
 
 OLD_MAKE_RUN_DIR = 'umask 077 && mkdir -p -- "$1" && exec mktemp -d -- "$1/$2"'
 OLD_SHA256 = ('sha256sum -- "$2" 2>/dev/null || exec "$1" -c '

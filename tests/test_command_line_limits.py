@@ -10,8 +10,8 @@ import subprocess
 from harness.hyperv import registration
 from harness.node import Access, Node
 from harness.transports.base import CMD_EXE_LIMIT
-from harness.transports.ssh import SSHTransport
 from harness.transports.psexec import CREATE_PROCESS_LIMIT
+from harness.transports.ssh import SSHTransport
 from tests.fakes.fake_windows import FAKE_HOST, FakeHyperVLab, fake_lab_machines
 
 SCATTERED = {f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(1500)}  # no port ranges to compress

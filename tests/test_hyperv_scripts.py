@@ -63,7 +63,7 @@ def test_registry_paths_agree_with_documented_keys():
     from harness import addresses
     from harness.probe import facts, registry
 
-    assert registration.GCS_ROOT == addresses.GCS_REGISTRY_KEY.replace("HKEY_LOCAL_MACHINE", "HKLM")
+    assert addresses.GCS_REGISTRY_KEY.replace("HKEY_LOCAL_MACHINE", "HKLM") == registration.GCS_ROOT
     assert "HKLM\\" + registry.ROOT == registration.GCS_ROOT
     assert "HKLM\\" + facts.GUEST_PARAMETERS_KEY == addresses.GUEST_VM_ID_REGISTRY_KEY
 

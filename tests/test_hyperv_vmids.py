@@ -22,10 +22,10 @@ ID_B = "f952c5ef-ea6c-4c83-b52c-38f31cf68b61"
 def test_parse_get_vm_answers():
     assert vmids.parse_get_vm('{"vms":[{"Name":"Win11-VM","Id":"B50F20E6-CF19-1796-BA60-D9CFE2D8FE29"}]}\r\n') == \
         {"Win11-VM": ID_A}
-    assert vmids.parse_get_vm('{"vms":{"Name":"a","Id":"%s"}}' % ID_B) == {"a": ID_B}  # 5.1 unwrapped one
+    assert vmids.parse_get_vm(f'{{"vms":{{"Name":"a","Id":"{ID_B}"}}}}') == {"a": ID_B}  # 5.1 unwrapped one
     assert vmids.parse_get_vm('{"vms":[]}') == {}
     # the script escapes non-ASCII (Out-Ascii): a Korean name survives any console code page
-    assert vmids.parse_get_vm('{"vms":[{"Name":"\\uc708\\ub3c4\\uc6b0","Id":"%s"}]}' % ID_A) == {"윈도우": ID_A}
+    assert vmids.parse_get_vm(f'{{"vms":[{{"Name":"\\uc708\\ub3c4\\uc6b0","Id":"{ID_A}"}}]}}') == {"윈도우": ID_A}
 
 
 @pytest.mark.parametrize("text,message", [

@@ -30,8 +30,7 @@ from harness.transports.psexec import paexec_sweep
 from harness.transports.psexec import process as psexec_process
 from tests.fakes.fake_openssh_windows import FakeWin32OpenSSH
 from tests.fakes.fake_psexec import FakePsexecClient, split_windows_cmdline
-from tests.fakes.fake_windows import (FAKE_HOST, FAKE_PASSWORD_ENV, FAKE_VM, FAKE_VM_ID, FakeHyperVLab,
-                                      fake_lab_machines)
+from tests.fakes.fake_windows import FAKE_HOST, FAKE_PASSWORD_ENV, FAKE_VM, FAKE_VM_ID, FakeHyperVLab, fake_lab_machines
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "a-hyperv-wildcards.yaml"
 DOCUMENTED = {"A1": "O", "A2": "O", "A3": "O", "A4": "O", "A5": "O", "A6": "O", "A7": "X", "A8": "O",
@@ -101,7 +100,7 @@ def sent_to_windows(kind: str, lab, ssh) -> tuple[list[list[str]], list[str]]:
 
 def probe_argv(argv: list[str]) -> bool:
     """`<python> [-3] <...>\\probe.pyz <command> ...`"""
-    if not argv or argv[0].lower() not in PYTHONS and not argv[0].lower().endswith("python.exe"):
+    if not argv or (argv[0].lower() not in PYTHONS and not argv[0].lower().endswith("python.exe")):
         return False
     rest = argv[1:] if argv[1:2] != ["-3"] else argv[2:]
     return bool(rest) and rest[0].endswith("\\probe.pyz") and rest[0][1:3] == ":\\"

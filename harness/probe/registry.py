@@ -47,14 +47,14 @@ def expand(items):
             continue
         match = _RANGE.match(text)
         if not match:
-            raise ValueError("not a GUID, port or port range: %r" % (text,))
+            raise ValueError(f"not a GUID, port or port range: {text!r}")
         first = int(match.group(1))
         last = int(match.group(2) or first)
         if not 0 <= first <= last <= 0xFFFFFFFF or last - first >= MAX_GUIDS:
-            raise ValueError("bad port range %r" % (text,))
-        out.update("%08x%s" % (port, TEMPLATE_SUFFIX) for port in range(first, last + 1))
+            raise ValueError(f"bad port range {text!r}")
+        out.update(f"{port:08x}{TEMPLATE_SUFFIX}" for port in range(first, last + 1))
         if len(out) > MAX_GUIDS:
-            raise ValueError("more than %d GUIDs in one request" % MAX_GUIDS)
+            raise ValueError(f"more than {MAX_GUIDS} GUIDs in one request")
     return sorted(out)
 
 
@@ -74,7 +74,7 @@ def _open_root(winreg, write):
         raise RegistryError("no GuestCommunicationServices registry key: is the Hyper-V role installed on this host?") \
             from None
     except PermissionError:
-        raise RegistryError("access to HKLM\\%s denied: the probe must run as an administrator" % ROOT) from None
+        raise RegistryError(f"access to HKLM\\{ROOT} denied: the probe must run as an administrator") from None
 
 
 def _value(winreg, key, name):
@@ -183,7 +183,7 @@ def services(action, items=(), owner=None, element=ELEMENT_NAME):
         return register(guids, owner, element)
     if action == "unregister":
         return unregister(guids, owner, element)
-    raise ValueError("unknown services action %r (expected register, unregister or list)" % (action,))
+    raise ValueError(f"unknown services action {action!r} (expected register, unregister or list)")
 
 
 def services_answer(action, items=(), owner=None):
@@ -194,6 +194,6 @@ def services_answer(action, items=(), owner=None):
     except (RegistryError, ValueError) as exc:
         return {"event": Event.ERROR, "message": str(exc)}
     except OSError as exc:  # the registry refused (one line, with its Windows error)
-        return {"event": Event.ERROR, "message": "registry: %s" % (exc,)}
+        return {"event": Event.ERROR, "message": f"registry: {exc}"}
     out["event"] = Event.SERVICES
     return out

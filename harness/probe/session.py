@@ -13,8 +13,8 @@ from .client import connect_once
 from .common import Refused, lab_allowed
 from .facts import info_facts
 from .listener import Listener
-from .registry import services_answer
 from .protocol import Event, Op, answer_line, is_listening, request_problem
+from .registry import services_answer
 from .sockets import load_libc
 
 

@@ -162,8 +162,8 @@ class FakeChannel:
                 args = args[1:]
             if len(args) >= 2 and args[1] == "session" and self.ssh.exists(machine, args[0]):
                 if machine.python_version < (3, 12):
-                    msg = {"event": "error", "message": "Python %s has no socket.AF_HYPERV: the probe needs "
-                           "Python >= 3.12 on Windows nodes" % machine.python}
+                    msg = {"event": "error", "message": f"Python {machine.python} has no socket.AF_HYPERV: the probe needs "
+                           "Python >= 3.12 on Windows nodes"}
                     return self._finish((json.dumps(msg) + "\r\n").encode(), b"", 2)
                 return self._session(args)
             if args and not self.ssh.exists(machine, args[0]):
@@ -208,8 +208,8 @@ class FakeChannel:
                 out, _, _ = lab._python(machine, [args[0], "info"])
                 say(dict(json.loads(out), id=rid))
             elif op == Op.SERVICES:
-                answer = with_winreg(machine, lambda: registry.services_answer(req["action"], req.get("items") or [],
-                                                                               req.get("owner")))
+                answer = with_winreg(machine, lambda req=req: registry.services_answer(
+                    req["action"], req.get("items") or [], req.get("owner")))
                 say(dict(answer, id=rid))
             elif op == Op.LISTEN:
                 parsed = types.SimpleNamespace(addr=req["addr"], port=req["port"], service=req.get("service"))

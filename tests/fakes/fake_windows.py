@@ -20,7 +20,7 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import sys
 import threading

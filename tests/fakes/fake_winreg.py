@@ -36,7 +36,7 @@ class _Key:
         self.store = store  # the machine
         self.name = name  # None: the GuestCommunicationServices root
 
-    def Close(self) -> None:  # noqa: N802 (winreg's name)
+    def Close(self) -> None:
         pass
 
     def __enter__(self):
@@ -59,7 +59,7 @@ def module_for(machine) -> types.ModuleType:
     opened: list[int] = []
     mod.opened = opened  # access masks asked for (tests check the 64-bit view)
 
-    def OpenKey(key, sub_key, reserved=0, access=KEY_READ):  # noqa: N802
+    def OpenKey(key, sub_key, reserved=0, access=KEY_READ):
         opened.append(access)
         if key == HKEY_LOCAL_MACHINE:
             if sub_key.lower() != registry.ROOT.lower() or not machine.hyperv_role:
@@ -70,7 +70,7 @@ def module_for(machine) -> types.ModuleType:
             raise FileNotFoundError(2, "The system cannot find the file specified")
         return _Key(machine, found)
 
-    def CreateKeyEx(key, sub_key, reserved=0, access=KEY_WRITE):  # noqa: N802
+    def CreateKeyEx(key, sub_key, reserved=0, access=KEY_WRITE):
         opened.append(access)
         found = _find(machine, sub_key)
         if found is None:
@@ -78,7 +78,7 @@ def module_for(machine) -> types.ModuleType:
             found = sub_key
         return _Key(machine, found)
 
-    def SetValueEx(key, name, reserved, kind, value):  # noqa: N802
+    def SetValueEx(key, name, reserved, kind, value):
         assert kind == REG_SZ
         if name == "ElementName":
             machine.gcs[key.name] = value
@@ -87,14 +87,14 @@ def module_for(machine) -> types.ModuleType:
         else:
             raise AssertionError(f"unexpected value {name}")
 
-    def QueryValueEx(key, name):  # noqa: N802
+    def QueryValueEx(key, name):
         if name == "ElementName" and machine.gcs.get(key.name):
             return machine.gcs[key.name], REG_SZ
         if name == registry.OWNER_VALUE and key.name in machine.gcs_owner:
             return machine.gcs_owner[key.name], REG_SZ
         raise FileNotFoundError(2, "The system cannot find the file specified")
 
-    def DeleteKeyEx(key, sub_key, access=KEY_WOW64_64KEY, reserved=0):  # noqa: N802
+    def DeleteKeyEx(key, sub_key, access=KEY_WOW64_64KEY, reserved=0):
         opened.append(access)
         found = _find(machine, sub_key)
         if found is None:
@@ -102,7 +102,7 @@ def module_for(machine) -> types.ModuleType:
         del machine.gcs[found]
         machine.gcs_owner.pop(found, None)
 
-    def EnumKey(key, index):  # noqa: N802
+    def EnumKey(key, index):
         names = list(machine.gcs)
         if index >= len(names):
             raise OSError(ERROR_NO_MORE_ITEMS, "No more data is available")
