@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="l1's kernel: stable (default), backports, sid, or a Debian version of linux-image-amd64")
     up.add_argument("--guest-kernel", metavar="SPEC", default=None,
                     help="the guests' kernel (same SPECs; default: l1's)")
+    up.add_argument("--hybrid", type=int, default=0, metavar="N",
+                    help="also N hybrid vsock guests vm31.. (vhost-user-vsock-device + vhost-device-vsock in l1; 0..2)")
+    up.add_argument("--hybrid-backend", choices=("shared", "per-guest"), default="shared",
+                    help="one vhost-device-vsock for every hybrid guest (default; sibling routing) or one each")
     st = sub.add_parser("status", help="is the lab running, its port, boot times, inventory")
     st.add_argument("--json", action="store_true", help="print the status as one JSON object")
     down = sub.add_parser("down", help="stop the lab's qemu (by its pid file) and remove its run folder")
@@ -24,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.lab import lifecycle
 
     if args.lab_action == "up":
-        state = lifecycle.up(guests=args.guests, port=args.port, kernel=args.kernel, guest_kernel=args.guest_kernel)
+        state = lifecycle.up(guests=args.guests, port=args.port, kernel=args.kernel, guest_kernel=args.guest_kernel,
+                             hybrid=args.hybrid, hybrid_mode=args.hybrid_backend)
         times = ", ".join(f"{k} {v:.0f}s" for k, v in state["boot_s"].items())
         print(f"lab up: inventory {state['inventory']} ({lifecycle.kernels_text(state)}; ready after: {times})")
         return 0
@@ -41,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
                   f"ready after {times or '-'}; inventory {st['inventory']}")
             for node, k in st["kernels"].items():
                 print(f"  {node}: kernel {k.get('release') or '?'} ({k.get('spec') or '?'} {k.get('version') or ''})".rstrip())
+            for node, kind in st["vsock"].items():
+                print(f"  {node}: vsock {kind}")
         return 0 if st["running"] else 1
     lifecycle.down(purge=args.purge)
     return 0

@@ -33,6 +33,7 @@ L1_TIMEOUT = 180.0  # recipe: L1 ssh at 7-8 s; generous for a loaded machine
 # other labs needs longer (measured: 520 s at load 11): HVSOCK_MATRIX_LAB_GUESTS_TIMEOUT.
 GUESTS_TIMEOUT = float(os.environ.get("HVSOCK_MATRIX_LAB_GUESTS_TIMEOUT", 540))
 MAX_GUESTS = 2  # 2 cores: an idle L2 takes 60-100% of an L1 vCPU
+MAX_HYBRID = 2  # hybrid guests (vm31..) on top; more than two nested guests in all crawl on 2 cores
 
 
 @contextlib.contextmanager
@@ -79,16 +80,28 @@ def _free_port(preferred: int) -> int:
 
 
 def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = None,
-       paths: LabPaths | None = None, kernel: str | None = None, guest_kernel: str | None = None) -> dict:
+       paths: LabPaths | None = None, kernel: str | None = None, guest_kernel: str | None = None,
+       hybrid: int = 0, hybrid_mode: str = "shared") -> dict:
     """Boot (or reuse) the lab; returns its state dict (inventory path, port, kernels, boot times).
 
     kernel / guest_kernel are SPECs (stable, backports, sid, a Debian version); the guests run
     the host's kernel unless told otherwise. With no kernel given, a running lab is reused on
     whatever kernels it runs (what the pytest plugin wants), and a new one boots `stable`.
+    hybrid: that many hybrid vsock guests (vm31..: vhost-user device, vhost-device-vsock in l1),
+    hybrid_mode: one backend for all of them (`shared`) or one each (`per-guest`).
     """
     paths = paths or LabPaths.default()
     if not 0 <= guests <= MAX_GUESTS:
         raise HarnessError(f"lab: --guests {guests}: 0..{MAX_GUESTS} (2 cores; an idle L2 takes most of a vCPU)")
+    if not 0 <= hybrid <= MAX_HYBRID:
+        raise HarnessError(f"lab: --hybrid {hybrid}: 0..{MAX_HYBRID} (2 cores; an idle L2 takes most of a vCPU)")
+    backend_version = ""
+    if hybrid:
+        from harness.lab import backend
+
+        if hybrid_mode not in backend.MODES:
+            raise HarnessError(f"lab: --hybrid-backend {hybrid_mode}: one of {', '.join(backend.MODES)}")
+        backend_version = backend.check_binary()
     for spec in (kernel, guest_kernel):
         if spec is not None:
             check_spec(spec)
@@ -96,15 +109,28 @@ def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = 
         state = read_state(paths)
         if state and qemu.running_pid(paths):
             same_kernels = kernel is None and guest_kernel is None or _runs_kernels(paths, state, kernel, guest_kernel)
-            if state.get("ready") and state["guests"] == guests and same_kernels and \
+            same_hybrid = _hybrid_of(state) == (hybrid, hybrid_mode if hybrid else None)
+            if state.get("ready") and state["guests"] == guests and same_kernels and same_hybrid and \
                     tcp_banner("127.0.0.1", state["port"]):
                 progress(f"lab is up (pid {state['pid']}, {guests} guests, {kernels_text(state)}): reusing it")
                 return state
-            raise HarnessError(f"lab: a lab is running with {state['guests']} guests on {kernels_text(state)} "
+            raise HarnessError(f"lab: a lab is running with {state['guests']} guests{_hybrid_text(state)} on "
+                               f"{kernels_text(state)} "
                                f"(ready: {state.get('ready')}); run `hvsock-matrix lab down` first")
         _remove_run(paths)
         host_spec = kernel or "stable"
-        return _boot(paths, guests, progress, port or DEFAULT_PORT, host_spec, guest_kernel or host_spec)
+        return _boot(paths, guests, progress, port or DEFAULT_PORT, host_spec, guest_kernel or host_spec,
+                     {"guests": hybrid, "mode": hybrid_mode, "backend": backend_version} if hybrid else None)
+
+
+def _hybrid_of(state: dict) -> tuple[int, str | None]:
+    h = state.get("hybrid") or {}
+    return (h.get("guests") or 0, h.get("mode") if h.get("guests") else None)
+
+
+def _hybrid_text(state: dict) -> str:
+    h = state.get("hybrid") or {}
+    return f" + {h['guests']} hybrid ({h.get('backend')}, {h.get('mode')})" if h.get("guests") else ""
 
 
 def _runs_kernels(paths: LabPaths, state: dict, kernel: str | None, guest_kernel: str | None) -> bool:
@@ -131,25 +157,29 @@ def kernels_text(state: dict) -> str:
     return ", ".join(parts) or f"kernel {state.get('kernel') or '?'}"
 
 
-def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec: str, guest_spec: str) -> dict:
+def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec: str, guest_spec: str,
+          hybrid: dict | None = None) -> dict:
     t0 = time.monotonic()
     host: Kernel = ensure_kernel(paths, host_spec, progress)
     guest: Kernel = host if guest_spec == host_spec else ensure_kernel(paths, guest_spec, progress)
-    names = [inv.L1] + inv.guest_names(guests)
+    nhybrid = hybrid["guests"] if hybrid else 0
+    names = [inv.L1] + inv.guest_names(guests) + inv.hybrid_names(nhybrid)
     ensure_keys(paths, names)
-    for k in dict.fromkeys(x.paths for x in (host, guest) if x is host or guests):
+    for k in dict.fromkeys(x.paths for x in (host, guest) if x is host or guests or nhybrid):
         ensure_initramfs(k, progress)
     port = _free_port(port)
-    write_known_hosts(paths, inv.endpoints(port, guests))
+    write_known_hosts(paths, inv.endpoints(port, guests, nhybrid))
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     consoles = [paths.l1_console] + [paths.guest_console(n) for n in names[1:]]
     tail = ConsoleTail(consoles, progress, time.monotonic())
     kernels = {"host": host.describe(), "guests": guest.describe()}
     state = {"pid": None, "port": port, "guests": guests, "kernel": host.release, "kernels": kernels, "ready": False,
              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "build_s": round(tail.started - t0, 1), "boot_s": {}, "inventory": str(paths.inventory)}
-    tail.say(f"starting l1 ({kernels_text(state)}, {guests} guests, ssh on 127.0.0.1:{port})")
-    proc = qemu.start_l1(paths, port, guests, host.paths, guest.paths)
+             "build_s": round(tail.started - t0, 1), "boot_s": {}, "inventory": str(paths.inventory),
+             "hybrid": hybrid}
+    tail.say(f"starting l1 ({kernels_text(state)}, {guests} guests{_hybrid_text(state)}, ssh on 127.0.0.1:{port})")
+    proc = qemu.start_l1(paths, port, guests, host.paths, guest.paths, hybrid=nhybrid,
+                         hybrid_mode=hybrid["mode"] if hybrid else "shared")
     client = None
     try:
         state["pid"] = _wait_pid(paths, proc)
@@ -157,11 +187,13 @@ def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec
         _wait_l1(paths, proc, tail, port)
         state["boot_s"][inv.L1] = round(time.monotonic() - tail.started, 1)
         tail.say(f"l1 answers on 127.0.0.1:{port}")
-        if guests:
+        if guests or nhybrid:
             client = L1Client(paths, port)
             _wait_guests(paths, proc, tail, client, names[1:], state)
         state["ready"] = True
-        state["inventory"] = str(inv.write_inventory(paths, port, guests))
+        state["inventory"] = str(inv.write_inventory(paths, port, guests, nhybrid,
+                                                     hybrid["mode"] if hybrid else "shared",
+                                                     hybrid["backend"] if hybrid else ""))
         _write_state(paths, state)
         tail.say(f"lab ready: inventory {state['inventory']}")
         return state
@@ -288,6 +320,7 @@ def status(paths: LabPaths | None = None) -> dict:
         "ssh": bool(pid and state.get("port") and tcp_banner("127.0.0.1", state["port"], 3)),
         "port": state.get("port"), "guests": state.get("guests"), "kernel": state.get("kernel"),
         "kernels": node_kernels(state) if pid else {},
+        "vsock": node_vsock_kinds(state) if pid else {}, "hybrid": state.get("hybrid"),
         "boot_s": state.get("boot_s"), "started_at": state.get("started_at"),
         "inventory": state.get("inventory") if pid else None, "cache": str(paths.root),
     }
@@ -297,8 +330,22 @@ def node_kernels(state: dict) -> dict[str, dict]:
     """node -> {spec, version, release} of the kernel it boots (l1: the host's, vmNN: the guests')."""
     kernels = state.get("kernels") or {}
     out = {inv.L1: kernels.get("host") or {"release": state.get("kernel")}}
-    for name in inv.guest_names(state.get("guests") or 0):
+    for name in inv.guest_names(state.get("guests") or 0) + inv.hybrid_names(_hybrid_of(state)[0]):
         out[name] = kernels.get("guests") or out[inv.L1]
+    return out
+
+
+def node_vsock_kinds(state: dict) -> dict[str, str]:
+    """node -> how its vsock is provided: the kernel's vhost_vsock, or the vhost-user backend."""
+    nhybrid, mode = _hybrid_of(state)
+    backend = (state.get("hybrid") or {}).get("backend") or "vhost-device-vsock"
+    out = {inv.L1: "host: vhost_vsock + vsock_loopback (kernel, CID 2)"}
+    if nhybrid:
+        out[inv.L1_HYBRID] = f"host: hybrid, a Unix socket per guest ({backend}, {mode} backend)"
+    for name in inv.guest_names(state.get("guests") or 0):
+        out[name] = f"guest: vhost-vsock-device (kernel vhost), cid {inv.guest_cid(name)}"
+    for name in inv.hybrid_names(nhybrid):
+        out[name] = f"guest: vhost-user-vsock-device ({backend}), cid {inv.guest_cid(name)}"
     return out
 
 
