@@ -34,6 +34,12 @@ nodes:                             # a list; order is kept (selectors expand in 
       workdir: /tmp                # POSIX: each run copies the probe into a fresh `mktemp -d` (0700)
                                    # below this base, checked by sha256; only root/the user may write it
       netns: null                  # local only: run inside this network namespace
+  - name: kvm-host-local0          # a network namespace of another node: a location of its own
+    netns: local0                  # the namespace's name on that node (`ip netns list`)
+    of: kvm-host                   # the node it lives on: role, os, family, cid, lab_node, parent
+                                   # and access are that node's; every command runs under
+                                   # `ip netns exec local0` there (Linux, access ssh or local)
+    facts: {vsock_ns_mode: local}  # optional, merged over the node's own facts
   - name: win-vm
     role: vm
     parent: hv-host                # a vm names its host; the parent must exist and be a host
@@ -45,13 +51,16 @@ Rules: credentials only by reference — a `password:`, `secret:`, `token:` or `
 anywhere is rejected; a Windows node speaks hyperv or tcp, a Linux node vsock, hybrid (the host side
 of hybrid vsock: AF_UNIX through each guest's `hybrid_uds`) or tcp;
 `lab_node: true` on an `access: local` node is refused unless HVSOCK_MATRIX_LAB_NODE=1
-(the controller itself must never open AF_VSOCK). Only a vm has a parent.
+(the controller itself must never open AF_VSOCK). Only a vm has a parent. A namespace node
+(`of:`) writes only name, netns, of, facts and note; it cannot be the namespace of another
+namespace node, and its node already runs in no namespace of its own.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -138,10 +147,17 @@ class AccessModel(_Strict):
         return check_timeout("connect_timeout", v)
 
 
+NETNS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")  # what `ip netns add` accepts, minus path tricks
+# what a namespace node (`of:`) takes from its node instead of writing it
+INHERITED = ("role", "os", "family", "parent", "vm_id", "cid", "address", "lab_node", "access")
+
+
 class NodeModel(_Strict):
     name: str
-    role: Literal["host", "vm"]
-    os: Literal["linux", "windows"]
+    role: Optional[Literal["host", "vm"]] = None  # required, unless `of:` names the node it inherits from
+    os: Optional[Literal["linux", "windows"]] = None
+    netns: Optional[str] = None
+    of: Optional[str] = None
     family: Optional[Literal["hyperv", "vsock", "hybrid", "tcp"]] = None
     parent: Optional[str] = None
     vm_id: Optional[str] = None
@@ -161,6 +177,13 @@ class NodeModel(_Strict):
         if v.lower() in RESERVED_NAMES:
             raise ValueError(f"node name {v!r} is a reserved selector word "
                              f"({', '.join(sorted(RESERVED_NAMES))})")
+        return v
+
+    @field_validator("netns")
+    @classmethod
+    def _netns(cls, v):
+        if v is not None and not NETNS_RE.fullmatch(v):
+            raise ValueError(f"bad netns name {shown(v)} ({NAME_RULE})")
         return v
 
     @field_validator("vm_id")
@@ -251,11 +274,20 @@ def parse_inventory(path: str, data: Any) -> Inventory:
 
     _check_unique_addresses(model, at)
     nodes: dict[str, Node] = {}
+    namespaces: list[tuple[int, NodeModel]] = []
     for i, n in enumerate(model.nodes):
-        family = n.family or DEFAULT_FAMILY[n.os]
-        if family not in FAMILIES_FOR_OS[n.os]:
-            raise InputError(at(i, "family"), f"node {n.name}: family {family} does not exist on {n.os} "
-                             f"(use {' or '.join(FAMILIES_FOR_OS[n.os])})")
+        if n.of is not None or n.netns is not None:
+            namespaces.append((i, n))
+            continue
+        if n.role is None or n.os is None:
+            key = "role" if n.role is None else "os"
+            raise InputError(at(i), f"node {n.name}: {key}: is required "
+                                    f"({'host | vm' if key == 'role' else 'linux | windows'})")
+        role, os_name = n.role, n.os
+        family = n.family or DEFAULT_FAMILY[os_name]
+        if family not in FAMILIES_FOR_OS[os_name]:
+            raise InputError(at(i, "family"), f"node {n.name}: family {family} does not exist on {os_name} "
+                             f"(use {' or '.join(FAMILIES_FOR_OS[os_name])})")
         if n.role == "vm":
             if n.parent is None:
                 raise InputError(at(i), f"node {n.name}: a vm needs parent: <name of its host node>")
@@ -287,12 +319,45 @@ def parse_inventory(path: str, data: Any) -> Inventory:
                              f"node {n.name}: lab_node: true on an access: local node would let the probe open "
                              f"AF_VSOCK on this controller; refused unless {LAB_NODE_ENV}=1")
         nodes[n.name] = Node(
-            name=n.name, role=n.role, os=n.os, family=family, parent=n.parent, vm_id=n.vm_id, cid=n.cid,
+            name=n.name, role=role, os=os_name, family=family, parent=n.parent, vm_id=n.vm_id, cid=n.cid,
             address=n.address, hybrid_uds=n.hybrid_uds, lab_node=n.lab_node, facts=dict(n.facts), source=at(i),
             access=Access(**a.model_dump()),
         )
+    for i, n in namespaces:
+        nodes[n.name] = _namespace_node(n, nodes, by_name, lambda *loc, i=i: at(i, *loc))
+    nodes = {n.name: nodes[n.name] for n in model.nodes}  # file order, as selectors expand
     _check_jump_cycles(path, data, nodes)
     return Inventory(name=model.inventory, path=path, nodes=nodes)
+
+
+def _namespace_node(n: NodeModel, nodes: dict[str, Node], by_name: dict, at) -> Node:
+    """`{name: l1-local0, netns: local0, of: l1}`: l1 as seen from inside its namespace local0.
+
+    Everything but the name and the facts is l1's; the access gains netns, so every command a
+    transport starts there runs under `ip netns exec local0` (harness/transports).
+    """
+    if n.of is None:
+        raise InputError(at("netns"), f"node {n.name}: netns: needs of: <the node the namespace lives on>")
+    if n.netns is None:
+        raise InputError(at("of"), f"node {n.name}: of: {n.of} needs netns: <the namespace's name on {n.of}>")
+    written = [k for k in INHERITED if k in n.model_fields_set]
+    if written:
+        raise InputError(at(written[0]), f"node {n.name}: {written[0]} is {n.of}'s (of: {n.of}); "
+                                         f"a namespace node writes only name, netns, of, facts, note")
+    if n.of not in by_name:
+        raise InputError(at("of"), f"node {n.name}: of {n.of!r} is not a node of this inventory")
+    base = nodes.get(n.of)
+    if base is None or by_name[n.of][1].of is not None:
+        raise InputError(at("of"), f"node {n.name}: of {n.of!r} is itself a namespace node; "
+                                   f"name the node it lives on")
+    if base.os != "linux" or base.access.kind not in ("ssh", "local"):
+        raise InputError(at("of"), f"node {n.name}: network namespaces are Linux's: {n.of} is {base.os} "
+                                   f"reached by {base.access.kind} (needs linux, access ssh or local)")
+    if base.access.netns is not None:
+        raise InputError(at("of"), f"node {n.name}: {n.of} already runs in netns {base.access.netns}; "
+                                   f"of: names a node in its own namespace")
+    return replace(base, name=n.name, access=replace(base.access, netns=n.netns),
+                   facts={**base.facts, **n.facts, "netns": n.netns, "netns_of": n.of}, source=at())
 
 
 def _check_unique_addresses(model: InventoryModel, at) -> None:

@@ -50,6 +50,11 @@ PSEXEC_KILL_GRACE = 3.0  # for a killed child's wrapper to write its exit code
 PSEXEC_TASKKILL = 30.0  # taskkill /T /F
 PSEXEC_SWEEP = 120.0  # listing and removing a killed run's PAExec services and exes
 PSEXEC_BROKEN_RETIRE = 300.0  # a hung pypsexec Client's call may still finish and free its service name
+PSEXEC_SERVICE_SETUP = 60.0  # beyond C: copy PAExec-*.exe to ADMIN$ and create its service (pypsexec create_service)
+PSEXEC_FILE_CALL = 60.0  # one SMB file operation (open/read/write/remove) on the admin share
+PSEXEC_CLOSE = 60.0  # a Client's teardown: run folder, its own service and exe, both SMB connections
+PSEXEC_ABORT = 5.0  # a stalled connect's thread, its sockets closed, has this long to give up
+PSEXEC_QUEUE_POLL = 0.05  # how often a call queued for a host's Client looks whether that Client broke
 
 # -- Hyper-V host scripts (harness/hyperv/, harness/doctor/) ----------------------------------
 REGISTRATION_SCRIPT = 120.0  # add/remove GuestCommunicationServices keys
@@ -61,6 +66,12 @@ LOCAL_TOOL = 10.0  # `socat -V` on this machine
 def start_margin(connect_timeout: float, local: bool) -> float:
     """How long beyond T a program started on a node may take: its process start."""
     return START_MARGIN_LOCAL if local else max(START_MARGIN_LOCAL, float(connect_timeout))
+
+
+def psexec_open(connect_timeout: float) -> float:
+    """A pypsexec Client's whole start, each step sized by C: TCP connect and SMB negotiate, session setup
+    (smbprotocol waits on its own keep-alive otherwise: ~2 x 600 s), the PAExec service, the SMB files session."""
+    return 4 * float(connect_timeout) + PSEXEC_SERVICE_SETUP
 
 
 def session_first_line(connect_timeout: float) -> float:

@@ -21,6 +21,7 @@ from harness.results import Recorder, load_run
 from harness.runner import run_cell
 from harness.scenario import load_cells
 from harness.transports import psexec
+from harness.transports.psexec import process as psexec_process
 from tests.fakes.fake_psexec import FakePsexecClient
 from tests.fakes.fake_windows import (FAKE_HOST, FAKE_PASSWORD_ENV, FAKE_VM, FAKE_VM_ID, FakeHyperVLab,
                                       fake_lab_inventory, fake_lab_machines)
@@ -33,7 +34,7 @@ DOCUMENTED = {"A1": "O", "A2": "O", "A3": "O", "A4": "O", "A5": "O", "A6": "O", 
 @pytest.fixture
 def lab(monkeypatch):
     monkeypatch.setenv(FAKE_PASSWORD_ENV, "fake-secret")
-    monkeypatch.setattr(psexec, "POLL_START", 0.005)
+    monkeypatch.setattr(psexec_process, "POLL_START", 0.005)
     FakePsexecClient.created.clear()
     yield FakeHyperVLab(fake_lab_machines()).install(monkeypatch)
     psexec.shared_clients().clear()
@@ -95,9 +96,11 @@ def test_the_probe_command_lines_a_windows_node_receives(lab):
     assert vm_cmds == [["py", "-3", probe, "connect", "--family", "hyperv", "--addr",
                         "a42e7cda-d03f-480c-9cc2-a4de20abb878", "--port", str(a1.port), "--service", service,
                         "--payload", "World!", "--timeout", "10", "--connect-timeout", "10"]]
-    # the probe was copied over SMB to both machines before it ran
+    # the probe was copied over SMB to both machines before it ran (the fake lab runs no missing probe.py:
+    # FakeHyperVLab._probe_args), and the run's folder went from both when the pool closed
     for addr in (FAKE_HOST, FAKE_VM):
-        assert lab.share.exists(psexec.admin_share_path(addr, probe))
+        assert psexec.admin_share_path(addr, psexec.DEFAULT_WORKDIR) in lab.share.removed_trees
+    assert lab.share.files == {}
 
 
 def test_without_registration_the_vm_cannot_reach_the_host(lab):
@@ -125,9 +128,10 @@ def test_every_cell_of_matrix_a_gets_a_real_outcome(lab):
     assert errors == {}
     assert Outcome.O in outcomes and Outcome.X in outcomes
     assert lab.listeners == [] and lab.machine(FAKE_HOST).gcs == {}
-    # nothing left in the nodes' spawn folders once the pool closed: only the deployed probes remain
-    assert sorted(lab.share.files) == sorted(psexec.admin_share_path(a, psexec.DEFAULT_WORKDIR + r"\probe.py").lower()
-                                             for a in (FAKE_HOST, FAKE_VM))
+    # nothing left in the nodes' run folders once the pool closed: spawn files, probes, the folders themselves
+    assert lab.share.files == {}
+    assert sorted(lab.share.removed_trees) == sorted(psexec.admin_share_path(a, psexec.DEFAULT_WORKDIR)
+                                                     for a in (FAKE_HOST, FAKE_VM))
 
 
 def test_a_registration_script_is_sent_once_per_run_not_per_cell(lab):

@@ -15,6 +15,7 @@ import pytest
 
 from harness.hyperv import ownership, registration
 from harness.transports import psexec
+from harness.transports.psexec import clients as psexec_clients
 from harness.transports.psexec import PsexecTransport
 from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager
 from tests.fakes.fake_windows import (
@@ -56,7 +57,7 @@ def lab(monkeypatch):
     lab = FakeHyperVLab(fake_lab_machines()).install(monkeypatch)
     yield lab
     psexec.shared_clients().clear()
-    psexec._BROKEN.clear()
+    psexec_clients._BROKEN.clear()
 
 
 def test_owner_tags_tell_dead_from_live(dead_pid, live_pid):

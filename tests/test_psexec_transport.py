@@ -18,6 +18,8 @@ from harness.errors import NodeError
 from harness.hyperv.powershell import decode_command, encode_command
 from harness.node import Access, Node
 from harness.transports import psexec
+from harness.transports.psexec import process as psexec_process
+from harness.transports.psexec import clients as psexec_clients
 from harness.transports.base import CommandTimeout, Transport
 from harness.transports.psexec import PsexecTransport, admin_share_path
 from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
@@ -37,6 +39,7 @@ def fake(monkeypatch):
     """Installs FakePsexecClient (answers via `fake.handler`) and a FakeSmbShare."""
     monkeypatch.setenv(ENV, SECRET)
     FakePsexecClient.created.clear()
+    FakePsexecClient.stalled = set()
     FakeServiceManager.machines.clear()
     share = FakeSmbShare()
 
@@ -45,13 +48,13 @@ def fake(monkeypatch):
 
     box = Box()
     box.share = share
-    monkeypatch.setattr(psexec, "client_factory",
+    monkeypatch.setattr(psexec_clients, "client_factory",
                         lambda server, user, pw, port, enc: FakePsexecClient(server, user, pw, port, enc,
                                                                              handler=lambda c, call: box.handler(c, call)))
-    monkeypatch.setattr(psexec, "files_factory", share.session)
+    monkeypatch.setattr(psexec_clients, "files_factory", share.session)
     yield box
     psexec.shared_clients().clear()
-    psexec._BROKEN.clear()
+    psexec_clients._BROKEN.clear()
 
 
 def runs(client):
@@ -62,6 +65,15 @@ def runs(client):
 def _is_sweep(call) -> bool:
     args = split_windows_cmdline(call["arguments"] or "")
     return "-EncodedCommand" in args and "PAExec-" in decode_command(args[args.index("-EncodedCommand") + 1])
+
+
+def hanging_until(release: threading.Event):
+    """A handler whose runs (not the leftover sweep) hang until `release` is set."""
+    def hang(c, call):
+        if not _is_sweep(call):
+            release.wait(30)
+        return b"", b"", 0
+    return hang
 
 
 def test_run_sends_executable_and_list2cmdline_arguments(fake):
@@ -132,7 +144,7 @@ def test_one_client_per_process_per_host_and_no_cleanup(fake):
 def test_a_forked_process_gets_its_own_client(fake, monkeypatch):
     t = PsexecTransport(node())
     t.run(["cmd.exe"], timeout=5)
-    monkeypatch.setattr(psexec.os, "getpid", lambda: 999999)
+    monkeypatch.setattr(psexec_clients.os, "getpid", lambda: 999999)
     child = PsexecTransport(node())
     child.run(["cmd.exe"], timeout=5)
     assert len(FakePsexecClient.created) == 2
@@ -175,7 +187,7 @@ def test_password_never_reaches_logs_or_errors(fake, monkeypatch, caplog):
 def test_connect_failure_is_a_node_error(fake, monkeypatch):
     def refuse(server, user, pw, port, enc):
         raise ConnectionRefusedError(111, "Connection refused")
-    monkeypatch.setattr(psexec, "client_factory", refuse)
+    monkeypatch.setattr(psexec_clients, "client_factory", refuse)
     with pytest.raises(NodeError, match=rf"^node win-a: psexec connect to {HOST}:445 failed: ConnectionRefusedError"):
         PsexecTransport(node()).run(["cmd.exe"], timeout=5)
 
@@ -183,14 +195,9 @@ def test_connect_failure_is_a_node_error(fake, monkeypatch):
 def test_a_hung_call_fails_the_node_fast_until_its_client_is_retired(fake, monkeypatch):
     """pypsexec names every Client of this process alike: a second one must not be built while the
     hung one still runs (its create_service would delete the busy service)."""
-    monkeypatch.setattr(psexec, "CALL_GRACE", 0.2)
+    monkeypatch.setattr(psexec_clients, "CALL_GRACE", 0.2)
     release = threading.Event()
-
-    def hang(c, call):
-        if not _is_sweep(call):
-            release.wait(30)
-        return b"", b"", 0
-    fake.handler = hang
+    fake.handler = hanging_until(release)
     t = PsexecTransport(node())
     start = time.monotonic()
     with pytest.raises(CommandTimeout, match="did not return within"):
@@ -304,7 +311,7 @@ try {
 
 
 def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fake, monkeypatch):
-    monkeypatch.setattr(psexec.uuid, "uuid4", lambda: uuid.UUID("0123456789abcdef0123456789abcdef"))
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID("0123456789abcdef0123456789abcdef"))
     fake.handler = lambda c, call: (None, None, 7100) if call["asynchronous"] else (b"SUCCESS", b"", 0)
     t = PsexecTransport(node())
     argv = ["py", "-3", psexec.DEFAULT_WORKDIR + r"\probe.py", "serve", "--family", "hyperv",
@@ -361,7 +368,7 @@ def test_kill_taskkills_the_child_and_the_wrapper_reports_its_exit(fake, monkeyp
 
 
 def test_kill_takes_the_wrapper_too_when_it_does_not_finish(fake, monkeypatch):
-    monkeypatch.setattr(psexec, "KILL_GRACE", 0.1)
+    monkeypatch.setattr(psexec_process, "KILL_GRACE", 0.1)
     fake.handler = lambda c, call: (None, None, 7200) if call["asynchronous"] else (b"SUCCESS", b"", 0)
     t = PsexecTransport(node())
     proc = t.spawn(["py", "-3", "probe.py", "serve"])
@@ -472,3 +479,134 @@ def test_a_probe_copy_that_does_not_match_is_never_run(fake, tmp_path):
     with pytest.raises(NodeError, match="does not match ours"):
         t.probe_command()
     t.close()
+
+
+# -- concurrency (issue 18.5-18.7): what four cells in flight and a stalled host do to the pool -------------
+
+def test_four_cells_in_flight_on_one_host_queue_without_being_called_hung(fake, monkeypatch):
+    """Each call takes 0.25 s of a 0.1 + 0.3 s bound; the fourth in line waits 0.75 s for its turn.
+    Queue time is not hang time: all four succeed, one at a time, and the Client stays healthy."""
+    monkeypatch.setattr(psexec_clients, "CALL_GRACE", 0.3)
+
+    def slow(c, call):
+        if not _is_sweep(call):
+            time.sleep(0.25)
+        return b"ok", b"", 0
+    fake.handler = slow
+    cells = [PsexecTransport(node(f"cell{i}")) for i in range(4)]
+    cells[0].run(["cmd.exe", "/c", "ver"], timeout=5)  # the Client is opened and swept before the race
+    results, errors = [], []
+
+    def one(t):
+        try:
+            results.append(t.run(["cmd.exe", "/c", "ver"], timeout=0.1).stdout)
+        except NodeError as exc:
+            errors.append(str(exc))
+    threads = [threading.Thread(target=one, args=(t,)) for t in cells]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert errors == [] and results == ["ok"] * 4
+    (client,) = FakePsexecClient.created
+    assert client.max_parallel_runs == 1  # PAExec's per-Client pipes never shared
+    assert psexec_clients._BROKEN == {} and not any(s.broken for s in psexec.shared_clients().values())
+    for t in cells:
+        t.close()
+    assert client.names()[-2:] == ["remove_service", "disconnect"]
+
+
+def test_one_stalled_host_does_not_delay_another_and_is_cut_at_its_bound(fake, monkeypatch):
+    """smbprotocol's session setup waits without a timeout (see FakeConnection); the open is bounded by
+    timeouts.psexec_open(C) and its sockets are closed, while another host's calls go on meanwhile."""
+    from harness import timeouts
+
+    monkeypatch.setattr(timeouts, "PSEXEC_SERVICE_SETUP", 0.5, raising=False)  # raising: the test also ran on the code before
+    stalled_host = "stalled.fake.invalid"
+    FakePsexecClient.stalled = {stalled_host}
+    stalled = PsexecTransport(node("stuck", host=stalled_host, connect_timeout=0.25))  # bound: 4 * 0.25 + 0.5
+    healthy = PsexecTransport(node("fine", host="win-b.fake.invalid"))
+    outcome = {}
+
+    def stuck():
+        start = time.monotonic()
+        try:
+            stalled.run(["cmd.exe"], timeout=5)
+        except NodeError as exc:
+            outcome["error"] = str(exc)
+        outcome["seconds"] = time.monotonic() - start
+    thread = threading.Thread(target=stuck)
+    try:
+        thread.start()
+        time.sleep(0.2)  # the stalled open is under way
+        start = time.monotonic()
+        assert healthy.run(["cmd.exe", "/c", "ver"], timeout=5).stdout == "ok\n"
+        assert time.monotonic() - start < 1.0 and thread.is_alive()
+        thread.join(10)
+    finally:
+        FakePsexecClient.stalled = set()
+    assert outcome["error"] == (f"node stuck: psexec to {stalled_host}:445: no answer within 1.5s "
+                                "during connect and SMB session setup")
+    assert outcome["seconds"] < 5
+    stuck_client = next(c for c in FakePsexecClient.created if c.server == stalled_host)
+    assert stuck_client.connection.disconnects == [False]  # its socket closed, nothing sent
+    # the aborted open gave up at once, so the host is usable again with a new Client
+    assert stalled.run(["cmd.exe"], timeout=5).stdout == "ok\n"
+    assert [c.server for c in FakePsexecClient.created].count(stalled_host) == 2
+    stalled.close()
+    healthy.close()
+
+
+def test_a_broken_client_is_released_once_and_retired_once(fake, monkeypatch):
+    monkeypatch.setattr(psexec_clients, "CALL_GRACE", 0.2)
+    release = threading.Event()
+    fake.handler = hanging_until(release)
+    t = PsexecTransport(node())
+    with pytest.raises(CommandTimeout):
+        t.run(["cmd.exe"], timeout=0.1)
+    (hung,) = psexec.shared_clients().values()
+    for _ in range(3):  # each later call fails at once; none releases the hung Client again
+        with pytest.raises(NodeError, match="hung"):
+            t.run(["cmd.exe"], timeout=1)
+    assert hung.users == 0
+    retiring = [th for th in threading.enumerate() if "retire" in th.name]
+    assert len(retiring) == 1  # one background retirement, not one per call
+    fake.handler = lambda c, call: (b"fine", b"", 0)
+    release.set()
+    assert hung.retired.wait(30)
+    assert t.run(["cmd.exe"], timeout=1).stdout == "fine"
+    first, second = FakePsexecClient.created
+    assert first.names().count("remove_service") == 1
+    scm = FakeServiceManager.of(HOST)
+    assert scm.log == [("create", first.service_name), ("delete", first.service_name),
+                       ("create", second.service_name)]
+    assert scm.services == {first.service_name: second}  # the fresh Client's service was not deleted under it
+    t.close()
+    assert scm.services == {}
+
+
+def test_the_run_folder_is_removed_from_the_node_when_the_last_transport_closes(fake):
+    a, b = PsexecTransport(node("a")), PsexecTransport(node("b"))
+    probe = a.probe_command()[-1]
+    assert b.probe_command()[-1] == probe
+    folder = admin_share_path(HOST, psexec.DEFAULT_WORKDIR)
+    assert fake.share.exists(admin_share_path(HOST, probe))
+    a.close()
+    assert fake.share.removed_trees == [] and fake.share.exists(admin_share_path(HOST, probe))  # b still uses it
+    b.close()
+    assert fake.share.removed_trees == [folder]
+    assert not any(k.startswith(folder.lower()) for k in fake.share.files)
+    (client,) = FakePsexecClient.created
+    assert client.names()[-2:] == ["remove_service", "disconnect"]
+
+
+def test_the_transport_logs_at_debug_what_it_runs(fake, caplog):
+    caplog.set_level(logging.DEBUG, logger="harness.transports.psexec")
+    t = PsexecTransport(node())
+    t.run(["C:\\Program Files\\x.exe", "a b"], timeout=3)
+    t.spawn(["py", "-3", "probe.py", "serve"])
+    t.close()
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert 'psexec win-a: run "C:\\Program Files\\x.exe" "a b" (timeout 3s)' in lines
+    assert any(line.startswith("psexec win-a: spawn py -3 probe.py serve (wrapper powershell.exe") for line in lines)
+    assert SECRET not in caplog.text

@@ -12,6 +12,7 @@ from harness import session
 from harness.cell import Cell
 from harness.hyperv.registration import service_guid
 from harness.transports import psexec
+from harness.transports.psexec import process as psexec_process
 from tests.fakes.fake_psexec import FakePsexecClient
 from tests.fakes.fake_windows import FAKE_HOST, FAKE_PASSWORD_ENV, FakeHyperVLab, fake_lab_inventory, fake_lab_machines
 
@@ -19,7 +20,7 @@ from tests.fakes.fake_windows import FAKE_HOST, FAKE_PASSWORD_ENV, FakeHyperVLab
 @pytest.fixture
 def lab(monkeypatch):
     monkeypatch.setenv(FAKE_PASSWORD_ENV, "fake-secret")
-    monkeypatch.setattr(psexec, "POLL_START", 0.005)
+    monkeypatch.setattr(psexec_process, "POLL_START", 0.005)
     FakePsexecClient.created.clear()
     yield FakeHyperVLab(fake_lab_machines()).install(monkeypatch)
     psexec.shared_clients().clear()

@@ -17,6 +17,7 @@ import pytest
 from harness.errors import NodeError
 from harness.node import Access, Node
 from harness.transports import psexec
+from harness.transports.psexec import clients as psexec_clients
 from harness.transports.psexec import PsexecProcess, PsexecTransport, SmbFiles, admin_share_path
 from tests import samba_server
 
@@ -42,9 +43,9 @@ def env(samba, monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, samba.password)
     yield samba
     for shared in list(psexec.shared_clients().values()):
-        psexec._retire(shared, 30)
+        psexec_clients.retire(shared, 30)
     psexec.shared_clients().clear()
-    psexec._BROKEN.clear()
+    psexec_clients._BROKEN.clear()
 
 
 def windows_node(samba, password_env=PASSWORD_ENV) -> Node:
@@ -58,9 +59,8 @@ def transport_with_real_files(samba) -> PsexecTransport:
     node = windows_node(samba)
     transport = PsexecTransport(node)
     files = SmbFiles(samba.address, samba.user, samba.password, samba_server.SMB_PORT, 30)
-    shared = psexec._SharedClient(client=_NoPaexec(), files=files, key=transport._key)
-    shared.users = 1
-    shared.swept = True  # no PAExec on Samba to sweep
+    shared = psexec_clients.SharedClient(client=_NoPaexec(), files=files, key=transport._key)
+    shared.swept = True  # its one user is the transport, which acquires it on first use  # no PAExec on Samba to sweep
     psexec.shared_clients()[transport._key] = shared
     return transport
 
@@ -89,6 +89,9 @@ def test_put_uploads_the_probe_through_c_share_on_the_node_port(env):
         assert env.smbd_running()
     finally:
         transport.close()
+    # the run's own folder went with the Client, over real smbclient (shutil.rmtree), its base stays
+    run_dir = env.local(remote).parent
+    assert not run_dir.exists() and run_dir.parent.exists()
 
 
 def test_a_spawned_servers_output_is_read_back_as_it_grows_and_removed(env):

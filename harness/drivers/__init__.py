@@ -6,43 +6,47 @@ CellPlan (a cell with its nodes and resolved addresses) into an Observation.
 """
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
-from harness.addresses import Resolution
-from harness.cell import Cell
-from harness.node import Node
+from harness.drivers.plan import REPLY_PREFIX, CellPlan
 
-DRIVERS = {
-    "probe": "harness.drivers.probe",
-    "socat": "harness.drivers.socat",
-    "command": "harness.drivers.command",
-}
-REPLY_PREFIX = "Hello: "
+if TYPE_CHECKING:
+    from harness.agents import AgentPool
+    from harness.outcome import Observation
+
+__all__ = ["DRIVERS", "REPLY_PREFIX", "CellPlan", "Driver", "get_driver"]
 
 
-@dataclass(frozen=True)
-class CellPlan:
-    """Everything a driver needs: the cell, both nodes, both resolved addresses, the service GUID."""
+class Driver(Protocol):
+    """What a driver module offers: one cell plan in, one observation out."""
 
-    cell: Cell
-    server: Node
-    client: Node
-    bind: Resolution
-    target: Resolution
-    service: str  # Hyper-V service GUID of the cell's port (used by hyperv sides)
-
-    @property
-    def expected_reply(self) -> str:
-        return REPLY_PREFIX + self.cell.payload
-
-    def service_for(self, node: Node) -> str | None:
-        return self.service if node.family == "hyperv" else None
+    def run(self, plan: CellPlan, pool: AgentPool) -> Observation: ...
 
 
-def get_driver(kind: str):
-    """The driver module for `kind`; each has run(plan, pool) -> Observation."""
+def _probe() -> Driver:
+    from harness.drivers import probe
+    return probe
+
+
+def _socat() -> Driver:
+    from harness.drivers import socat
+    return socat
+
+
+def _command() -> Driver:
+    from harness.drivers import command
+    return command
+
+
+# driver kind -> its module, imported on first use (as pytest-testinfra's BACKENDS, typed)
+DRIVERS: dict[str, Callable[[], Driver]] = {"probe": _probe, "socat": _socat, "command": _command}
+
+
+def get_driver(kind: str) -> Driver:
+    """The driver for `kind`; its run(plan, pool) -> Observation."""
     try:
-        return importlib.import_module(DRIVERS[kind])
+        load = DRIVERS[kind]
     except KeyError:
-        raise ValueError(f"unknown driver {kind!r} (expected probe, socat or command)") from None
+        raise ValueError(f"unknown driver {kind!r} (expected {', '.join(DRIVERS)})") from None
+    return load()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from harness.agents import AgentPool
-from harness.drivers import CellPlan
+from harness.drivers.plan import CellPlan
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 from harness import timeouts

@@ -13,7 +13,7 @@ belongs to the infrastructure).
 from __future__ import annotations
 
 from harness.agents import AgentPool
-from harness.drivers import CellPlan
+from harness.drivers.plan import CellPlan
 from harness.drivers.spawned import start_margin, run_client, server_failure, start_server, stop_server
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome

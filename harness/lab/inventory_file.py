@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.lab import netns as lab_netns
 from harness.lab.backend import uds_path
 from harness.lab.paths import LabPaths
 
@@ -46,8 +47,23 @@ def _tilde(path: Path) -> str:
         return str(path)
 
 
-def inventory_text(paths: LabPaths, port: int, guests: int, hybrid: int = 0, hybrid_mode: str = "shared",
-                   backend_version: str = "") -> str:
+def guest_netns(guests: int, netns: bool) -> dict[str, str]:
+    """vmNN -> the namespace its qemu runs in (empty without --netns: every guest in l1's own)."""
+    return {name: lab_netns.guest_netns(i) for i, name in enumerate(guest_names(guests))} if netns else {}
+
+
+def _netns_nodes() -> list[str]:
+    """l1 inside each namespace of `lab up --netns`: same access as l1, commands run in the namespace."""
+    out = ["  # l1 inside the vsock network namespaces `lab up --netns` made (harness/lab/netns.py):",
+           "  # same SSH access as l1; every command a cell starts there runs under `ip netns exec <ns>`."]
+    for ns, mode in lab_netns.NAMESPACES.items():
+        out.append(f"  - {{name: {lab_netns.node_name(L1, ns)}, netns: {ns}, of: {L1}, "
+                   f"facts: {{vsock_ns_mode: {mode}}}}}")
+    return out
+
+
+def inventory_text(paths: LabPaths, port: int, guests: int, netns: bool = False, hybrid: int = 0,
+                   hybrid_mode: str = "shared", backend_version: str = "") -> str:
     key, kh = _tilde(paths.client_key), _tilde(paths.known_hosts)
     out = [
         "# Lab-in-a-box: a real Linux vsock lab booted under qemu (TCG) by `hvsock-matrix lab up`.",
@@ -78,7 +94,13 @@ def inventory_text(paths: LabPaths, port: int, guests: int, hybrid: int = 0, hyb
         "      python: /usr/bin/python3",
         "      workdir: /tmp/hvsock-matrix",
     ]
+    if netns:
+        out += _netns_nodes()
+    placed = guest_netns(guests, netns)
     for name in guest_names(guests) + hybrid_names(hybrid):
+        ns_facts = (f", host_netns: {placed[name]}, host_ns_mode: {lab_netns.NAMESPACES[placed[name]]}"
+                    if name in placed else "")
+        ns_facts += f", vsock_device: {'vhost-vsock' if name in guest_names(guests) else 'vhost-user-vsock'}"
         out += [
             f"  - name: {name}",
             "    role: vm",
@@ -88,8 +110,7 @@ def inventory_text(paths: LabPaths, port: int, guests: int, hybrid: int = 0, hyb
             f"    cid: {guest_cid(name)}",
         ] + ([] if name in guest_names(guests) else [f"    hybrid_uds: {uds_path(name)}"]) + [
             "    lab_node: true",
-            f"    facts: {{vsock_loopback: {str(guest_has_loopback(name)).lower()}, "
-            f"vsock_device: {'vhost-vsock' if name in guest_names(guests) else 'vhost-user-vsock'}}}",
+            f"    facts: {{vsock_loopback: {str(guest_has_loopback(name)).lower()}{ns_facts}}}",
             "    access:",
             "      kind: ssh",
             "      host: 127.0.0.1                # as seen from l1 (qemu hostfwd inside l1)",
@@ -147,9 +168,9 @@ def endpoints(port: int, guests: int, hybrid: int = 0) -> dict[str, tuple[str, i
     return eps
 
 
-def write_inventory(paths: LabPaths, port: int, guests: int, hybrid: int = 0, hybrid_mode: str = "shared",
-                    backend_version: str = "") -> Path:
+def write_inventory(paths: LabPaths, port: int, guests: int, netns: bool = False, hybrid: int = 0,
+                    hybrid_mode: str = "shared", backend_version: str = "") -> Path:
     tmp = paths.inventory.with_suffix(".tmp")
-    tmp.write_text(inventory_text(paths, port, guests, hybrid, hybrid_mode, backend_version))
+    tmp.write_text(inventory_text(paths, port, guests, netns, hybrid, hybrid_mode, backend_version))
     tmp.replace(paths.inventory)
     return paths.inventory

@@ -15,9 +15,11 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.lab import inventory_file as inv
+from harness.lab import netns as lab_netns
 from harness.lab import qemu
 from harness.lab.initramfs import ensure_initramfs
 from harness.lab.kernel import Kernel, ensure_kernel
@@ -81,18 +83,23 @@ def _free_port(preferred: int) -> int:
 
 def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = None,
        paths: LabPaths | None = None, kernel: str | None = None, guest_kernel: str | None = None,
-       hybrid: int = 0, hybrid_mode: str = "shared") -> dict:
+       netns: bool = False, hybrid: int = 0, hybrid_mode: str = "shared") -> dict:
     """Boot (or reuse) the lab; returns its state dict (inventory path, port, kernels, boot times).
 
     kernel / guest_kernel are SPECs (stable, backports, sid, a Debian version); the guests run
     the host's kernel unless told otherwise. With no kernel given, a running lab is reused on
     whatever kernels it runs (what the pytest plugin wants), and a new one boots `stable`.
+    netns: vsock network namespaces in l1 and each guest's qemu in one (harness/lab/netns.py);
+    refused on a kernel without them, before it boots.
     hybrid: that many hybrid vsock guests (vm31..: vhost-user device, vhost-device-vsock in l1),
     hybrid_mode: one backend for all of them (`shared`) or one each (`per-guest`).
     """
     paths = paths or LabPaths.default()
-    if not 0 <= guests <= MAX_GUESTS:
-        raise HarnessError(f"lab: --guests {guests}: 0..{MAX_GUESTS} (2 cores; an idle L2 takes most of a vCPU)")
+    most = lab_netns.MAX_GUESTS if netns else MAX_GUESTS
+    if not 0 <= guests <= most:
+        raise HarnessError(f"lab: --guests {guests}: 0..{most}"
+                           + (f" with --netns ({', '.join(lab_netns.GUEST_NETNS)})" if netns else
+                              " (2 cores; an idle L2 takes most of a vCPU)"))
     if not 0 <= hybrid <= MAX_HYBRID:
         raise HarnessError(f"lab: --hybrid {hybrid}: 0..{MAX_HYBRID} (2 cores; an idle L2 takes most of a vCPU)")
     backend_version = ""
@@ -111,15 +118,15 @@ def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = 
             same_kernels = kernel is None and guest_kernel is None or _runs_kernels(paths, state, kernel, guest_kernel)
             same_hybrid = _hybrid_of(state) == (hybrid, hybrid_mode if hybrid else None)
             if state.get("ready") and state["guests"] == guests and same_kernels and same_hybrid and \
-                    tcp_banner("127.0.0.1", state["port"]):
+                    bool(state.get("netns")) == netns and tcp_banner("127.0.0.1", state["port"]):
                 progress(f"lab is up (pid {state['pid']}, {guests} guests, {kernels_text(state)}): reusing it")
                 return state
             raise HarnessError(f"lab: a lab is running with {state['guests']} guests{_hybrid_text(state)} on "
-                               f"{kernels_text(state)} "
+                               f"{kernels_text(state)}{' with --netns' if state.get('netns') else ''} "
                                f"(ready: {state.get('ready')}); run `hvsock-matrix lab down` first")
         _remove_run(paths)
         host_spec = kernel or "stable"
-        return _boot(paths, guests, progress, port or DEFAULT_PORT, host_spec, guest_kernel or host_spec,
+        return _boot(paths, guests, progress, port or DEFAULT_PORT, host_spec, guest_kernel or host_spec, netns,
                      {"guests": hybrid, "mode": hybrid_mode, "backend": backend_version} if hybrid else None)
 
 
@@ -158,9 +165,11 @@ def kernels_text(state: dict) -> str:
 
 
 def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec: str, guest_spec: str,
-          hybrid: dict | None = None) -> dict:
+          netns: bool = False, hybrid: dict | None = None) -> dict:
     t0 = time.monotonic()
     host: Kernel = ensure_kernel(paths, host_spec, progress)
+    if netns:
+        lab_netns.check_kernel(host.paths, host.release, f"{host.spec} {host.version}")
     guest: Kernel = host if guest_spec == host_spec else ensure_kernel(paths, guest_spec, progress)
     nhybrid = hybrid["guests"] if hybrid else 0
     names = [inv.L1] + inv.guest_names(guests) + inv.hybrid_names(nhybrid)
@@ -173,12 +182,13 @@ def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec
     consoles = [paths.l1_console] + [paths.guest_console(n) for n in names[1:]]
     tail = ConsoleTail(consoles, progress, time.monotonic())
     kernels = {"host": host.describe(), "guests": guest.describe()}
-    state = {"pid": None, "port": port, "guests": guests, "kernel": host.release, "kernels": kernels, "ready": False,
+    state: dict[str, Any] = {"pid": None, "port": port, "guests": guests, "kernel": host.release, "kernels": kernels, "ready": False,
              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "build_s": round(tail.started - t0, 1), "boot_s": {}, "inventory": str(paths.inventory),
-             "hybrid": hybrid}
-    tail.say(f"starting l1 ({kernels_text(state)}, {guests} guests{_hybrid_text(state)}, ssh on 127.0.0.1:{port})")
-    proc = qemu.start_l1(paths, port, guests, host.paths, guest.paths, hybrid=nhybrid,
+             "netns": netns, "guest_netns": inv.guest_netns(guests, netns), "hybrid": hybrid}
+    tail.say(f"starting l1 ({kernels_text(state)}, {guests} guests{', vsock netns' if netns else ''}"
+             f"{_hybrid_text(state)}, ssh on 127.0.0.1:{port})")
+    proc = qemu.start_l1(paths, port, guests, host.paths, guest.paths, netns=netns, hybrid=nhybrid,
                          hybrid_mode=hybrid["mode"] if hybrid else "shared")
     client = None
     try:
@@ -191,7 +201,7 @@ def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec
             client = L1Client(paths, port)
             _wait_guests(paths, proc, tail, client, names[1:], state)
         state["ready"] = True
-        state["inventory"] = str(inv.write_inventory(paths, port, guests, nhybrid,
+        state["inventory"] = str(inv.write_inventory(paths, port, guests, netns, nhybrid,
                                                      hybrid["mode"] if hybrid else "shared",
                                                      hybrid["backend"] if hybrid else ""))
         _write_state(paths, state)
@@ -320,6 +330,7 @@ def status(paths: LabPaths | None = None) -> dict:
         "ssh": bool(pid and state.get("port") and tcp_banner("127.0.0.1", state["port"], 3)),
         "port": state.get("port"), "guests": state.get("guests"), "kernel": state.get("kernel"),
         "kernels": node_kernels(state) if pid else {},
+        "netns": node_netns(state) if pid else {},
         "vsock": node_vsock_kinds(state) if pid else {}, "hybrid": state.get("hybrid"),
         "boot_s": state.get("boot_s"), "started_at": state.get("started_at"),
         "inventory": state.get("inventory") if pid else None, "cache": str(paths.root),
@@ -332,6 +343,19 @@ def node_kernels(state: dict) -> dict[str, dict]:
     out = {inv.L1: kernels.get("host") or {"release": state.get("kernel")}}
     for name in inv.guest_names(state.get("guests") or 0) + inv.hybrid_names(_hybrid_of(state)[0]):
         out[name] = kernels.get("guests") or out[inv.L1]
+    return out
+
+
+def node_netns(state: dict) -> dict[str, dict]:
+    """node -> {netns, mode} for what `lab up --netns` placed: each guest, and l1 in each namespace."""
+    if not state.get("netns"):
+        return {}
+    placed = state.get("guest_netns") or {}
+    out = {inv.L1: {"netns": None, "mode": "global"}}  # the init namespace: global, child_ns_mode never written
+    for ns, mode in lab_netns.NAMESPACES.items():
+        out[lab_netns.node_name(inv.L1, ns)] = {"netns": ns, "mode": mode}
+    for guest, ns in placed.items():
+        out[guest] = {"netns": ns, "mode": lab_netns.NAMESPACES[ns]}
     return out
 
 

@@ -1,41 +1,50 @@
 """Transports: how the controller reaches a node (local subprocess, ssh, psexec).
 
-`open_transport(node, inventory)` imports the implementation lazily by access kind, so a run
+`open_transport(node, inventory)` imports the implementation lazily by access kind (BACKENDS), so a run
 that only uses local nodes never imports paramiko or pypsexec, and caches one transport per
 node per process: a jump host's connection is the same one its own cells use.
 """
 from __future__ import annotations
 
-import importlib
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from harness.errors import NodeError
 from harness.node import Inventory, Node
 
-IMPLEMENTATIONS = {
-    "local": ("harness.transports.local", "LocalTransport"),
-    "ssh": ("harness.transports.ssh", "SSHTransport"),
-    "psexec": ("harness.transports.psexec", "PsexecTransport"),
-}
+if TYPE_CHECKING:
+    from harness.transports.base import Transport
+
+
+def _local() -> type[Transport]:
+    from harness.transports.local import LocalTransport
+    return LocalTransport
+
+
+def _ssh() -> type[Transport]:
+    from harness.transports.ssh import SSHTransport
+    return SSHTransport
+
+
+def _psexec() -> type[Transport]:
+    from harness.transports.psexec.transport import PsexecTransport
+    return PsexecTransport
+
+
+# access kind -> its Transport class, imported on first use (pytest-testinfra's BACKENDS, typed)
+BACKENDS: dict[str, Callable[[], type[Transport]]] = {"local": _local, "ssh": _ssh, "psexec": _psexec}
 
 _cache: dict[tuple, object] = {}
 _cache_lock = threading.RLock()
 
 
-def transport_class(kind: str):
+def transport_class(kind: str) -> type[Transport]:
     try:
-        module_name, class_name = IMPLEMENTATIONS[kind]
+        load = BACKENDS[kind]
     except KeyError:
-        raise ValueError(f"unknown access kind {kind!r} (expected local, ssh or psexec)") from None
-    module = importlib.import_module(module_name)
-    found = getattr(module, class_name, None)
-    if found is None:  # tolerate another name: the one Transport subclass the module defines
-        from harness.transports.base import Transport
-        found = next((v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Transport)
-                      and v is not Transport and v.__module__ == module.__name__), None)
-    if found is None:
-        raise ImportError(f"{module_name} defines no Transport class")
-    return found
+        raise ValueError(f"unknown access kind {kind!r} (expected {', '.join(BACKENDS)})") from None
+    return load()
 
 
 def open_transport(node: Node, inventory: Inventory | None = None):

@@ -6,7 +6,8 @@ connection), ssh-agent and key files. Host keys are checked against known_hosts 
 RejectPolicy unless the inventory says `accept-new` (learn and save) or `ignore`.
 
 POSIX commands run as `sh -c 'echo <marker> $$; exec "$@"'` so the remote pid is known and a
-command that outlives its timeout is killed on the node, not merely abandoned.
+command that outlives its timeout is killed on the node, not merely abandoned. A node that is a
+network namespace of another (inventory `of:`) prefixes them with `ip netns exec <ns>`.
 """
 from __future__ import annotations
 
@@ -296,7 +297,17 @@ class SSHTransport(Transport):
     def command_line(self, argv: list[str], wrap: bool = True) -> str:
         if not self.posix():
             return subprocess.list2cmdline([str(a) for a in argv])
+        argv = self.netns_prefix() + list(argv)
         return _posix_command(argv) if wrap else shlex.join([str(a) for a in argv])
+
+    def netns_prefix(self) -> list[str]:
+        """A namespace node (`of:` in the inventory): every command runs under `ip netns exec <ns>`.
+
+        iproute2's netns_switch() + execvp() keep the pid, so the wrapper's pid marker is still the
+        command's own and a kill reaches it (ip/ipnetns.c, on_netns_exec()).
+        """
+        ns = self.node.access.netns
+        return ["ip", "netns", "exec", ns] if ns else []
 
     # -- the contract ------------------------------------------------------------------
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None, wrap: bool = True) -> CommandResult:

@@ -13,9 +13,22 @@ Faithful to pypsexec 0.3.0 where the harness depends on it:
 - remove_service (client.py Client.remove_service): deletes the service of that name and its exe,
   whoever created them;
 - cleanup (client.py Client.cleanup): deletes every service and exe whose name starts with PAExec.
+- disconnect (client.py Client.disconnect): closes the SCMR handle, then
+  `connection.disconnect(close=False)`;
+- the SMB connection (smbprotocol connection.py): Connection.connect(timeout) bounds the TCP connect
+  and the negotiate only; Session.connect() waits for its answer without a timeout (receive() with
+  timeout=None), i.e. until the receive worker gives up after two keep-alive periods (~2 x 600 s,
+  _process_message_thread). `FakePsexecClient.stalled` names servers that never answer the session
+  setup: connect() then blocks until the connection is closed under it (Connection.disconnect with
+  close=False -> Tcp.close, the worker ends and sets every outstanding request's event, and the
+  waiting receive() raises SMBConnectionClosed from _check_worker_running), as the real one does;
+- runs on one Client are not safe at once: PAExec keeps one settings entry per unique id
+  (Remote.cpp HandleMsg, gRemoteSettingsMap[msg.m_uniqueProcessID]) and creates its output pipes as
+  `PAExecOut<caller><pid>` (ConsoleRedir.cpp CreateIOPipesInService), both the same for every run of a
+  Client: `max_parallel_runs` records any overlap so tests can assert there was none.
 Each server's Service Control Manager is a FakeServiceManager, which records a service deleted
 while a Client was still running a process through it (what breaks a real node).
-Not modelled: SMB/DCE-RPC wire errors, PAExec's own pipes and timeouts.
+Not modelled: SMB/DCE-RPC wire errors beyond the closed connection, PAExec's own pipes and timeouts.
 """
 from __future__ import annotations
 
@@ -91,10 +104,40 @@ class FakeServiceManager:
         self.exes.discard(name + ".exe")
 
 
+class FakeConnection:
+    """smbprotocol.connection.Connection as far as a stalled peer shows it (see the module docstring)."""
+
+    STALL_CAP = 30.0  # a stalled fake gives up by itself after this long, so no test can hang on it
+
+    def __init__(self, server: str):
+        self.server = server
+        self.closed = threading.Event()
+        self.disconnects: list[bool] = []  # the close= argument of each disconnect
+
+    def disconnect(self, close=True, timeout=None):
+        """connection.py Connection.disconnect: close=False closes only the transport (Tcp.close)."""
+        self.disconnects.append(close)
+        self.closed.set()
+
+    def check(self) -> None:
+        """connection.py Connection._check_worker_running on a closed transport."""
+        if self.closed.is_set():
+            from smbprotocol.exceptions import SMBConnectionClosed
+
+            raise SMBConnectionClosed("SMB socket was closed, cannot send or receive any more data")
+
+    def wait_for_answer_that_never_comes(self) -> None:
+        """connection.py receive(request, timeout=None) to a silent server: ends only when closed."""
+        self.closed.wait(self.STALL_CAP)
+        self.check()
+        raise TimeoutError(f"fake stall of {self.server} capped at {self.STALL_CAP:g}s")
+
+
 class FakePsexecClient:
     """Records calls like pypsexec.client.Client would receive them; never talks to a network."""
 
     created: list["FakePsexecClient"] = []  # every instance, in creation order (reset by tests)
+    stalled: set[str] = set()  # servers whose SMB session setup is never answered (reset by tests)
     _lock = threading.Lock()
 
     def __init__(self, server, username=None, password=None, port=445, encrypt=True, handler: Callable | None = None):
@@ -108,6 +151,7 @@ class FakePsexecClient:
         self.handler = handler or (lambda client, call: (b"", b"", 0))
         self.calls: list[tuple[str, dict]] = [("__init__", {"server": server, "username": username, "port": port,
                                                             "encrypt": encrypt})]
+        self.connection = FakeConnection(server)  # client.py Client.__init__: self.connection
         self.connected = False
         self.service = False
         self.active_runs = 0
@@ -116,7 +160,11 @@ class FakePsexecClient:
             FakePsexecClient.created.append(self)
 
     def connect(self, timeout=60):
+        """client.py Client.connect: connection.connect(timeout), session.connect(), SCMR open."""
         self.calls.append(("connect", {"timeout": timeout}))
+        self.connection.check()
+        if self.server.lower() in FakePsexecClient.stalled:
+            self.connection.wait_for_answer_that_never_comes()  # session.connect(): receive() without timeout
         self.connected = True
 
     def create_service(self):
@@ -139,6 +187,7 @@ class FakePsexecClient:
             raise RuntimeError(f"PAExec service {self.service_name} was deleted by another Client")
         if stdin is not None and asynchronous:
             raise ValueError("Cannot send stdin data on an interactive or asynchronous process")  # as pypsexec
+        self.connection.check()
         call = {"executable": executable, "arguments": arguments, "asynchronous": asynchronous,
                 "run_elevated": run_elevated, "timeout_seconds": timeout_seconds, "stdin": stdin}
         self.calls.append(("run_executable", call))
@@ -153,12 +202,15 @@ class FakePsexecClient:
 
     def remove_service(self):
         self.calls.append(("remove_service", {}))
+        self.connection.check()
         with FakePsexecClient._lock:
             self.scm.delete(self.service_name)  # by name: whichever Client created it
         self.service = False
 
     def disconnect(self):
+        """client.py Client.disconnect: SCMR handle closed, then connection.disconnect(close=False)."""
         self.calls.append(("disconnect", {}))
+        self.connection.disconnect(close=False)
         self.connected = False
 
     def cleanup(self):
@@ -179,9 +231,11 @@ class FakeSmbShare:
         self.files: dict[str, bytes] = {}
         self.lock = threading.Lock()
         self.sessions: list[dict] = []
+        self.removed_trees: list[str] = []  # remove_tree calls, in order
+        self.aborts = 0
 
     def session(self, server, username, password, port, timeout) -> "FakeSmbShare":
-        """Used as harness.transports.psexec.files_factory."""
+        """Used as harness.transports.psexec.clients.files_factory."""
         self.sessions.append({"server": server, "username": username, "port": port})
         return self
 
@@ -201,6 +255,20 @@ class FakeSmbShare:
     def remove(self, unc: str) -> None:
         with self.lock:
             self.files.pop(unc.lower(), None)
+
+    def remove_tree(self, unc: str) -> None:
+        """smbclient.shutil.rmtree(ignore_errors=True): the folder and everything below it."""
+        prefix = unc.lower().rstrip("\\") + "\\"
+        with self.lock:
+            self.removed_trees.append(unc)
+            for key in [k for k in self.files if k.startswith(prefix)]:
+                del self.files[key]
+
+    def abort(self) -> None:
+        self.aborts += 1
+
+    def close(self) -> None:
+        pass
 
     def exists(self, unc: str) -> bool:
         return unc.lower() in self.files

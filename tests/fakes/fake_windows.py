@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from harness import probe
 from harness.hyperv.powershell import decode_command
 from harness.transports import psexec
+from harness.transports.psexec import clients as psexec_clients
 from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
 
 WILDCARD = "00000000-0000-0000-0000-000000000000"
@@ -150,8 +151,8 @@ class FakeHyperVLab:
         return FakePsexecClient(server, username, password, port, encrypt, handler=self.handle)
 
     def install(self, monkeypatch) -> "FakeHyperVLab":
-        monkeypatch.setattr(psexec, "client_factory", self.client)
-        monkeypatch.setattr(psexec, "files_factory", self.share.session)
+        monkeypatch.setattr(psexec_clients, "client_factory", self.client)
+        monkeypatch.setattr(psexec_clients, "files_factory", self.share.session)
         return self
 
     def machine(self, address: str) -> FakeWindowsMachine:
@@ -233,7 +234,7 @@ class FakeHyperVLab:
             if not machine.hyperv_role:
                 return b"missing-root\r\n", b"", 3
             return "".join(f"{g}\t{n}\t{machine.gcs_owner.get(g, '')}\r\n" for g, n in machine.gcs.items()).encode(), b"", 0
-        if "Get-Service -Name 'PAExec-*'" in script:  # harness/transports/paexec_sweep.py LIST_SCRIPT
+        if "Get-Service -Name 'PAExec-*'" in script:  # harness/transports/psexec/paexec_sweep.py LIST_SCRIPT
             scm = FakeServiceManager.of(machine.address)
             lines = [f"service {n}" for n in scm.services] + [f"exe {e[:-4]}" for e in scm.exes]
             return ("".join(line + "\r\n" for line in lines)).encode(), b"", 0

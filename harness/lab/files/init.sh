@@ -5,6 +5,8 @@
 #   hvlab.name=l1 hvlab.level=1|2 hvlab.cache=<cache dir> hvlab.guests=N hvlab.cid=21 hvlab.loopback=0|1
 #   hvlab.ttl=<seconds> hvlab.gkernel=<guests' vmlinux> hvlab.ginitrd=<guests' initramfs> (L1 only:
 #   the guests may run another kernel than L1)
+#   hvlab.netns=1 hvlab.gnetns=global0,local0,local1 (L1 only, `lab up --netns`: vsock network
+#   namespaces as harness/lab/netns.py lays them out, and the namespace of each guest's qemu)
 #   hvlab.hybrid=N hvlab.vdv=<vhost-device-vsock binary> hvlab.hmode=shared|per-guest (L1 only: N
 #   hybrid vsock guests vm31.. whose vsock device is vhost-user, served by the backend in L1)
 # Lines starting with "hvlab:" on the console are the progress the controller shows.
@@ -14,13 +16,14 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 
-name=guest; level=2; cache=; guests=0; cid=; loopback=0; ttl=14400; gkernel=; ginitrd=
+name=guest; level=2; cache=; guests=0; cid=; loopback=0; ttl=14400; gkernel=; ginitrd=; netns=0; gnetns=
 hybrid=0; vdv=; hmode=shared
 for w in $(cat /proc/cmdline); do
   case "$w" in
     hvlab.name=*) name=${w#*=};; hvlab.level=*) level=${w#*=};; hvlab.cache=*) cache=${w#*=};;
     hvlab.guests=*) guests=${w#*=};; hvlab.cid=*) cid=${w#*=};; hvlab.loopback=*) loopback=${w#*=};;
     hvlab.ttl=*) ttl=${w#*=};; hvlab.gkernel=*) gkernel=${w#*=};; hvlab.ginitrd=*) ginitrd=${w#*=};;
+    hvlab.netns=*) netns=${w#*=};; hvlab.gnetns=*) gnetns=${w#*=};;
     hvlab.hybrid=*) hybrid=${w#*=};; hvlab.vdv=*) vdv=${w#*=};; hvlab.hmode=*) hmode=${w#*=};;
   esac
 done
@@ -104,6 +107,30 @@ rm -f /newroot/root/.bash_profile /newroot/root/.bash_login
 # seconds in a nested guest; the SSH transport sends POSIX commands)
 awk -F: -v OFS=: '$1 == "root" { $7 = "/bin/sh" } { print }' /newroot/etc/passwd > /tmp/passwd \
   && cat /tmp/passwd > /newroot/etc/passwd
+# vsock network namespaces (harness/lab/netns.py), before sshd answers: the controller takes
+# "sshd ready" as "the lab is laid out". As vmtest.sh add_namespaces(): one parent per mode, its
+# child_ns_mode written once, the children made from inside it with nsenter (ip netns exec would
+# unshare the mount namespace); lo up in each (qemu's port forward needs it, vmtest.sh
+# init_namespaces()). l1's own child_ns_mode is never written. Programs by full path: busybox's
+# chroot would run its own `ip` and `nsenter` applets, which know no netns.
+if [ "$level" = 1 ] && [ "$netns" = 1 ]; then
+  [ -e /proc/sys/net/vsock/ns_mode ] || fail "kernel $(uname -r) has no vsock network namespaces (no /proc/sys/net/vsock/ns_mode)"
+  for mode in global local; do
+    chroot /newroot /usr/bin/ip netns add "$mode-parent" || fail "ip netns add $mode-parent"
+    echo "$mode" | chroot /newroot /usr/bin/ip netns exec "$mode-parent" tee /proc/sys/net/vsock/child_ns_mode >/dev/null \
+      || fail "child_ns_mode of $mode-parent"
+    for i in 0 1; do
+      chroot /newroot /usr/bin/nsenter --net="/run/netns/$mode-parent" ip netns add "$mode$i" || fail "ip netns add $mode$i"
+      chroot /newroot /usr/bin/ip netns exec "$mode$i" ip link set lo up || fail "lo up in $mode$i"
+    done
+  done
+  modes=""
+  for ns in global0 global1 local0 local1; do
+    modes="$modes $ns=$(chroot /newroot /usr/bin/ip netns exec "$ns" cat /proc/sys/net/vsock/ns_mode)"
+  done
+  say "netns:$modes"
+fi
+
 # -r: no re-exec per connection (loading sshd again costs seconds under nested TCG);
 # LoginGraceTime 600: a nested handshake can outlast the default 120 s under load
 chroot /newroot /usr/sbin/sshd -r -f /run/hvlab/sshd_config -E /run/hvlab/sshd.log || fail "sshd"
@@ -114,8 +141,14 @@ if [ "$level" = 1 ] && [ "$guests" -gt 0 ]; then
   i=1
   while [ "$i" -le "$guests" ]; do
     gcid=$((20 + i)); gname="vm$gcid"; lb=0; [ "$i" = 1 ] && lb=1  # only vm21 gets vsock_loopback (inventory_file.py)
-    say "starting $gname (cid $gcid)"
-    chroot /newroot timeout -k 10 "$ttl" qemu-system-x86_64 \
+    gns=; inns=
+    if [ "$netns" = 1 ]; then
+      gns=$(echo "$gnetns" | cut -d, -f"$i"); [ -n "$gns" ] || fail "no namespace for $gname in hvlab.gnetns"
+      inns="/usr/bin/ip netns exec $gns"
+    fi
+    say "starting $gname (cid $gcid${gns:+, netns $gns})"
+    # shellcheck disable=SC2086  # $inns is empty or three words
+    chroot /newroot $inns timeout -k 10 "$ttl" qemu-system-x86_64 \
       -M microvm,x-option-roms=off,rtc=on -accel tcg -m 512 -smp 1 \
       -nodefaults -no-user-config -display none \
       -serial "file:$cache/run/$gname.console.log" \
@@ -128,6 +161,15 @@ if [ "$level" = 1 ] && [ "$guests" -gt 0 ]; then
       -device "vhost-vsock-device,guest-cid=$gcid" \
       -pidfile "/run/hvlab/$gname.pid" \
       > "/newroot$cache/run/$gname.qemu.log" 2>&1 &
+    if [ -n "$gns" ]; then
+      # the guest's forward listens on its namespace's loopback: bridge it to l1's 127.0.0.1 through a
+      # unix socket, the socat pair vmtest.sh puts between namespaces
+      sock="/run/hvlab/$gname.ssh.sock"; gport=$((22000 + gcid))
+      chroot /newroot /usr/bin/ip netns exec "$gns" socat "UNIX-LISTEN:$sock,fork,mode=600" "TCP:127.0.0.1:$gport" \
+        > "/newroot$cache/run/$gname.bridge.log" 2>&1 &
+      chroot /newroot /usr/bin/socat "TCP-LISTEN:$gport,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$sock" \
+        >> "/newroot$cache/run/$gname.bridge.log" 2>&1 &
+    fi
     i=$((i + 1))
   done
 fi

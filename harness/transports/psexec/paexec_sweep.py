@@ -16,7 +16,8 @@ from harness.hyperv.powershell import output_lines, powershell_argv, ps_quote
 
 LIST_SCRIPT = "\n".join([
     "$ErrorActionPreference = 'Continue'",
-    "Get-Service -Name 'PAExec-*' -ErrorAction SilentlyContinue | ForEach-Object { Write-Output ('service ' + $_.Name) }",
+    "Get-Service -Name 'PAExec-*' -ErrorAction SilentlyContinue | "
+    "ForEach-Object { Write-Output ('service ' + $_.Name) }",
     "Get-ChildItem -LiteralPath $env:SystemRoot -Filter 'PAExec-*.exe' -ErrorAction SilentlyContinue | "
     "ForEach-Object { Write-Output ('exe ' + $_.BaseName) }",
 ]) + "\n"
