@@ -84,9 +84,10 @@ CID_MIN, CID_MAX = 0, 4294967295
 PORT_RANGES: dict[str, tuple[int, int]] = {
     "vsock": (1, 4294967294),
     "hyperv": (1, 4294967294),
+    "hybrid": (1, 4294967294),  # the guest's vsock port: CONNECT <port> / <uds>_<port>
     "tcp": (1, 65535),
 }
-FAMILIES = ("hyperv", "vsock", "tcp")
+FAMILIES = ("hyperv", "vsock", "hybrid", "tcp")
 
 # --- GUIDs ----------------------------------------------------------------------------------
 _GUID_RE = re.compile(
@@ -316,6 +317,10 @@ def _resolve(token: object, kind: str, me: "Node", server: "Node | None",
              inventory: "Inventory | None") -> Resolution:
     family = me.family
     tok = normalize_token(token, kind)
+    if family == "hybrid":  # the host side of hybrid vsock: the guests' Unix sockets
+        from harness import hybrid_addresses
+
+        return hybrid_addresses.resolve(tok, kind, me, server, inventory)
     if tok in WELL_KNOWN:
         if family == "tcp" and tok == "parent":
             if kind == "bind":
