@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import dataclasses
 import random
 import shutil
 import subprocess
@@ -62,7 +63,7 @@ def make_run(run_id: str, cells: int, seed: int, like: Run | None = None, change
         for r in like.cells:
             if rng.random() < changed:
                 obs = observation(rng, rng.choice(list(Outcome)), r.port, r.server_on, r.client_on)
-                r = CellResult(r.id, obs, r.expected, r.driver, r.fields)
+                r = dataclasses.replace(r, observation=obs, judgement=None)
             results.append(r)
         return Run(run_id, dict(like.meta), results)
     outcomes = [Outcome.O] * 6 + [Outcome.X] * 3 + [Outcome.B, Outcome.E, Outcome.NA]

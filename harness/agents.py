@@ -1,10 +1,10 @@
 """Probe agents: the controller's handle on the probe running on each node.
 
 On nested lab guests a fresh SSH connection costs ~55 s and a process start 10-50 s, so the
-default agent keeps ONE resident `probe.py session` per node on one channel for the whole run
+default agent keeps ONE resident `probe.pyz session` per node on one channel for the whole run
 and every cell costs round-trips only. A reader thread dispatches the JSON-line answers to the
 waiting requests by id, so a listen on one node and a connect on another (or the same node)
-run concurrently. The one-shot agent starts `probe.py serve` / `probe.py connect` processes:
+run concurrently. The one-shot agent starts `probe.pyz serve` / `probe.pyz connect` processes:
 the only way over psexec, and selectable (mode="oneshot") where a resident process is unwanted.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from harness.errors import HarnessError, NodeError
-from harness.probe import answer_line, parse_line, request_line
+from harness.probe.protocol import Event, answer_line, is_accepted, is_done, is_listening, is_ready, parse_line, request_line
 from harness.secrets import scrub
 from harness.node import Inventory, Node
 from harness.transports import open_transport
@@ -70,7 +70,7 @@ class ProbeAgent:
 
 
 class SessionAgent(ProbeAgent):
-    """A resident `probe.py session` on one channel; requests multiplexed by id."""
+    """A resident `probe.pyz session` on one channel; requests multiplexed by id."""
 
     kind = "session"
 
@@ -105,7 +105,7 @@ class SessionAgent(ProbeAgent):
             proc.kill()
             raise NodeError(self.node.name, "probe session did not start (no 'ready' line)") from None
         ready = parse_line(first)
-        if ready is None or ready.get("event") != "ready":
+        if ready is None or not is_ready(ready):
             tail = proc.stderr_tail()
             proc.kill()
             raise NodeError(self.node.name, one_line(f"probe session failed to start: {first or 'EOF'} {tail}"))
@@ -245,7 +245,7 @@ class SessionAgent(ProbeAgent):
 
 
 class OneShotAgent(ProbeAgent):
-    """`probe.py serve` in the background and `probe.py connect` per request (psexec, or by choice)."""
+    """`probe.pyz serve` in the background and `probe.pyz connect` per request (psexec, or by choice)."""
 
     kind = "oneshot"
 
@@ -307,7 +307,7 @@ class OneShotAgent(ProbeAgent):
             if msg is None:
                 continue
             _trace(self.node.name, "<-", answer_line(msg))
-            if msg.get("event") == "listening":
+            if is_listening(msg):
                 name = f"P{next(self._ids)}"
                 with self._lock:
                     self._servers[name] = (proc, [])
@@ -334,7 +334,7 @@ class OneShotAgent(ProbeAgent):
         with self._lock:
             entry = self._servers.pop(listener, None)
         if entry is None:
-            return {"event": "error", "message": f"no listener {listener!r}"}
+            return {"event": Event.ERROR, "message": f"no listener {listener!r}"}
         proc, _ = entry
         accepted, peers = 0, []
         # collect what it already printed (accepted events), then end it
@@ -346,14 +346,14 @@ class OneShotAgent(ProbeAgent):
             if line is None:
                 break
             msg = parse_line(line) or {}
-            if msg.get("event") == "accepted":
+            if is_accepted(msg):
                 accepted += 1
                 peers.append(msg.get("peer"))
-            if msg.get("event") == "done":
+            if is_done(msg):
                 break
         if proc.wait(0) is None:
             proc.kill()
-        return {"event": "stopped", "accepted": accepted, "peers": peers}
+        return {"event": Event.STOPPED, "accepted": accepted, "peers": peers}
 
     def info(self):
         argv = self._cmd("info")

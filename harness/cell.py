@@ -1,6 +1,6 @@
 """One cell of a connectivity matrix: who serves, how it binds, who connects, to what.
 
-Cells are built by harness/scenario.py from a scenario file and an inventory and are the
+Cells are built by harness/scenario/ (expansion.py) from a scenario file and an inventory and are the
 unit that pytest collects, the runner runs and the reports lay out.
 """
 from __future__ import annotations
@@ -29,6 +29,8 @@ class Driver:
     # command driver only: templates with the TEMPLATE_FIELDS placeholders
     server: str | None = None
     client: str | None = None
+    # command driver only: a regex; the server listens once a line of its stdout matches it
+    ready: str | None = None
 
 
 @dataclass(frozen=True)

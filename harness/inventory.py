@@ -76,7 +76,7 @@ RESERVED_NAMES = frozenset({"host", "vm", "linux-host", "windows-host", "linux-v
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 HOST_RE = re.compile(r"[A-Za-z0-9_.:%\[\]-]{1,253}")  # hostname, ssh alias, IPv4 or IPv6 literal
 USER_RE = re.compile(r"[^\s:]{1,256}")  # tester, LAB\tester, tester@lab.local
-LAB_NODE_ENV = "HVSOCK_MATRIX_LAB_NODE"  # the probe's own variable (harness/probe.py LAB_ENV): one name
+LAB_NODE_ENV = "HVSOCK_MATRIX_LAB_NODE"  # the probe's own variable (harness/probe/common.py LAB_ENV): one name
 MIN_VM_CID = 3  # 0, 1, 2 are the hypervisor, local and host CIDs; a VM's own CID is 3 or more
 DEFAULT_FAMILY = {"windows": "hyperv", "linux": "vsock"}
 FAMILIES_FOR_OS = {"windows": ("hyperv", "tcp"), "linux": ("vsock", "hybrid", "tcp")}
@@ -246,10 +246,10 @@ class InventoryModel(_Strict):
 
 def _fields_for(loc: tuple) -> list[str]:
     if not loc:
-        return list(InventoryModel.model_fields)
+        return yamlfile.keys_of(InventoryModel)
     if loc[-1] == "access":
-        return list(AccessModel.model_fields)
-    return list(NodeModel.model_fields)
+        return yamlfile.keys_of(AccessModel)
+    return yamlfile.keys_of(NodeModel)
 
 
 def parse_inventory(path: str, data: Any) -> Inventory:

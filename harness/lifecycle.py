@@ -6,14 +6,15 @@ pytest_configure (find it with `matrix_run(config)`). Its hooks, in the order py
     controller (or the only process)              xdist worker (maybe another machine)
     --------------------------------              ------------------------------------
     pytest_configure: run id, baseline, Recorder
-    pytest_configure_node ── run id, baseline outcomes (workerinput) ──►  pytest_configure
+    pytest_configure_node ── run id, baseline observations (workerinput) ──►  pytest_configure
                                                   collection: one CellItem per cell (plugin.py)
                                                   pytest_collection_finish: collection order
                                                   pytest_runtestloop (first): session setup:
                                                       boot the lab, start probes, register GUIDs;
                                                       without xdist, cells in flight start ahead
                                                   CellItem.setup: run the cell (or take its
-                                                      in-flight result); E raises (ERROR),
+                                                      in-flight result), judge it once
+                                                      (harness/judgement.py); E raises (ERROR),
                                                       n/a skips; CellItem.runtest: mismatch/flip FAILS
                                                   pytest_runtest_makereport: the cell's result
                                                       onto its setup report (REPORT_ATTR)
@@ -38,24 +39,24 @@ import pytest
 from harness import in_flight
 from harness.cell import Cell
 from harness.errors import HarnessError, InputError
+from harness.judgement import Judgement, judge
 from harness.node import Inventory
-from harness.outcome import Observation, Outcome
+from harness.outcome import Observation
 from harness.report.pytest_output import PytestHtmlSummary, cell_properties, write_summary
+from harness.results import CellResult, Recorder, new_run_id, resolve_run, utc_now
 from harness.scheduler import CellScheduler
-from harness.results import CellResult, Recorder, flip_between, new_run_id, resolve_run, utc_now
 from harness.session import RunSession, remove_registrations
-from harness.verdict import Verdict, judge
 
 PLUGIN_NAME = "hvsock-matrix-run"
 REPORT_ATTR = "hvsock_matrix"  # a cell's result on its setup TestReport: plain data, crosses execnet
-WORKERINPUT = "hvsock_matrix_run"  # controller -> worker: run id and baseline outcomes
+WORKERINPUT = "hvsock_matrix_run"  # controller -> worker: run id and baseline observations (judged fields)
 WORKEROUTPUT = "hvsock_matrix_registrations"  # worker -> controller: Hyper-V GUIDs it kept
 DEFAULT_INVENTORY = Path("inventory") / "lab-in-a-box.yaml"
 
 log = logging.getLogger("hvsock_matrix")
 
 
-def matrix_run(config: pytest.Config) -> "MatrixRun":
+def matrix_run(config: pytest.Config) -> MatrixRun:
     return config.pluginmanager.get_plugin(PLUGIN_NAME)
 
 
@@ -76,7 +77,7 @@ class MatrixRun:
         self.worker_id: str | None = workerinput.get("workerid") if workerinput is not None else None
         self.recorder: Recorder | None = None  # the controller's only
         self.baseline_warning: str | None = None
-        self.baseline_outcomes: dict[str, str] = {}
+        self.baseline: dict[str, dict[str, Any]] = {}  # cell id -> baseline observation (judgement.JUDGED_FIELDS)
         self.order: dict[str, int] = {}  # cell id -> collection index
         self.session: RunSession | None = None  # where cells run
         self.in_flight: CellScheduler | None = None  # cells run ahead of the item loop (harness/in_flight.py)
@@ -86,7 +87,7 @@ class MatrixRun:
         self._say_lock = threading.Lock()
         if self.worker_id is not None:
             info = workerinput.get(WORKERINPUT) or {}
-            self.baseline_outcomes = dict(info.get("baseline_outcomes") or {})
+            self.baseline = dict(info.get("baseline") or {})
         else:
             self._start_recorder()
 
@@ -113,15 +114,16 @@ class MatrixRun:
             self.baseline_warning = f"--baseline {ref}: {err}; running without a baseline"
             meta.pop("baseline_path", None)
             self.recorder = Recorder(results_dir, meta)
-        self.baseline_outcomes = self.recorder.baseline_outcomes()
+        self.baseline = self.recorder.baseline_for_workers()
         if self.config.pluginmanager.hasplugin("html"):
             self.config.pluginmanager.register(PytestHtmlSummary(self.done), "hvsock-matrix-html-summary")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        """xdist controller -> worker: what a worker needs to judge flips (never a file path)."""
+        """xdist controller -> worker: what a worker needs to judge a cell as the controller would
+        (the baseline's outcome and errnos per cell, never a file path)."""
         node.workerinput[WORKERINPUT] = {"run_id": self.recorder.run_id if self.recorder else None,
-                                         "baseline_outcomes": self.baseline_outcomes}
+                                         "baseline": self.baseline}
 
     def inventory_path(self) -> Path | None:
         """--inventory (relative to the invocation dir), else inventory/lab-in-a-box.yaml when present."""
@@ -195,25 +197,31 @@ class MatrixRun:
 
     # -- one cell (called by CellItem.setup) -----------------------------------------------------
 
-    def run_cell(self, item: pytest.Item, cell: Cell) -> Verdict:
-        """Run the cell, put its result on the item (properties, sections, report data), judge it."""
+    def baseline_of(self, cell: Cell) -> Observation | None:
+        found = self.baseline.get(cell.id)
+        return Observation.from_dict(found) if found else None
+
+    def run_cell(self, item: pytest.Item, cell: Cell) -> Judgement:
+        """Run the cell, judge it once, and put that one result on the item: JUnit properties, the
+        commands section, and the report data the controller records (so every output agrees)."""
         session = self._session_for([cell])
         if self.in_flight is not None and item.nodeid in self.in_flight:
             observation = self.in_flight.result(item.nodeid)
         else:
             observation = session.run(cell)
-        baseline = self.baseline_outcomes.get(cell.id)
-        flip = flip_between(Observation(Outcome.parse(baseline)) if baseline else None, observation)
-        item.user_properties.extend(cell_properties(cell, observation, baseline, flip))
+        baseline = self.baseline_of(cell)
+        judgement = judge(cell, observation, baseline)
+        item.user_properties.extend(cell_properties(cell, observation, baseline, judgement))
         if observation.commands:
             item.add_report_section("setup", "hvsock-matrix commands", "\n".join(observation.commands))
         item.matrix_result = {
-            "cell": CellResult.from_cell(cell, observation, seq=self.order.get(cell.id)).to_dict(),
+            "cell": CellResult.from_cell(cell, observation, baseline=baseline, seq=self.order.get(cell.id),
+                                         judgement=judgement).to_dict(),
             "facts": session.new_facts(cell, observation),
             "inventory": {"name": session.inventory.name, "path": str(session.inventory.path)},
             "worker": self.worker_id,
         }
-        return judge(cell, observation, flip)
+        return judgement
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:

@@ -8,16 +8,20 @@ last runs' outcomes; `flips` and `mismatches` are what every output lists first.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
+from harness.judgement import Judgement
 from harness.outcome import Observation, Outcome
-from harness.results import CellResult, Run, flip_between
+from harness.results import CellResult, Run
 
 
 @dataclass
 class MatrixCell:
+    """One position of a grid; its flip and mismatch are its judgement's (harness/judgement.py)."""
+
     result: CellResult
+    judgement: Judgement  # the stored one, or the same function against another baseline
     baseline: Observation | None = None
     history: list[Outcome | None] = field(default_factory=list)  # oldest first, None = absent
 
@@ -35,11 +39,11 @@ class MatrixCell:
 
     @property
     def mismatch(self) -> bool:
-        return self.result.mismatch
+        return self.judgement.mismatch
 
     @property
     def flip(self) -> str | None:
-        return flip_between(self.baseline, self.observed)
+        return self.judgement.flip
 
     @property
     def flipped(self) -> bool:
@@ -114,11 +118,12 @@ def _side_by_side(columns: list[str]) -> list[str]:
 
 
 def build_report(run: Run, baseline: Run | None = None, history: Iterable[Run] = ()) -> MatrixReport:
-    """Lay the run out. Without an explicit baseline, each cell's stored baseline is used."""
+    """Lay the run out. Without an explicit baseline each cell keeps the judgement it was recorded
+    with; with one, each cell is judged again against it by the same function."""
     history = list(history)
     matrices: dict[str, Matrix] = {}
     seen: dict[str, tuple[set[str], set[str]]] = {}
-    past = [h._index() for h in history]
+    past = [h.index() for h in history]
     for result in run.cells:
         scenario = result.scenario or "?"
         if scenario not in matrices:
@@ -135,11 +140,12 @@ def build_report(run: Run, baseline: Run | None = None, history: Iterable[Run] =
         if baseline is not None:
             found = baseline.cell(result.id)
             base = found.observation if found else None
+            judgement = result.rejudged(base)
         else:
-            base = result.baseline
+            base, judgement = result.baseline, result.judged
         strip = [(index[result.id].observation.outcome if result.id in index else None)
                  for index in past]
-        matrix.grid.setdefault((row, column), []).append(MatrixCell(result, base, strip))
+        matrix.grid.setdefault((row, column), []).append(MatrixCell(result, judgement, base, strip))
     for matrix in matrices.values():
         matrix.columns = _side_by_side(matrix.columns)
     return MatrixReport(run=run, matrices=list(matrices.values()), baseline=baseline, history=history)

@@ -61,7 +61,7 @@ class Access:
     use_ssh_config: bool = True  # honour ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump)
     connect_timeout: float = timeouts.NODE_CONNECT_TIMEOUT  # nested lab guests need ~300
     python: str | None = None  # interpreter on the node; default python3 / py -3
-    workdir: str | None = None  # POSIX: base of each run's fresh mktemp -d (default /tmp); Windows: see psexec.py
+    workdir: str | None = None  # POSIX: base of each run's fresh mktemp -d (default /tmp); Windows: see transports/psexec/transport.py
     netns: str | None = None  # local only: run inside this network namespace (ip netns exec)
 
 

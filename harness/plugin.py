@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from harness import in_flight
+from harness import in_flight, markers
 from harness.cell import Cell
 from harness.errors import HarnessError
-from harness import markers
+from harness.judgement import Judgement
 from harness.lifecycle import PLUGIN_NAME, MatrixRun, display_path, matrix_run
 from harness.markers import cell_markers
 
@@ -107,24 +107,24 @@ class CellItem(pytest.Item):
     def __init__(self, *, cell: Cell, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cell = cell
-        self.verdict = None
+        self.judgement: Judgement | None = None  # harness/judgement.py, made in setup
 
     def setup(self) -> None:
         if self.cell.skip_reason:
             self._skip(self.cell.skip_reason)
-        self.verdict = matrix_run(self.config).run_cell(self, self.cell)
-        if self.verdict.kind == "error":
-            raise CellError(self.verdict.message)
-        if self.verdict.kind == "skip":
-            self._skip(self.verdict.message)
+        self.judgement = matrix_run(self.config).run_cell(self, self.cell)
+        if self.judgement.kind == "error":
+            raise CellError(self.judgement.message)
+        if self.judgement.kind == "skip":
+            self._skip(self.judgement.message)
 
     def _skip(self, reason: str) -> None:
         """Skipped at the cell's line in its scenario file (as a skip marker would be), not here."""
         raise pytest.skip.Exception(reason, _use_item_location=True)
 
     def runtest(self) -> None:
-        if self.verdict is not None and self.verdict.kind == "fail":
-            pytest.fail(self.verdict.message, pytrace=False)
+        if self.judgement is not None and self.judgement.kind == "fail":
+            pytest.fail(self.judgement.message, pytrace=False)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, HarnessError):

@@ -2,8 +2,8 @@
 
 The real path runs unchanged: scenarios/a-hyperv-wildcards.yaml expanded against an inventory of
 two psexec nodes, RegistrationGuard registering the run's service GUIDs on the host, the runner's
-probe driver starting `probe.py serve` in the background (PAExec asynchronous + SMB read-back) and
-`probe.py connect` in the foreground, observations classified by harness/runner.py. Only Windows
+probe driver starting `probe.pyz serve` in the background (PAExec asynchronous + SMB read-back) and
+`probe.pyz connect` in the foreground, observations classified by harness/runner.py. Only Windows
 itself is fake; it answers as document 001 says, so A1..A12 must come out as documented.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def test_the_probe_command_lines_a_windows_node_receives(lab):
     (a1,) = [c for c in documented_cells(inventory) if c.label == "A1"]
     observations, _ = run_all([a1], inventory)
     assert observations["A1"].outcome is Outcome.O
-    probe = psexec.DEFAULT_WORKDIR + r"\probe.py"
+    probe = psexec.DEFAULT_WORKDIR + r"\probe.pyz"
     service = f"{a1.port:08x}-facb-11e6-bd58-64006a7986d3"
     host_cmds = [argv for addr, argv in lab.commands if addr == FAKE_HOST and argv[0] == "py"]
     vm_cmds = [argv for addr, argv in lab.commands if addr == FAKE_VM and argv[0] == "py"]

@@ -1,4 +1,4 @@
-"""harness/probe.py for real on this machine: tcp on 127.0.0.1 only, and the AF_VSOCK refusal.
+"""The probe (harness/probe/, shipped as one zipapp) for real on this machine: tcp on 127.0.0.1 only, and the AF_VSOCK refusal.
 
 The probe runs as a subprocess exactly as on a node (JSON lines on stdout), with this
 controller's Python and, when pyenv has one, a Python 3.8 -- the oldest the probe promises.
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import probe
+from harness.probe import bundle, cli, client, common, facts as probe_facts, protocol, session as probe_session, sockets
 
-PROBE = str(Path(probe.__file__).resolve())
+PROBE = str(bundle.probe_file())  # the zipapp, exactly the file nodes get
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
 PYTHONS = [sys.executable] + ([str(PY38)] if PY38.exists() else [])
-CLEAN_ENV = {k: v for k, v in os.environ.items() if k != probe.LAB_ENV}
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k != common.LAB_ENV}
 
 
 def free_port() -> int:
@@ -76,26 +76,47 @@ class SessionProc:
 
 
 # -- the file itself --------------------------------------------------------------------------
-def test_probe_parses_as_python_3_8_and_imports_only_the_standard_library():
-    source = Path(PROBE).read_text()
-    tree = ast.parse(source, feature_version=(3, 8))
+@pytest.mark.parametrize("module", bundle.sources(), ids=lambda p: p.name)
+def test_probe_parses_as_python_3_8_and_imports_only_the_standard_library(module):
+    tree = ast.parse(module.read_text(), feature_version=(3, 8))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
+        elif isinstance(node, ast.ImportFrom) and not node.level:  # relative: the package itself
             imported.add((node.module or "").split(".")[0])
-    assert imported, "no imports found"
     assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
 
 
+def test_the_zipapp_is_the_same_bytes_every_build_and_holds_every_module():
+    import zipfile
+
+    first, second = bundle.build(), bundle.build()
+    assert first == second and Path(PROBE).read_bytes() == first
+    names = zipfile.ZipFile(io.BytesIO(first)).namelist()
+    assert names[0] == "__main__.py"
+    assert sorted(names[1:]) == sorted(f"{bundle.PACKAGE}/{p.name}" for p in bundle.sources())
+    assert f"{bundle.PACKAGE}/bundle.py" not in names  # the builder stays on the controller
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_the_zipapp_runs_from_a_folder_without_the_checkout(python, tmp_path):
+    """What a node has: one file, no harness package, any Python >= 3.8."""
+    copy = tmp_path / "probe.pyz"
+    copy.write_bytes(bundle.probe_bytes())
+    proc = subprocess.run([python, str(copy), "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+                          env=dict(CLEAN_ENV, PYTHONPATH=""), cwd=tmp_path)
+    facts = json.loads(proc.stdout.decode().splitlines()[-1])
+    assert (proc.returncode, facts["event"], facts["python"][:1]) == (0, "info", "3"), proc.stderr
+
+
 def test_errno_names_cover_posix_and_windows_sockets():
-    assert probe.errno_name(111) == "ECONNREFUSED"
-    assert probe.errno_name(99) == "EADDRNOTAVAIL"
-    assert probe.errno_name(10061) == "WSAECONNREFUSED"
-    assert probe.errno_name(10060) == "WSAETIMEDOUT"
-    assert probe.errno_name(None) is None
-    assert probe.errno_name(987654) == "ERRNO_987654"
+    assert common.errno_name(111) == "ECONNREFUSED"
+    assert common.errno_name(99) == "EADDRNOTAVAIL"
+    assert common.errno_name(10061) == "WSAECONNREFUSED"
+    assert common.errno_name(10060) == "WSAETIMEDOUT"
+    assert common.errno_name(None) is None
+    assert common.errno_name(987654) == "ERRNO_987654"
 
 
 def test_vsock_connect_timeout_is_a_timeval_and_hyperv_one_is_u32_milliseconds(monkeypatch):
@@ -109,9 +130,9 @@ def test_vsock_connect_timeout_is_a_timeval_and_hyperv_one_is_u32_milliseconds(m
             calls.append(("py", level, opt, value))
 
     # vsock goes through libc: CPython's setsockopt on AF_VSOCK only passes an 8-byte integer
-    monkeypatch.setattr(probe, "libc_setsockopt", lambda fd, level, opt, data: calls.append(("libc", fd, level, opt, data)))
-    probe.set_connect_timeout(Recorder(), "vsock", 2.5)
-    probe.set_connect_timeout(Recorder(), "hyperv", 2.5)
+    monkeypatch.setattr(sockets, "libc_setsockopt", lambda fd, level, opt, data: calls.append(("libc", fd, level, opt, data)))
+    sockets.set_connect_timeout(Recorder(), "vsock", 2.5)
+    sockets.set_connect_timeout(Recorder(), "hyperv", 2.5)
     import struct
     assert calls[0] == ("libc", 99, 40, 6, struct.pack("ll", 2, 500000))
     assert len(calls[0][4]) == 16  # struct timeval on 64-bit Linux
@@ -121,10 +142,10 @@ def test_vsock_connect_timeout_is_a_timeval_and_hyperv_one_is_u32_milliseconds(m
 def test_libc_setsockopt_really_sets_a_buffer_option():
     import struct
     with socket.socket() as s:
-        probe.libc_setsockopt(s.fileno(), socket.SOL_SOCKET, socket.SO_RCVBUF, struct.pack("i", 65536))
+        sockets.libc_setsockopt(s.fileno(), socket.SOL_SOCKET, socket.SO_RCVBUF, struct.pack("i", 65536))
         assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 65536
         with pytest.raises(OSError):
-            probe.libc_setsockopt(s.fileno(), socket.SOL_SOCKET, 0x7FFF, b"x")
+            sockets.libc_setsockopt(s.fileno(), socket.SOL_SOCKET, 0x7FFF, b"x")
 
 
 # -- serve / connect, one-shot --------------------------------------------------------------------
@@ -295,8 +316,8 @@ def test_session_exits_after_its_idle_timeout():
 
 # -- safety: AF_VSOCK refused on this machine -----------------------------------------------
 def test_this_machine_is_not_a_lab_node():
-    assert not os.path.exists(probe.LAB_MARKER), "this controller must not carry the lab-guest marker"
-    assert os.environ.get(probe.LAB_ENV) != "1"
+    assert not os.path.exists(common.LAB_MARKER), "this controller must not carry the lab-guest marker"
+    assert os.environ.get(common.LAB_ENV) != "1"
 
 
 @pytest.mark.parametrize("command", [
@@ -305,7 +326,7 @@ def test_this_machine_is_not_a_lab_node():
 ])
 def test_vsock_without_lab_node_is_refused_with_exit_3(command):
     rc, out = run_probe(*command)
-    assert rc == probe.EXIT_REFUSED
+    assert rc == common.EXIT_REFUSED
     assert out == [{"event": "refused", "message": out[0]["message"]}]
     assert "not a lab node" in out[0]["message"]
 
@@ -318,42 +339,42 @@ def socket_spy(monkeypatch):
 
     def spy(family=socket.AF_INET, type=socket.SOCK_STREAM, proto=0, fileno=None):
         created.append(family)
-        if family == probe.AF_VSOCK:
+        if family == sockets.AF_VSOCK:
             raise AssertionError("AF_VSOCK socket created on the controller")
         return real(family, type, proto, fileno)
 
-    monkeypatch.delenv(probe.LAB_ENV, raising=False)
-    monkeypatch.setattr(probe.socket, "socket", spy)
+    monkeypatch.delenv(common.LAB_ENV, raising=False)
+    monkeypatch.setattr(sockets.socket, "socket", spy)
     return created
 
 
 def test_refusal_happens_before_any_vsock_socket_exists(socket_spy, capsys):
-    assert probe.main(["connect", "--family", "vsock", "--addr", "2", "--port", "19000", "--payload", "x"]) == 3
-    assert probe.main(["serve", "--family", "vsock", "--addr", "4294967295", "--port", "19000"]) == 3
-    assert probe.AF_VSOCK not in socket_spy
+    assert cli.main(["connect", "--family", "vsock", "--addr", "2", "--port", "19000", "--payload", "x"]) == 3
+    assert cli.main(["serve", "--family", "vsock", "--addr", "4294967295", "--port", "19000"]) == 3
+    assert sockets.AF_VSOCK not in socket_spy
     events = [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()]
     assert events == ["refused", "refused"]
     # and the spy is live: a tcp probe does go through it
-    probe.connect_once("tcp", "127.0.0.1", free_port(), payload="x", timeout=2)
+    client.connect_once("tcp", "127.0.0.1", free_port(), payload="x", timeout=2)
     assert socket_spy and set(socket_spy) == {socket.AF_INET}
 
 
 def test_session_refuses_vsock_requests_but_keeps_serving(socket_spy):
     import io
     out = io.StringIO()
-    session = probe.Session(out, idle_timeout=60, lab_node=False)
+    session = probe_session.Session(out, idle_timeout=60, lab_node=False)
     for req in ({"id": 1, "op": "listen", "family": "vsock", "addr": "4294967295", "port": 1},
                 {"id": 2, "op": "connect", "family": "vsock", "addr": "1", "port": 1, "payload": "x"}):
         session.run_request(req)
     answers = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(a["id"], a["event"]) for a in answers] == [(1, "refused"), (2, "refused")]
-    assert probe.AF_VSOCK not in socket_spy
+    assert sockets.AF_VSOCK not in socket_spy
 
 
 def test_info_skips_the_dev_vsock_ioctl_off_lab(monkeypatch):
-    monkeypatch.delenv(probe.LAB_ENV, raising=False)
-    monkeypatch.setattr(probe, "local_cid", lambda: pytest.fail("ioctl on /dev/vsock off a lab node"))
-    facts = probe.info_facts(lab_node=False)
+    monkeypatch.delenv(common.LAB_ENV, raising=False)
+    monkeypatch.setattr(probe_facts, "local_cid", lambda: pytest.fail("ioctl on /dev/vsock off a lab node"))
+    facts = probe_facts.info_facts(lab_node=False)
     assert facts["local_cid"] is None and facts["lab_node"] is False
     for key in ("hostname", "os", "kernel", "python", "dev_vsock", "vsock_modules", "socat_version", "vm_id"):
         assert key in facts
@@ -362,19 +383,19 @@ def test_info_skips_the_dev_vsock_ioctl_off_lab(monkeypatch):
 
 
 def test_lab_node_permission_sources(monkeypatch):
-    monkeypatch.delenv(probe.LAB_ENV, raising=False)
-    assert probe.lab_allowed(False) is False
-    assert probe.lab_allowed(True) is True
-    monkeypatch.setenv(probe.LAB_ENV, "1")
-    assert probe.lab_allowed(False) is True
+    monkeypatch.delenv(common.LAB_ENV, raising=False)
+    assert common.lab_allowed(False) is False
+    assert common.lab_allowed(True) is True
+    monkeypatch.setenv(common.LAB_ENV, "1")
+    assert common.lab_allowed(False) is True
 
 
 def test_session_arguments_parse_without_argparse():
-    args = probe.parse_session_args(["session", "--idle-timeout", "12", "--lab-node"])
+    args = cli.parse_session_args(["session", "--idle-timeout", "12", "--lab-node"])
     assert (args.command, args.idle_timeout, args.lab_node) == ("session", 12.0, True)
-    assert probe.parse_session_args(["session"]).lab_node is False
-    assert probe.parse_session_args(["session", "--what"]) is None  # argparse reports it
-    assert probe.parse_session_args(["connect"]) is None
+    assert cli.parse_session_args(["session"]).lab_node is False
+    assert cli.parse_session_args(["session", "--what"]) is None  # argparse reports it
+    assert cli.parse_session_args(["connect"]) is None
 
 
 def test_resident_session_starts_with_few_modules():
@@ -406,23 +427,23 @@ def test_the_protocol_is_defined_once_and_the_agents_use_it():
     """harness/agents.py builds and reads lines with the probe's own definition."""
     from harness import agents
 
-    assert agents.request_line is probe.request_line and agents.parse_line is probe.parse_line
-    line = probe.request_line(7, "connect", family="tcp", addr="127.0.0.1", port=1, service=None, payload="x",
+    assert agents.request_line is protocol.request_line and agents.parse_line is protocol.parse_line
+    line = protocol.request_line(7, "connect", family="tcp", addr="127.0.0.1", port=1, service=None, payload="x",
                               timeout=1.0, connect_timeout=1.0)
-    assert probe.request_problem(probe.parse_line(line)) is None
+    assert protocol.request_problem(protocol.parse_line(line)) is None
     with pytest.raises(ValueError, match="listen takes no payload"):
-        probe.request_line(1, "listen", family="tcp", addr="0.0.0.0", port=1, payload="x")
+        protocol.request_line(1, "listen", family="tcp", addr="0.0.0.0", port=1, payload="x")
     with pytest.raises(ValueError, match="stop needs listener"):
-        probe.request_line(1, "stop")
-    assert probe.parse_line("Welcome to the lab") is None and probe.parse_line('{"id": 1') is None
-    assert set(probe.ANSWER_EVENTS) == set(probe.REQUEST_FIELDS)
+        protocol.request_line(1, "stop")
+    assert protocol.parse_line("Welcome to the lab") is None and protocol.parse_line('{"id": 1') is None
+    assert set(protocol.ANSWER_EVENTS) == set(protocol.REQUEST_FIELDS)
 
 
 def test_a_session_answers_a_request_outside_the_protocol_with_an_error():
     out = io.StringIO()
-    session = probe.Session(out)
+    session = probe_session.Session(out)
     session.run_request({"id": 3, "op": "listen", "family": "tcp", "addr": "127.0.0.1"})
     session.run_request({"id": 4, "op": "launch"})
-    answers = [probe.parse_line(line) for line in out.getvalue().splitlines()]
+    answers = [protocol.parse_line(line) for line in out.getvalue().splitlines()]
     assert answers == [{"id": 3, "event": "error", "message": "listen needs port"},
                        {"id": 4, "event": "error", "message": "unknown op 'launch'"}]

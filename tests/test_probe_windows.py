@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from harness import probe
+from harness.probe import cli, client, common, facts as probe_facts, listener as probe_listener, sockets
 from tests.fakes import fake_hvsocket
 
 PARENT = fake_hvsocket.HV_GUIDS["HV_GUID_PARENT"]
@@ -23,20 +23,20 @@ WILDCARD = fake_hvsocket.HV_GUIDS["HV_GUID_WILDCARD"]
 
 
 def run_main(argv, capsys) -> tuple[int, list[dict]]:
-    rc = probe.main(argv)
+    rc = cli.main(argv)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     return rc, [json.loads(line) for line in lines]
 
 
 @pytest.fixture
 def windows(monkeypatch):
-    monkeypatch.setattr(probe, "IS_WINDOWS", True)
+    monkeypatch.setattr(common, "IS_WINDOWS", True)
     return monkeypatch
 
 
 def test_python_311_on_windows_refuses_serve_in_one_line(windows, capsys):
     """CPython 3.11 cannot accept() an AF_HYPERV socket: the probe must say so instead of `listening`."""
-    windows.setattr(probe, "socket", fake_hvsocket.cpython311_windows())
+    windows.setattr(sockets, "socket", fake_hvsocket.cpython311_windows())
     rc, events = run_main(["serve", "--family", "hyperv", "--addr", WILDCARD, "--port", "19000",
                            "--timeout", "2"], capsys)
     assert rc == 2
@@ -49,13 +49,13 @@ def test_python_311_on_windows_refuses_serve_in_one_line(windows, capsys):
     ["session"],
 ])
 def test_python_311_on_windows_refuses_every_socket_command(windows, capsys, command):
-    windows.setattr(probe, "socket", fake_hvsocket.cpython311_windows())
+    windows.setattr(sockets, "socket", fake_hvsocket.cpython311_windows())
     rc, events = run_main(command, capsys)
     assert (rc, [e["event"] for e in events]) == (2, ["error"])
 
 
 def test_python_311_on_windows_info_still_answers_with_the_problem(windows, capsys):
-    windows.setattr(probe, "socket", fake_hvsocket.cpython311_windows())
+    windows.setattr(sockets, "socket", fake_hvsocket.cpython311_windows())
     rc, events = run_main(["info"], capsys)
     assert rc == 0
     assert events[0]["af_hyperv"] is False
@@ -65,8 +65,8 @@ def test_python_311_on_windows_info_still_answers_with_the_problem(windows, caps
 def test_python_312_on_windows_serves_and_connects(windows, capsys):
     """Bind and connect hand CPython (vm_id, service_id) strings; accept's peer comes back as strings."""
     winsock = fake_hvsocket.FakeWinsock()
-    windows.setattr(probe, "socket", fake_hvsocket.cpython312_windows(winsock))
-    listener = probe.Listener("hyperv", WILDCARD, 19000, timeout=5.0)
+    windows.setattr(sockets, "socket", fake_hvsocket.cpython312_windows(winsock))
+    listener = probe_listener.Listener("hyperv", WILDCARD, 19000, timeout=5.0)
     opened = listener.open()
     assert opened["event"] == "listening"
     assert opened["service"] == "00004a38-facb-11e6-bd58-64006a7986d3"
@@ -74,7 +74,7 @@ def test_python_312_on_windows_serves_and_connects(windows, capsys):
     listener.count = 1
     listener.start()
     try:
-        result = probe.connect_once("hyperv", LOOPBACK, 19000, payload="World!", timeout=10.0)
+        result = client.connect_once("hyperv", LOOPBACK, 19000, payload="World!", timeout=10.0)
     finally:
         listener.finished.wait(10.0)
     assert (result["outcome"], result["reply"]) == ("O", "Hello: World!")
@@ -84,8 +84,8 @@ def test_python_312_on_windows_serves_and_connects(windows, capsys):
 
 def test_python_312_connect_refused_is_x_with_the_wsa_name(windows):
     winsock = fake_hvsocket.FakeWinsock()
-    windows.setattr(probe, "socket", fake_hvsocket.cpython312_windows(winsock))
-    result = probe.connect_once("hyperv", PARENT, 19001, payload="x", timeout=3.0)
+    windows.setattr(sockets, "socket", fake_hvsocket.cpython312_windows(winsock))
+    result = client.connect_once("hyperv", PARENT, 19001, payload="x", timeout=3.0)
     assert (result["outcome"], result["errno_name"]) == ("X", "WSAECONNREFUSED")
 
 
@@ -94,26 +94,26 @@ def test_python_312_connect_refused_is_x_with_the_wsa_name(windows):
 def test_connect_timeout_is_clamped_to_hvsocket_bounds(windows, seconds, expected_ms):
     """HVSOCKET_CONNECT_TIMEOUT above HVSOCKET_CONNECT_TIMEOUT_MAX is WSAEINVAL: an E before connecting."""
     winsock = fake_hvsocket.FakeWinsock()
-    windows.setattr(probe, "socket", fake_hvsocket.cpython312_windows(winsock))
-    result = probe.connect_once("hyperv", PARENT, 19001, payload="x", timeout=seconds or 1.0,
+    windows.setattr(sockets, "socket", fake_hvsocket.cpython312_windows(winsock))
+    result = client.connect_once("hyperv", PARENT, 19001, payload="x", timeout=seconds or 1.0,
                                 connect_timeout=seconds)
     assert result["phase"] == "connect", result  # got past setsockopt
-    assert winsock.options == [(probe.HV_PROTOCOL_RAW, probe.HVSOCKET_CONNECT_TIMEOUT,
+    assert winsock.options == [(sockets.HV_PROTOCOL_RAW, sockets.HVSOCKET_CONNECT_TIMEOUT,
                                 struct.pack("<I", expected_ms))]
 
 
 def test_af_hyperv_fact_follows_the_winsock_catalog_not_os_name(windows):
     """A Windows without the Hyper-V RAW provider (no Hyper-V, no integration services): socket() fails."""
     winsock = fake_hvsocket.FakeWinsock(provider=False)
-    windows.setattr(probe, "socket", fake_hvsocket.cpython312_windows(winsock))
-    assert probe.hyperv_available() is False
+    windows.setattr(sockets, "socket", fake_hvsocket.cpython312_windows(winsock))
+    assert sockets.hyperv_available() is False
     winsock.provider = True
-    assert probe.hyperv_available() is True
+    assert sockets.hyperv_available() is True
 
 
 def test_af_hyperv_is_false_on_linux():
-    assert probe.IS_WINDOWS is False
-    assert probe.hyperv_available() is False
+    assert common.IS_WINDOWS is False
+    assert sockets.hyperv_available() is False
 
 
 class FakeWinreg(types.ModuleType):
@@ -145,5 +145,5 @@ def test_vm_id_is_read_from_the_64_bit_registry_view(monkeypatch):
     vm_id = str(uuid.UUID("b50f20e6-cf19-1796-ba60-d9cfe2d8fe29"))
     fake = FakeWinreg(vm_id)
     monkeypatch.setitem(sys.modules, "winreg", fake)
-    assert probe.windows_vm_id() == vm_id
+    assert probe_facts.windows_vm_id() == vm_id
     assert fake.opened and all(access & fake.KEY_WOW64_64KEY for access in fake.opened)

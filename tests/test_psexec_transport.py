@@ -18,10 +18,10 @@ from harness.errors import NodeError
 from harness.hyperv.powershell import decode_command, encode_command
 from harness.node import Access, Node
 from harness.transports import psexec
-from harness.transports.psexec import process as psexec_process
-from harness.transports.psexec import clients as psexec_clients
 from harness.transports.base import CommandTimeout, Transport
 from harness.transports.psexec import PsexecTransport, admin_share_path
+from harness.transports.psexec import clients as psexec_clients
+from harness.transports.psexec import process as psexec_process
 from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
 
 HOST = "win-a.fake.invalid"
@@ -40,6 +40,7 @@ def fake(monkeypatch):
     monkeypatch.setenv(ENV, SECRET)
     FakePsexecClient.created.clear()
     FakePsexecClient.stalled = set()
+    FakePsexecClient.connect_seconds = 0.0
     FakeServiceManager.machines.clear()
     share = FakeSmbShare()
 
@@ -48,13 +49,14 @@ def fake(monkeypatch):
 
     box = Box()
     box.share = share
-    monkeypatch.setattr(psexec_clients, "client_factory",
-                        lambda server, user, pw, port, enc: FakePsexecClient(server, user, pw, port, enc,
-                                                                             handler=lambda c, call: box.handler(c, call)))
+    def client(server, user, pw, port, enc):
+        return FakePsexecClient(server, user, pw, port, enc, handler=lambda c, call: box.handler(c, call))
+    monkeypatch.setattr(psexec_clients, "client_factory", client)
     monkeypatch.setattr(psexec_clients, "files_factory", share.session)
     yield box
     psexec.shared_clients().clear()
     psexec_clients._BROKEN.clear()
+    FakePsexecClient.connect_seconds = 0.0
 
 
 def runs(client):
@@ -265,7 +267,7 @@ def test_put_and_probe_command_deploy_once(fake, tmp_path):
     local.write_bytes(b"data\n")
     t.put(str(local), r"C:\work\f.txt")
     assert fake.share.files[r"\\win-a.fake.invalid\c$\work\f.txt"] == b"data\n"
-    probe = psexec.DEFAULT_WORKDIR + r"\probe.py"  # C:\Windows\Temp\hvsock-matrix-<fresh per run>\probe.py
+    probe = psexec.DEFAULT_WORKDIR + r"\probe.pyz"  # C:\Windows\Temp\hvsock-matrix-<fresh per run>\probe.py
     assert psexec.RUN_DIR_NAME.startswith("hvsock-matrix-") and len(psexec.RUN_DIR_NAME) == 14 + 32
     assert t.probe_command() == ["py", "-3", probe]
     assert t.probe_command() == ["py", "-3", probe]
@@ -273,7 +275,7 @@ def test_put_and_probe_command_deploy_once(fake, tmp_path):
     assert deployed.startswith(b"#!/usr/bin/env python3")
     assert len([s for s in fake.share.sessions]) == 1
     other = PsexecTransport(node(python=r"C:\Program Files\Python312\python.exe", workdir=r"D:\hv"))
-    assert other.probe_command() == [r"C:\Program Files\Python312\python.exe", rf"D:\hv\{psexec.RUN_DIR_NAME}\probe.py"]
+    assert other.probe_command() == [r"C:\Program Files\Python312\python.exe", rf"D:\hv\{psexec.RUN_DIR_NAME}\probe.pyz"]
     t.close()
     other.close()
 
@@ -323,7 +325,7 @@ def test_spawn_runs_the_wrapper_asynchronously_and_reads_lines_back_over_smb(fak
     assert proc.pid == 7100  # wrapper pid until the child's pid file exists
 
     base = psexec.admin_share_path("win-a.fake.invalid", psexec.DEFAULT_WORKDIR + r"\spawn\0123456789abcdef")
-    with pytest.raises(TimeoutError, match="no output line from background process within 0.2s"):
+    with pytest.raises(TimeoutError, match=r"no output line from background process within 0\.2s"):
         proc.read_line(0.2)
     fake.share.write_bytes(base + ".pid", b"7102")
     fake.share.write_bytes(base + ".out", b'{"event":"listening"}\n{"event":"acc')
@@ -521,7 +523,8 @@ def test_one_stalled_host_does_not_delay_another_and_is_cut_at_its_bound(fake, m
     timeouts.psexec_open(C) and its sockets are closed, while another host's calls go on meanwhile."""
     from harness import timeouts
 
-    monkeypatch.setattr(timeouts, "PSEXEC_SERVICE_SETUP", 0.5, raising=False)  # raising: the test also ran on the code before
+    # raising=False: this test also ran on the code before the fix, which had no such knob
+    monkeypatch.setattr(timeouts, "PSEXEC_SERVICE_SETUP", 0.5, raising=False)
     stalled_host = "stalled.fake.invalid"
     FakePsexecClient.stalled = {stalled_host}
     stalled = PsexecTransport(node("stuck", host=stalled_host, connect_timeout=0.25))  # bound: 4 * 0.25 + 0.5
@@ -610,3 +613,46 @@ def test_the_transport_logs_at_debug_what_it_runs(fake, caplog):
     assert 'psexec win-a: run "C:\\Program Files\\x.exe" "a b" (timeout 3s)' in lines
     assert any(line.startswith("psexec win-a: spawn py -3 probe.py serve (wrapper powershell.exe") for line in lines)
     assert SECRET not in caplog.text
+
+
+def test_transports_that_open_one_host_at_once_share_one_client(fake):
+    """The Client is opened outside the registry lock: the others wait for that one open, never
+    start a second Client (its create_service would delete the first one's PAExec service)."""
+    FakePsexecClient.connect_seconds = 0.3
+    cells = [PsexecTransport(node(f"cell{i}")) for i in range(4)]
+    outputs = []
+    threads = [threading.Thread(target=lambda t=t: outputs.append(t.run(["cmd.exe"], timeout=5).stdout))
+               for t in cells]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert outputs == ["ok\n"] * 4
+    (client,) = FakePsexecClient.created
+    assert client.names()[:3] == ["__init__", "connect", "create_service"]
+    assert FakeServiceManager.of(HOST).deleted_while_busy == []
+    for t in cells:
+        t.close()
+    assert client.names()[-2:] == ["remove_service", "disconnect"] and psexec.shared_clients() == {}
+
+
+def test_a_failed_open_is_one_line_for_every_waiting_transport_and_leaves_nothing(fake, monkeypatch):
+    def refuse(server, user, pw, port, enc):
+        time.sleep(0.2)
+        raise ConnectionRefusedError(111, "Connection refused")
+    monkeypatch.setattr(psexec_clients, "client_factory", refuse)
+    errors = []
+
+    def one(name):
+        try:
+            PsexecTransport(node(name)).run(["cmd.exe"], timeout=5)
+        except NodeError as exc:
+            errors.append(exc.message)
+    threads = [threading.Thread(target=one, args=(f"n{i}",)) for i in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    refused = f"psexec connect to {HOST}:445 failed: ConnectionRefusedError: [Errno 111] Connection refused"
+    assert errors == [refused] * 3
+    assert psexec.shared_clients() == {} and psexec_clients._BROKEN == {}

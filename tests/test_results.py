@@ -10,7 +10,8 @@ import pytest
 from harness.cell import Cell, Driver
 from harness.errors import InputError
 from harness.outcome import Observation, Outcome
-from harness.results import (CellResult, Recorder, flip_between, list_history, load_history,
+from harness.judgement import baseline_for_worker, flip_between, judge
+from harness.results import (CellResult, Recorder, list_history, load_history,
                              load_run, resolve_run, write_json_atomic)
 
 
@@ -88,12 +89,20 @@ def test_atomic_write_leaves_old_file_and_no_temp_on_failure(tmp_path):
 
 
 def test_cells_added_from_workers_build_one_run_in_collection_order(tmp_path):
-    """The controller's recorder gets CellResults as they travel in pytest reports (plain dicts)."""
+    """The controller's recorder gets CellResults as they travel in pytest reports (plain dicts),
+    each judged where it ran against the baseline the controller handed that worker."""
     baseline = run_once(tmp_path, {A1: ECHO}, run_id="20260101T000000Z-000001")
     controller = Recorder(tmp_path, {"run_id": "20260102T000000Z-abcdef", "baseline_path": str(baseline)})
-    assert controller.baseline_outcomes() == {A1.id: "O"}
-    travelled = [CellResult.from_dict(json.loads(json.dumps(CellResult.from_cell(c, o, seq=i).to_dict())))
-                 for c, o, i in ((A7, REFUSED, 1), (A1, REFUSED, 0))]
+    workerinput = json.loads(json.dumps(controller.baseline_for_workers()))
+    assert workerinput == {A1.id: {"outcome": "O", "errno_name": None, "errno": None,
+                                   "bind_errno_name": None, "bind_errno": None}}
+
+    def on_worker(c: Cell, o: Observation, seq: int) -> CellResult:
+        base = Observation.from_dict(workerinput[c.id]) if c.id in workerinput else None
+        result = CellResult.from_cell(c, o, seq=seq, judgement=judge(c, o, base))
+        return CellResult.from_dict(json.loads(json.dumps(result.to_dict())))
+
+    travelled = [on_worker(c, o, i) for c, o, i in ((A7, REFUSED, 1), (A1, REFUSED, 0))]
     controller.add(travelled[0], worker="gw1")
     controller.add(travelled[1], worker="gw0")
     controller.update_meta(inventory={"name": "lab", "path": "inventory/lab.yaml"})
@@ -101,7 +110,8 @@ def test_cells_added_from_workers_build_one_run_in_collection_order(tmp_path):
     controller.set_node_facts("hv-host", {"windows_build": "26100"})
     run = load_run(controller.finish())
     assert [c.id for c in run.cells] == [A1.id, A7.id]
-    assert run.cell(A1.id).flip == "O->X" and run.cell(A1.id).baseline == ECHO  # judged on the controller
+    assert run.cell(A1.id).flip == "O->X" and run.cell(A1.id).baseline == ECHO  # full baseline kept
+    assert run.cell(A1.id).judgement.kind == "fail" and run.cell(A7.id).judgement.kind == "pass"
     assert run.meta["workers"] == ["gw0", "gw1"]
     assert run.meta["inventory"]["path"] == "inventory/lab.yaml"
     assert run.meta["node_facts"] == {"hv-host": {"windows_build": "26100"}}
@@ -133,14 +143,23 @@ def test_baseline_last_and_flips(tmp_path):
     recorder = Recorder(tmp_path, {"baseline_path": str(resolve_run("last", tmp_path))})
     assert recorder.baseline_observation(A1.id) == ECHO
     assert recorder.baseline_observation(U1.id) is None
-    assert recorder.flip_of(A1.id, REFUSED) == "O->X"
-    assert recorder.flip_of(A7.id, ECHO) == "X->O"
-    assert recorder.flip_of(A7.id, Observation(Outcome.E, detail="ssh died")) == "X->E"
+
+    def flip_of(c: Cell, observation: Observation) -> str | None:
+        return judge(c, observation, recorder.baseline_observation(c.id)).flip
+
+    assert flip_of(A1, REFUSED) == "O->X"
+    assert flip_of(A7, ECHO) == "X->O"
+    assert flip_of(A7, Observation(Outcome.E, detail="ssh died")) == "X->E"
     # issue 14: a new errno for the same outcome is a flip (no listener -> dropped is a regression)
-    assert recorder.flip_of(A7.id, Observation(Outcome.X, errno_name="ETIMEDOUT")) == "X ECONNREFUSED->X ETIMEDOUT"
-    assert recorder.flip_of(A7.id, Observation(Outcome.X, errno_name="ECONNREFUSED", elapsed_ms=9e3)) is None
-    assert recorder.flip_of(A7.id, Observation(Outcome.X)) is None  # no errno measured: nothing to compare
-    assert recorder.flip_of(U1.id, ECHO) is None  # new cell: nothing to flip from
+    assert flip_of(A7, Observation(Outcome.X, errno_name="ETIMEDOUT")) == "X ECONNREFUSED->X ETIMEDOUT"
+    assert flip_of(A7, Observation(Outcome.X, errno_name="ECONNREFUSED", elapsed_ms=9e3)) is None
+    assert flip_of(A7, Observation(Outcome.X)) is None  # no errno measured: nothing to compare
+    assert flip_of(U1, ECHO) is None  # new cell: nothing to flip from
+    # a worker judges from the fields it is sent exactly as the controller from the whole observation
+    for c in (A1, A7):
+        sent = Observation.from_dict(json.loads(json.dumps(baseline_for_worker(recorder.baseline_observation(c.id)))))
+        for obs in (ECHO, REFUSED, BIND, Observation(Outcome.X, errno_name="ETIMEDOUT")):
+            assert judge(c, obs, sent) == judge(c, obs, recorder.baseline_observation(c.id))
     recorder.record(A1, REFUSED)
     run = load_run(recorder.finish())
     assert run.meta["baseline"]["run_id"] == "20260102T000000Z-000002"
@@ -201,4 +220,4 @@ def test_ids_from_older_results_files_read_in_todays_form(tmp_path):
     old = CellResult.from_cell(A1, ECHO).to_dict() | {"id": "A1[hv-host:wildcard<-win-vm:parent]"}
     write_json_atomic(tmp_path / "old.json", {"run_id": "20250101T000000Z-000000", "cells": [old]})
     recorder = Recorder(tmp_path, {"baseline_path": str(tmp_path / "old.json")})
-    assert recorder.flip_of(A1.id, REFUSED) == "O->X"  # last year's run is still a baseline
+    assert judge(A1, REFUSED, recorder.baseline_observation(A1.id)).flip == "O->X"  # last year's run is still a baseline

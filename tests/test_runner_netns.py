@@ -99,7 +99,7 @@ def test_oneshot_agents_give_the_same_outcomes(netns_lab, inv):
         x = run_cell(cell("nsa", "loopback", "nsc", "server", 24202), inv, p)
         b = run_cell(cell("nsb", "node:nsa", "nsb", "server", 24203), inv, p)
         assert (o.outcome, x.outcome, x.errno_name, b.outcome) == (Outcome.O, Outcome.X, "ECONNREFUSED", Outcome.B)
-        assert "probe.py serve" in o.commands[0] and "probe.py connect" in o.commands[1]
+        assert "probe.pyz serve" in o.commands[0] and "probe.pyz connect" in o.commands[1]
     finally:
         p.close()
     netns_lab.assert_clean()

@@ -20,7 +20,8 @@ from harness.errors import InputError, NodeError
 from harness.inventory import LAB_NODE_ENV
 from harness.node import Access, Inventory, Node
 from harness.outcome import Observation, Outcome
-from harness.probe import LAB_ENV
+from harness.probe import bundle
+from harness.probe.common import LAB_ENV
 from harness.runner import run_cell, scrub_observation
 from harness.safety import template_opens_vsock
 from harness.transports import open_transport
@@ -96,7 +97,7 @@ def test_local_children_never_get_the_lab_marker_or_other_secrets(monkeypatch):
     out = t.run(["env"], timeout=30).stdout
     assert f"{LAB_ENV}=" not in out and "Hunter2Secret" not in out and "PATH=" in out
     # and the probe on this controller still refuses AF_VSOCK with the variable exported
-    refused = t.run([sys.executable, str(ROOT / "harness" / "probe.py"), "info"], timeout=60).stdout
+    refused = t.run([sys.executable, str(bundle.probe_file()), "info"], timeout=60).stdout
     assert '"lab_node": false' in refused
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from harness.errors import NodeError
 from harness.node import Access, Node
+from harness.probe import bundle
 from harness.transports import psexec
 from harness.transports.psexec import clients as psexec_clients
 from harness.transports.psexec import PsexecProcess, PsexecTransport, SmbFiles, admin_share_path
@@ -84,8 +85,8 @@ def test_put_uploads_the_probe_through_c_share_on_the_node_port(env):
     transport = transport_with_real_files(env)
     try:
         *python, remote = transport.probe_command()  # put, read back over SMB and compared
-        assert remote.startswith(WORKDIR + "\\") and remote.endswith(r"\probe.py")
-        assert env.local(remote).read_bytes() == psexec.PROBE_SOURCE.read_bytes()
+        assert remote.startswith(WORKDIR + "\\") and remote.endswith(r"\probe.pyz")
+        assert env.local(remote).read_bytes() == bundle.probe_bytes()
         assert env.smbd_running()
     finally:
         transport.close()
@@ -122,7 +123,7 @@ def test_a_missing_share_is_one_line(env):
     transport = transport_with_real_files(env)
     try:
         with pytest.raises(NodeError) as err:
-            transport.put(str(psexec.PROBE_SOURCE), r"D:\nowhere\probe.py")  # no D$ share
+            transport.put(str(bundle.probe_file()), r"D:\nowhere\probe.pyz")  # no D$ share
     finally:
         transport.close()
     message = err.value.message

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from harness import probe
+from harness.probe import common, sockets
 from tests.fakes import fake_hvsocket
 
 PARENT = "a42e7cda-d03f-480c-9cc2-a4de20abb878"
@@ -79,7 +79,7 @@ def test_unpack_round_trip():
 
 
 def test_service_template_for_port_19000():
-    assert probe.service_for_port(19000) == PORT_19000
+    assert sockets.service_for_port(19000) == PORT_19000
 
 
 @pytest.mark.parametrize("number,name", [
@@ -95,11 +95,11 @@ def test_service_template_for_port_19000():
     (10022, "WSAEINVAL"),
 ])
 def test_windows_error_codes_are_named(number, name):
-    assert probe.errno_name(number) == name
+    assert common.errno_name(number) == name
 
 
 def test_linux_errno_still_named_by_errno_module():
     import errno
 
-    assert probe.errno_name(errno.ECONNREFUSED) == "ECONNREFUSED"
-    assert probe.errno_name(None) is None
+    assert common.errno_name(errno.ECONNREFUSED) == "ECONNREFUSED"
+    assert common.errno_name(None) is None

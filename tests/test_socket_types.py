@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from harness import probe
+from harness.probe import client as probe_client, common, listener as probe_listener, sockets
 from harness.agents import AgentPool
 from harness.cell import Cell, Driver
 from harness.drivers import command
@@ -33,7 +33,7 @@ def kernel_answer(kind: int) -> str | None:
         socket.socket(socket.AF_INET, kind).close()
         return None
     except OSError as exc:
-        return probe.errno_name(exc.errno)
+        return common.errno_name(exc.errno)
 
 
 def probe_json(python: str, *args: str, timeout: float = 30) -> list[dict]:
@@ -61,7 +61,7 @@ def test_dgram_serve_and_connect_echo_a_real_datagram(python):
 
 def test_a_datagram_nobody_answers_is_X_with_the_kernels_errno_at_reply():
     port = free_port()  # nothing bound: loopback UDP answers with ICMP port unreachable
-    result = probe.connect_once("tcp", "127.0.0.1", port, payload="dg", timeout=5, kind="dgram")
+    result = probe_client.connect_once("tcp", "127.0.0.1", port, payload="dg", timeout=5, kind="dgram")
     assert (result["outcome"], result["phase"], result["errno_name"]) == ("X", "reply", "ECONNREFUSED")
 
 
@@ -83,19 +83,19 @@ def test_stream_socket_failure_stays_E_not_X(monkeypatch):
     """A stream socket() failing is the node's or harness's trouble, never a connect result."""
     def broken(*args, **kwargs):
         raise OSError(97, "Address family not supported by protocol")
-    monkeypatch.setattr(probe.socket, "socket", broken)
-    result = probe.connect_once("tcp", "127.0.0.1", 1, payload="x")
+    monkeypatch.setattr(sockets.socket, "socket", broken)
+    result = probe_client.connect_once("tcp", "127.0.0.1", 1, payload="x")
     assert (result["outcome"], result["phase"]) == ("E", "socket")
 
 
 def _serve_pair(kind: int, timeout: float) -> dict:
     """The probe's listener answering one end of a real AF_UNIX pair, its client on the other."""
     client, server = socket.socketpair(socket.AF_UNIX, kind)
-    listener = probe.Listener("tcp", "127.0.0.1", 1, kind="seqpacket")
+    listener = probe_listener.Listener("tcp", "127.0.0.1", 1, kind="seqpacket")
     answer = threading.Thread(target=listener.answer, args=(server, "pair", time.monotonic() + timeout))
     answer.start()
     try:
-        return probe.exchange_messages(client, "msg", timeout)
+        return probe_client.exchange_messages(client, "msg", timeout)
     finally:
         answer.join(timeout + 5)
         client.close()
@@ -103,7 +103,7 @@ def _serve_pair(kind: int, timeout: float) -> dict:
 
 def test_seqpacket_keeps_two_messages_apart():
     out = _serve_pair(socket.SOCK_SEQPACKET, 5)
-    assert out["outcome"] == "O" and out["messages"] == ["Hello: msg"] * probe.SEQPACKET_MESSAGES
+    assert out["outcome"] == "O" and out["messages"] == ["Hello: msg"] * sockets.SEQPACKET_MESSAGES
 
 
 def test_merged_messages_are_caught_as_E_naming_the_boundary():
@@ -115,13 +115,13 @@ def test_merged_messages_are_caught_as_E_naming_the_boundary():
     client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
     def merged_echo():
-        data = server.recv(len("msg") * probe.SEQPACKET_MESSAGES, socket.MSG_WAITALL)
-        server.sendall(probe.REPLY_PREFIX.encode() + data)
+        data = server.recv(len("msg") * sockets.SEQPACKET_MESSAGES, socket.MSG_WAITALL)
+        server.sendall(common.REPLY_PREFIX.encode() + data)
 
     echo = threading.Thread(target=merged_echo)
     echo.start()
     try:
-        out = probe.exchange_messages(client, "msg", 2)
+        out = probe_client.exchange_messages(client, "msg", 2)
     finally:
         echo.join(10)
         client.close()

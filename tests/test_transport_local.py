@@ -9,7 +9,8 @@ import pytest
 from harness.errors import NodeError
 from harness.node import Access, Node
 from harness.transports import open_transport
-from harness.transports.base import CommandTimeout, PROBE_SOURCE
+from harness.probe import bundle
+from harness.transports.base import CommandTimeout
 from harness.transports.local import LocalTransport
 from tests.netns_lab import netns_lab  # noqa: F401  (fixture)
 
@@ -35,14 +36,14 @@ def test_run_spawn_and_timeout_kill(tmp_path):
 
 
 def test_probe_is_used_in_place_or_copied_to_a_workdir(tmp_path):
-    assert LocalTransport(local_node()).probe_command()[1] == str(PROBE_SOURCE)
+    assert LocalTransport(local_node()).probe_command()[1] == str(bundle.probe_file())
     t = LocalTransport(local_node(workdir=str(tmp_path / "w")))
     cmd = t.probe_command()
     run_dir = Path(cmd[1]).parent  # a fresh mktemp -d per run, owner-only
     assert run_dir.parent == tmp_path / "w" and run_dir.name.startswith("hvsock-matrix.")
     assert run_dir.stat().st_mode & 0o777 == 0o700
-    assert Path(cmd[1]).read_bytes() == PROBE_SOURCE.read_bytes()
-    assert sorted(p.name for p in run_dir.iterdir()) == ["probe.py"]
+    assert Path(cmd[1]).read_bytes() == bundle.probe_bytes()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["probe.pyz"]
     again = LocalTransport(local_node(workdir=str(tmp_path / "w"))).probe_command()
     assert Path(again[1]).parent != run_dir  # the next run never reuses (or trusts) a directory
     t.close()

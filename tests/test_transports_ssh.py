@@ -100,11 +100,11 @@ def test_put_copies_atomically_and_probe_is_deployed_once(netns_lab, inv, tmp_pa
     assert t.run(["cat", remote], timeout=20).stdout == "bytes for the node\n"
     cmd = t.probe_command()
     run_dir = cmd[1].rsplit("/", 1)[0]  # a fresh mktemp -d under the workdir, owner-only
-    assert cmd[0] == "/usr/bin/python3" and cmd[1].endswith("/probe.py")
+    assert cmd[0] == "/usr/bin/python3" and cmd[1].endswith("/probe.pyz")
     assert run_dir.startswith(inv.node("nsc").access.workdir + "/hvsock-matrix.")
     assert t.probe_command() is not cmd and t.probe_command() == cmd
     listing = t.run(["ls", run_dir], timeout=20).stdout.split()
-    assert listing == ["probe.py"]  # no temp file left
+    assert listing == ["probe.pyz"]  # no temp file left
     assert t.run(["stat", "-c", "%a", run_dir], timeout=20).stdout.strip() == "700"
     t.close()
     again = open_transport(inv.node("nsc"), inv)

@@ -12,7 +12,7 @@ from harness.doctor.parse import hyperv_raw_entry, parse_version
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 VMADDR_CID_ANY = 4294967295
 MIN_PYTHON = (3, 8)
-MIN_PYTHON_WINDOWS = (3, 12)  # socket.AF_HYPERV is native from 3.12; the probe refuses older (probe.py)
+MIN_PYTHON_WINDOWS = (3, 12)  # socket.AF_HYPERV is native from 3.12; the probe refuses older (probe/sockets.py)
 MIN_SOCAT = (1, 7, 4)
 
 

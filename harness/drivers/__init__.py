@@ -15,35 +15,35 @@ if TYPE_CHECKING:
     from harness.agents import AgentPool
     from harness.outcome import Observation
 
-__all__ = ["DRIVERS", "REPLY_PREFIX", "CellPlan", "Driver", "get_driver"]
+__all__ = ["DRIVERS", "REPLY_PREFIX", "CellDriver", "CellPlan", "get_driver"]
 
 
-class Driver(Protocol):
+class CellDriver(Protocol):
     """What a driver module offers: one cell plan in, one observation out."""
 
     def run(self, plan: CellPlan, pool: AgentPool) -> Observation: ...
 
 
-def _probe() -> Driver:
+def _probe() -> CellDriver:
     from harness.drivers import probe
     return probe
 
 
-def _socat() -> Driver:
+def _socat() -> CellDriver:
     from harness.drivers import socat
     return socat
 
 
-def _command() -> Driver:
+def _command() -> CellDriver:
     from harness.drivers import command
     return command
 
 
 # driver kind -> its module, imported on first use (as pytest-testinfra's BACKENDS, typed)
-DRIVERS: dict[str, Callable[[], Driver]] = {"probe": _probe, "socat": _socat, "command": _command}
+DRIVERS: dict[str, Callable[[], CellDriver]] = {"probe": _probe, "socat": _socat, "command": _command}
 
 
-def get_driver(kind: str) -> Driver:
+def get_driver(kind: str) -> CellDriver:
     """The driver for `kind`; its run(plan, pool) -> Observation."""
     try:
         load = DRIVERS[kind]

@@ -42,9 +42,9 @@ def find_errno(text: str) -> tuple[str, int] | None:
     for message, name, num in _TEXTS:
         if message and message in (text or ""):
             return name, num
-    m = _WIN_CODE.search(text or "")
-    if m:
-        num = int(m.group(1))
+    code = _WIN_CODE.search(text or "")
+    if code:
+        num = int(code.group(1))
         for name, n in WSA.items():
             if n == num:
                 return name, num

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 
+from harness import timeouts
 from harness.agents import AgentPool
 from harness.drivers.plan import CellPlan
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
-from harness import timeouts
+from harness.probe.protocol import Event, event_of
 
 # the client phases where the probe may say X: connect() failed, or (non-stream types) socket()
 # refused the type, or a datagram was refused or never answered
@@ -41,8 +42,8 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
     except NodeError as exc:
         obs.detail = f"server: {exc}"
         return obs
-    event = ev.get("event")
-    if event == "bind_failed":
+    event = event_of(ev)
+    if event == Event.BIND_FAILED:
         obs.outcome = Outcome.B
         obs.bind_errno, obs.bind_errno_name = ev.get("errno"), ev.get("errno_name")
         phase = ev.get("phase") or "bind"
@@ -50,7 +51,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         what = f"{cell.socket} socket()" if phase == "socket" else f"{phase} {plan.bind.display} port {cell.port}"
         obs.detail = f"{what} failed: {ev.get('message', '')}".strip()
         return obs
-    if event != "listening":
+    if event != Event.LISTENING:
         obs.detail = f"server on {s_node.name}: {event or 'no answer'}: {ev.get('message', '')}".strip()
         return obs
     listener = ev["listener"]
@@ -83,10 +84,10 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
 
 
 def _classify(obs: Observation, res: dict, plan: CellPlan) -> None:
-    event = res.get("event")
+    event = event_of(res)
     obs.elapsed_ms = res.get("elapsed_ms")
     obs.reply = res.get("reply")
-    if event != "result":
+    if event != Event.RESULT:
         obs.outcome = Outcome.E
         obs.detail = f"client on {plan.client.name}: {event or 'no answer'}: {res.get('message', '')}".strip()
         return

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from harness.agents import AgentPool
 from harness.drivers.plan import CellPlan
-from harness.drivers.spawned import start_margin, run_client, server_failure, start_server, stop_server
+from harness.drivers.spawned import run_client, server_failure, start_margin, start_server, stop_server
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 
@@ -67,6 +67,9 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         obs.outcome = Outcome.NA if why.startswith("socat has no") else Outcome.E
         obs.detail = why
         return obs
+    if plan.bind.addr is None or plan.target.addr is None:  # the runner makes such cells n/a first
+        obs.detail = "socat driver without a resolved address"
+        return obs
     reply_wait = float(cell.timeout) + start_margin(plan.server)  # also the server's budget to get ready
     s_argv = server_argv(plan.server.family, plan.bind.addr, cell.port, reply_wait)
     c_argv = client_argv(plan.client.family, plan.target.addr, cell.port, float(cell.timeout), reply_wait)
@@ -87,7 +90,8 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
             obs.detail = f"client: {exc}"
             return obs
         expected = plan.expected_reply
-        return run_client(c_transport, c_argv, cell.payload.encode("utf-8"), reply_wait + start_margin(plan.client), obs,
+        return run_client(c_transport, c_argv, cell.payload.encode("utf-8"),
+                          reply_wait + start_margin(plan.client), obs,
                           lambda rc, out, err: rc == 0 and out == expected)
     finally:
         stop_server(start.proc, obs)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cell import Cell
+from harness.judgement import Judgement
 from harness.outcome import Observation
 
 
@@ -16,9 +17,9 @@ def _errno_text(name: str | None, number: int | None) -> str:
     return f"{name or ''} {number if number is not None else ''}".strip()
 
 
-def cell_properties(cell: Cell, observation: Observation, baseline: str | None,
-                    flip: str | None) -> list[tuple[str, str]]:
-    """JUnit XML (pytest --junitxml) properties of one cell: expected, observed, errno, flip."""
+def cell_properties(cell: Cell, observation: Observation, baseline: Observation | None,
+                    judgement: Judgement) -> list[tuple[str, str]]:
+    """JUnit XML (pytest --junitxml) properties of one cell: expected, observed, errno, verdict, flip."""
     props = [("cell", cell.id),
              ("expected", cell.expected.value if cell.expected is not None else "?"),
              ("observed", observation.outcome.value),
@@ -29,10 +30,15 @@ def cell_properties(cell: Cell, observation: Observation, baseline: str | None,
         props.append(("bind_errno", _errno_text(observation.bind_errno_name, observation.bind_errno)))
     if observation.elapsed_ms is not None:
         props.append(("elapsed_ms", f"{observation.elapsed_ms:.1f}"))
+    props.append(("verdict", judgement.kind))
+    if judgement.mismatch:
+        props.append(("mismatch", "true"))
     if baseline is not None:
-        props.append(("baseline", baseline))
-        if flip:
-            props.append(("flip", flip))
+        props.append(("baseline", baseline.outcome.value))
+        if baseline.outcome_errno:
+            props.append(("baseline_errno", baseline.outcome_errno))
+        if judgement.flip:
+            props.append(("flip", judgement.flip))
     return props
 
 

@@ -6,7 +6,7 @@ node is reached. The probe is deployed once per transport (i.e. once per node pe
 
 Where the probe goes (POSIX nodes): a directory made fresh for this run by `mktemp -d` (mode
 0700, unguessable name) under `access.workdir` (default /tmp), never a fixed path another local
-user could create first and fill with their own probe.py, which would then run as root. The
+user could create first and fill with their own probe, which would then run as root. The
 copy is checked (sha256 on the node) before it is ever run. What this relies on: the base
 directory is /tmp (sticky) or writable only by the login user or root.
 """
@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import abc
 import collections
-import hashlib
 import queue
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Callable
 
 from harness.errors import NodeError
 from harness.node import Inventory, Node
 from harness import timeouts
+from harness.probe import bundle
 
-PROBE_SOURCE = Path(__file__).resolve().parent.parent / "probe.py"
+PROBE_NAME = bundle.FILE_NAME  # the probe package as one zipapp file (harness/probe/bundle.py)
 DEFAULT_POSIX_WORKDIR = "/tmp"  # the base; each run's probe lives in a fresh mktemp -d below it
 RUN_DIR_TEMPLATE = "hvsock-matrix.XXXXXXXXXX"
 _MAKE_RUN_DIR = 'umask 077 && mkdir -p -- "$1" && exec mktemp -d -- "$1/$2"'
@@ -211,14 +210,14 @@ class Transport(abc.ABC):
             pass
 
     def deploy_probe(self) -> str:
-        remote = self.make_run_dir() + "/probe.py"
-        self.put(str(PROBE_SOURCE), remote)
+        remote = self.make_run_dir() + "/" + PROBE_NAME
+        self.put(str(bundle.probe_file()), remote)
         self.verify_copy(remote)
         return remote
 
     def verify_copy(self, remote: str) -> None:
         """The probe on the node is byte for byte ours, or it is never run."""
-        want = hashlib.sha256(PROBE_SOURCE.read_bytes()).hexdigest()
+        want = bundle.probe_sha256()
         result = self.run(["sh", "-c", _SHA256, "sha256", self.python(), remote], timeout=DEFAULT_DEADLINE)
         got = result.stdout.split()[0] if result.stdout.split() else ""
         if got != want:

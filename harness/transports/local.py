@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 
-from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, LineQueue, Process, Transport, one_line
+from harness.probe import bundle
+from harness.transports.base import CommandResult, CommandTimeout, LineQueue, Process, Transport, one_line
 from harness import timeouts
 
 
@@ -121,10 +122,10 @@ class LocalTransport(Transport):
         return self.node.access.python or sys.executable
 
     def deploy_probe(self) -> str:
-        """Same filesystem: the checkout's probe is used in place, no copy."""
+        """Same filesystem: the zipapp built for this run is used in place, no copy."""
         if self.node.access.workdir:
             return super().deploy_probe()
-        return str(PROBE_SOURCE)
+        return str(bundle.probe_file())
 
     def close(self) -> None:
         self.remove_run_dir()

@@ -35,7 +35,9 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from typing import Callable
+import time
+from collections.abc import Callable
+from typing import ClassVar
 
 
 def split_windows_cmdline(text: str) -> list[str]:
@@ -83,16 +85,16 @@ def split_windows_cmdline(text: str) -> list[str]:
 class FakeServiceManager:
     """One Windows machine's services and ADMIN$ files, as pypsexec's Clients change them."""
 
-    machines: dict[str, "FakeServiceManager"] = {}  # by server name (reset by tests)
+    machines: ClassVar[dict[str, FakeServiceManager]] = {}  # by server name (reset by tests)
 
     def __init__(self):
-        self.services: dict[str, "FakePsexecClient"] = {}  # service name -> the Client that created it
+        self.services: dict[str, FakePsexecClient] = {}  # service name -> the Client that created it
         self.exes: set[str] = set()  # files in C:\Windows (ADMIN$)
         self.deleted_while_busy: list[str] = []  # a running Client's service deleted under it
         self.log: list[tuple[str, str]] = []  # (create|delete, service name)
 
     @classmethod
-    def of(cls, server: str) -> "FakeServiceManager":
+    def of(cls, server: str) -> FakeServiceManager:
         return cls.machines.setdefault(server.lower(), cls())
 
     def delete(self, name: str) -> None:
@@ -136,12 +138,13 @@ class FakeConnection:
 class FakePsexecClient:
     """Records calls like pypsexec.client.Client would receive them; never talks to a network."""
 
-    created: list["FakePsexecClient"] = []  # every instance, in creation order (reset by tests)
-    stalled: set[str] = set()  # servers whose SMB session setup is never answered (reset by tests)
+    created: ClassVar[list[FakePsexecClient]] = []  # every instance, in creation order (reset by tests)
+    stalled: ClassVar[set[str]] = set()  # servers whose SMB session setup is never answered (reset by tests)
+    connect_seconds: ClassVar[float] = 0.0  # how long a (not stalled) connect takes (reset by tests)
     _lock = threading.Lock()
 
     def __init__(self, server, username=None, password=None, port=445, encrypt=True, handler: Callable | None = None):
-        self.service_name = "PAExec-%d-%s" % (os.getpid(), socket.gethostname())  # client.py Client.__init__
+        self.service_name = f"PAExec-{os.getpid()}-{socket.gethostname()}"  # client.py Client.__init__
         self.scm = FakeServiceManager.of(server)
         self.server = server
         self.username = username
@@ -163,6 +166,7 @@ class FakePsexecClient:
         """client.py Client.connect: connection.connect(timeout), session.connect(), SCMR open."""
         self.calls.append(("connect", {"timeout": timeout}))
         self.connection.check()
+        time.sleep(FakePsexecClient.connect_seconds)
         if self.server.lower() in FakePsexecClient.stalled:
             self.connection.wait_for_answer_that_never_comes()  # session.connect(): receive() without timeout
         self.connected = True
@@ -186,7 +190,9 @@ class FakePsexecClient:
         if self.scm.services.get(self.service_name) is not self:
             raise RuntimeError(f"PAExec service {self.service_name} was deleted by another Client")
         if stdin is not None and asynchronous:
-            raise ValueError("Cannot send stdin data on an interactive or asynchronous process")  # as pypsexec
+            from pypsexec.exceptions import PypsexecException  # client.py Client.run_executable
+
+            raise PypsexecException("Cannot send stdin data on an interactive or asynchronous process")
         self.connection.check()
         call = {"executable": executable, "arguments": arguments, "asynchronous": asynchronous,
                 "run_elevated": run_elevated, "timeout_seconds": timeout_seconds, "stdin": stdin}
@@ -234,7 +240,7 @@ class FakeSmbShare:
         self.removed_trees: list[str] = []  # remove_tree calls, in order
         self.aborts = 0
 
-    def session(self, server, username, password, port, timeout) -> "FakeSmbShare":
+    def session(self, server, username, password, port, timeout) -> FakeSmbShare:
         """Used as harness.transports.psexec.clients.files_factory."""
         self.sessions.append({"server": server, "username": username, "port": port})
         return self

@@ -21,7 +21,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from harness import probe
+from harness.probe import cli, sockets
 from harness.hyperv.powershell import decode_command
 from harness.transports import psexec
 from harness.transports.psexec import clients as psexec_clients
@@ -265,11 +265,11 @@ class FakeHyperVLab:
         if args[1:] == []:
             return None, (b"", b"usage: probe.py\r\n", 2)
         try:
-            parsed = probe.build_parser().parse_args(args[1:])
+            parsed = cli.build_parser().parse_args(args[1:])
         except SystemExit:
             return None, (b"", b"probe.py: error: bad arguments\r\n", 2)
         if machine.python_version < (3, 12) and parsed.command in ("serve", "connect", "session"):
-            # probe.main: no socket.AF_HYPERV before CPython 3.12 -> one error line, exit 2
+            # cli.main: no socket.AF_HYPERV before CPython 3.12 -> one error line, exit 2
             return None, (_out({"event": "error", "message": "Python %s has no socket.AF_HYPERV: the probe needs "
                                 "Python >= 3.12 on Windows nodes" % machine.python}), b"", 2)
         return parsed, None
@@ -293,7 +293,7 @@ class FakeHyperVLab:
         return b"", b"FakeHyperVLab: only connect/info run in the foreground\r\n", 2
 
     def _service(self, parsed) -> str:
-        return (parsed.service or probe.service_for_port(parsed.port)).lower()
+        return (parsed.service or sockets.service_for_port(parsed.port)).lower()
 
     def _spawn(self, machine: FakeWindowsMachine, script: str):
         exe = _ps_literal(script, r"\$psi\.FileName")

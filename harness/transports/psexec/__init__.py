@@ -14,7 +14,7 @@ patching nothing.
 """
 from __future__ import annotations
 
-from harness.transports.base import PROBE_SOURCE
+from harness.transports.base import PROBE_NAME
 from harness.transports.psexec.clients import SMB_PORT, failure_text, shared_clients
 from harness.transports.psexec.files import SmbFiles, admin_share_path
 from harness.transports.psexec.process import PsexecProcess, spawn_script
@@ -28,7 +28,7 @@ from harness.transports.psexec.transport import (
 )
 
 __all__ = [
-    "CREATE_PROCESS_LIMIT", "DEFAULT_PYTHON", "DEFAULT_WORKDIR", "DEFAULT_WORKDIR_BASE", "PROBE_SOURCE",
+    "CREATE_PROCESS_LIMIT", "DEFAULT_PYTHON", "DEFAULT_WORKDIR", "DEFAULT_WORKDIR_BASE", "PROBE_NAME",
     "RUN_DIR_NAME", "SMB_PORT", "PsexecProcess", "PsexecTransport", "SmbFiles", "admin_share_path",
     "failure_text", "shared_clients", "spawn_script",
 ]

@@ -23,6 +23,7 @@ The password comes from os.environ[access.password_env], and is never logged or 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -291,10 +292,8 @@ def quietly(*steps: Callable[[], Any] | None) -> None:
     for step in steps:
         if step is None:
             continue
-        try:
+        with contextlib.suppress(Exception):  # the node may be gone; nothing left to do on our side
             step()
-        except Exception:  # the node may be gone; nothing left to do on our side
-            pass
 
 
 _DCERPC_FAULTS = {  # DCE/RPC fault statuses ([MS-RPCE] 2.2.2.11 / C706 appendix E)

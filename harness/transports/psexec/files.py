@@ -1,6 +1,7 @@
 """Files on a Windows node through its admin share (C$), with smbprotocol's high-level smbclient API."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 from pathlib import PureWindowsPath
@@ -90,7 +91,5 @@ class SmbFiles:
         """Closes the sockets under this node's SMB connections without a word to the server, so a call
         blocked on a silent server ends (smbprotocol connection.py Connection.disconnect(close=False))."""
         for connection in list(self._cache.values()):
-            try:
+            with contextlib.suppress(Exception):  # already closed
                 connection.disconnect(close=False)
-            except Exception:  # already closed
-                pass

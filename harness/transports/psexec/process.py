@@ -6,6 +6,7 @@ back over SMB (admin share).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from functools import partial
@@ -200,9 +201,7 @@ class PsexecProcess(Process):
     def remove_files(self) -> None:
         for suffix in (".out", ".err", ".pid", ".rc"):
             unc = self._unc(suffix)
-            try:
+            with contextlib.suppress(NodeError):
                 self._t._files_call(partial(_remove, unc))
-            except NodeError:
-                pass
 
 

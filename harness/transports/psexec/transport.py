@@ -19,7 +19,8 @@ from harness import timeouts
 from harness.errors import NodeError
 from harness.hyperv.clixml import error_text
 from harness.hyperv.powershell import powershell_argv
-from harness.transports.base import PROBE_SOURCE, CommandResult, CommandTimeout, Transport
+from harness.probe import bundle
+from harness.transports.base import PROBE_NAME, CommandResult, CommandTimeout, Transport
 from harness.transports.psexec import clients, paexec_sweep
 from harness.transports.psexec.clients import SharedClient, one_line
 from harness.transports.psexec.files import admin_share_path, is_drive_path
@@ -27,7 +28,7 @@ from harness.transports.psexec.process import SPAWN_DIR, PsexecProcess, spawn_sc
 
 # Per run, never a fixed path: a folder with a fresh unguessable name under the node's
 # C:\Windows\Temp (or access.workdir), so no local user can create it first and plant a
-# probe.py there that would run elevated. Relies on C:\Windows\Temp's default ACL: users may
+# probe there that would run elevated. Relies on C:\Windows\Temp's default ACL: users may
 # create their own entries but not touch an administrator's.
 RUN_DIR_NAME = f"hvsock-matrix-{uuid.uuid4().hex}"
 DEFAULT_WORKDIR_BASE = r"C:\Windows\Temp"
@@ -152,19 +153,19 @@ class PsexecTransport(Transport):
         return self.windows_workdir
 
     def deploy_probe(self) -> str:
-        remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
-        self.put(str(PROBE_SOURCE), remote)
+        remote = str(PureWindowsPath(self.windows_workdir, PROBE_NAME))
+        self.put(str(bundle.probe_file()), remote)
         unc = admin_share_path(self.node.access.host or "", remote)
         copied = self._files_call(lambda f: f.read_from(unc, 0))  # read back: byte for byte ours, or never run
-        if copied is None or hashlib.sha256(copied).digest() != hashlib.sha256(PROBE_SOURCE.read_bytes()).digest():
+        if copied is None or hashlib.sha256(copied).hexdigest() != bundle.probe_sha256():
             raise NodeError(self.node.name,
                             f"the probe copied to {remote} does not match ours (sha256); not running it")
         return remote
 
     def probe_command(self) -> list[str]:
-        """[python..., <workdir>\\probe.py] (default `py -3`), copying the probe once per Client,
+        """[python..., <workdir>\\probe.pyz] (default `py -3`), copying the probe once per Client,
         i.e. once per run and host however many transports share it."""
-        remote = str(PureWindowsPath(self.windows_workdir, "probe.py"))
+        remote = str(PureWindowsPath(self.windows_workdir, PROBE_NAME))
         shared = self._client()
         with self._deploy_lock:
             shared.run_dirs.add(admin_share_path(self.node.access.host or "", self.windows_workdir))  # see retire

@@ -1,101 +1,31 @@
-"""Scenario files: which cells a matrix has and what the documents expect of each.
-
-A scenario is written once and runs against any inventory: locations are selectors or node
-names, addresses are tokens resolved per family at run time (harness/addresses.py).
-
-Format (YAML; every error names "path:line"):
-
-```yaml
-scenario: A                  # name, [A-Za-z0-9][A-Za-z0-9._-]*; cell ids start with it (or a label)
-title: Windows host and Windows VM, AF_HYPERV        # optional
-source: "seeds/001_d14bb74e35920e23.txt"             # optional, where the expectations come from
-description: free text       # optional
-port: 19000                  # every cell uses it ...
-# port_base: 20000           # ... OR cell number i (0-based, in the order below) uses port_base + i,
-                             #     so parallel (xdist) cells never share a listener. Not both.
-driver: probe                # probe (default) | socat | {kind: command, server: "...", client: "..."}
-payload: World!              # what the client sends; O means "Hello: <payload>" came back
-timeout: 10                  # seconds for the client's whole attempt
-pairs: related               # related (default): keep a (server node, client node) pair only when
-                             # same node, parent/child or siblings; any: keep every pair
-max_cells: 20000             # optional: the most cells this scenario may expand to (default 20000,
-                             # at most 1000000); a scenario over it is refused, never half-run
-axes:                        # optional: cartesian product, every cell expect unknown
-  server.on: [windows-host, windows-vm]
-  server.bind: [wildcard, loopback, children, parent]
-  client.on: [windows-host, windows-vm]
-  client.target: [parent, loopback, server, children, broadcast]
-  socket: [stream, seqpacket] # optional: every cell above once per socket type
-cells:                       # optional: explicit cells (at least one of axes / cells)
-  - label: A1                # optional, [A-Za-z0-9][A-Za-z0-9._-]*; the id starts with it
-    server: {on: windows-host, bind: wildcard}
-    client: {on: windows-vm, target: parent}
-    expect: O                # O | X | B | n/a | unknown (default unknown); X and B may name the errno:
-                             # "X ECONNRESET", "B EADDRNOTAVAIL", "X WSAECONNREFUSED"
-    socket: seqpacket        # optional: stream (default) | seqpacket | dgram (also top level and axes)
-    source: "001 case 1"     # where this expectation is written
-    disputed: false          # true: the documents can be read two ways; see note
-    note: free text
-    port: 22                 # optional per-cell overrides: port, service, payload, timeout, driver
-    service: 00004a38-facb-11e6-bd58-64006a7986d3   # explicit Hyper-V service GUID
-```
-
-Locations (`server.on`, `client.on`): a node name; a selector `host`, `vm`, `linux-host`,
-`windows-host`, `linux-vm`, `windows-vm` (every matching node, inventory order); a selector
-restricted by its parent, `SELECTOR@PARENT` (e.g. `linux-vm@windows-host`: Linux VMs whose
-host is a Windows host; PARENT is a selector or a node name); and for `client.on` only,
-`server` = the same node as the server. When nothing in the inventory matches, the cell
-is still produced, with the token as node name and a `skip_reason` (pytest skips it).
-
-Bind tokens: wildcard|any, loopback|local, children, parent|host, broadcast, self,
-node:<name>, a GUID, a CID (integer), an IPv4 address. Target tokens: the same plus
-`server` (the server node's VM ID / CID / address). Tokens are stored canonically
-(aliases folded, GUIDs lowercase), so `any` and `wildcard` give the same cell id.
-
-An explicit cell that the axes also produce (same server node, bind, client node, target,
-driver kind) replaces that axes cell: its label, expectation and source win, no duplicate.
-Cell order: explicit cells in file order, then the remaining axes cells in product order
-(server.on, server.bind, client.on, client.target).
-
-Socket types: `stream` (the documents' SOCK_STREAM), `seqpacket` (two messages out, two echoes
-back, each whole), `dgram` (one datagram out, its echo back). A type a node refuses is B (server
-side) or X (client side) with its errno and phase. Ids show the type when it is not stream:
-`KVM[l1:any<-vm21:server/seqpacket]`. socat is a stream driver: a non-stream socat cell is n/a.
-
-Drivers: `probe` runs harness/probe.py on both nodes; `socat` runs socat as the documents
-did; `command` runs the templates, with placeholders {bind} {target} {addr} {port} {service}
-{payload} {vm_id} {cid} {timeout} {socket} filled from the resolved cell (harness/drivers/command.py has the
-details). The server template runs in the background on the server node, the client template
-on the client node, and the client decides: O when it exits 0 (and, if it sends {payload},
-"Hello: <payload>" is in its output), X when it exits non-zero with a recognisable connect
-errno, E otherwise. Document 000's "ssh over vsock" (C3) is written this way: the guest runs
-the documents' relay `socat VSOCK-LISTEN:{port},reuseaddr,fork TCP:localhost:22`, the host
-connects over vsock and must read the SSH server's banner (`SSH-`) through it.
-
-How a command client should end: as soon as it has its answer, never at a timeout. A shell
-pipeline ends when its LAST process does, and a reader like `grep -q` exiting early does not
-stop the program feeding it while the peer stays silent (sshd waits for the client's banner):
-bound what the client reads instead (socat `readbytes=N`, `head -c N`, a request/response tool
-that exits after the reply). `{timeout}` (e.g. socat `-T {timeout}`) is the bound for a peer
-that never answers, not the expected duration: a client that waits for it turns every cell
-into `timeout` seconds and makes an O look like a slow O.
+"""A scenario file's model: the checks of every token and field (pydantic, strict) and the parsed
+`Scenario`; every error is one "path:line: message" line. The format is described in
+docs/scenario-format.md; the cells a scenario gives against an inventory are expansion.py.
 """
 from __future__ import annotations
 
-import itertools
-import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from harness import addresses, timeouts, yamlfile
-from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Cell, Driver
+from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Driver
+from harness.drivers.command_ready import check_ready_pattern
 from harness.drivers.errnos import known_errno
 from harness.errors import InputError
-from harness.node import NAME_RE, NAME_RULE, Inventory, Node, check_timeout, seconds, shown
+from harness.node import NAME_RE, NAME_RULE, check_timeout, seconds, shown
 from harness.outcome import Outcome
 
 SELECTORS = ("host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm")
@@ -232,18 +162,19 @@ def _driver(value: Any) -> Driver:
             raise ValueError("a command driver is a mapping {kind: command, server: ..., client: ...}")
         raise ValueError(f"unknown driver {shown(value)} (expected probe, socat or {{kind: command, ...}})")
     if isinstance(value, dict):
-        unknown = sorted(set(value) - {"kind", "server", "client"}, key=str)
+        unknown = sorted(set(value) - {"kind", "server", "client", "ready"}, key=str)
         if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r} in driver (allowed: kind, server, client)")
+            raise ValueError(f"unknown key {unknown[0]!r} in driver (allowed: kind, server, client, ready)")
         kind = value.get("kind", "command")
         if kind in ("probe", "socat"):
-            if value.get("server") is not None or value.get("client") is not None:
-                raise ValueError(f"driver {kind} takes no server/client templates")
+            if any(value.get(k) is not None for k in ("server", "client", "ready")):
+                raise ValueError(f"driver {kind} takes no server/client templates or ready pattern")
             return Driver(kind=kind)
         if kind != "command":
             raise ValueError(f"unknown driver kind {shown(kind)} (expected probe, socat or command)")
         return Driver(kind="command", server=_check_template("server", value.get("server")),
-                      client=_check_template("client", value.get("client")))
+                      client=_check_template("client", value.get("client")),
+                      ready=check_ready_pattern(value.get("ready")))
     raise ValueError(f"unknown driver {shown(value)} (expected probe, socat or {{kind: command, ...}})")
 
 
@@ -350,18 +281,18 @@ class ScenarioModel(_Strict):
 
 
 _FIELDS_AT = {
-    "server": list(ServerSide.model_fields),
-    "client": list(ClientSide.model_fields),
-    "axes": [f.alias for f in AxesModel.model_fields.values()],
+    "server": yamlfile.keys_of(ServerSide),
+    "client": yamlfile.keys_of(ClientSide),
+    "axes": yamlfile.keys_of(AxesModel),
 }
 
 
 def _fields_for(loc: tuple) -> list[str]:
     if not loc:
-        return list(ScenarioModel.model_fields)
+        return yamlfile.keys_of(ScenarioModel)
     last = loc[-1]
     if isinstance(last, int):
-        return list(CellModel.model_fields)
+        return yamlfile.keys_of(CellModel)
     return _FIELDS_AT.get(last, [])
 
 
@@ -449,149 +380,3 @@ def load_scenario(path: str | Path) -> Scenario:
     if not isinstance(data, dict) or "scenario" not in data:
         raise InputError(f"{path}:{getattr(data, 'line', 1)}", "not a scenario file (no top-level 'scenario:' key)")
     return parse_scenario(path, data)
-
-
-# --- expansion --------------------------------------------------------------------------------
-def _matches(node: Node, selector: str) -> bool:
-    if selector == "host" or selector == "vm":
-        return node.role == selector
-    os_name, _, role = selector.partition("-")
-    return node.os == os_name and node.role == role
-
-
-def _match_part(token: str, inventory: Inventory) -> list[Node]:
-    if token in SELECTORS:
-        return [n for n in inventory.nodes.values() if _matches(n, token)]
-    node = inventory.nodes.get(token)
-    return [node] if node is not None else []
-
-
-def match_location(token: str, inventory: Inventory) -> list[Node]:
-    """Nodes a location token names, in inventory order (`server` is handled by the caller)."""
-    base, sep, parent_token = token.partition("@")
-    nodes = _match_part(base, inventory)
-    if sep:
-        parents = {n.name for n in _match_part(parent_token, inventory)}
-        nodes = [n for n in nodes if n.parent in parents]
-    return nodes
-
-
-def related(a: Node, b: Node) -> bool:
-    """Same node, parent and child, or siblings (same parent)."""
-    return (a.name == b.name or a.parent == b.name or b.parent == a.name
-            or (a.parent is not None and a.parent == b.parent))
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """One cell before inventory expansion (tokens), from an explicit cell or the axes."""
-
-    server_on: str
-    bind: str
-    client_on: str
-    target: str
-    loc: tuple  # where in the YAML, for messages
-    cell: Optional[CellModel] = None
-    socket: Optional[str] = None  # from the axes; explicit cells carry theirs in `cell`
-
-
-def _pairs(spec: _Spec, inventory: Inventory | None, pairs_mode: str):
-    """(server name, client name, skip_reason, server node, client node) for one spec."""
-    client_token = spec.server_on if spec.client_on == "server" else spec.client_on
-    if inventory is None:
-        yield spec.server_on, client_token, "no inventory (give --inventory PATH)", None, None
-        return
-    servers = match_location(spec.server_on, inventory)
-    if not servers:
-        yield spec.server_on, client_token, f"inventory {inventory.name} has no {spec.server_on} node", None, None
-        return
-    for s in servers:
-        if spec.client_on == "server":
-            yield s.name, s.name, None, s, s
-            continue
-        clients = match_location(spec.client_on, inventory)
-        if not clients:
-            yield s.name, spec.client_on, f"inventory {inventory.name} has no {spec.client_on} node", s, None
-            continue
-        kept = clients if pairs_mode == "any" else [c for c in clients if related(s, c)]
-        if not kept:
-            yield (s.name, spec.client_on,
-                   f"inventory {inventory.name} has no {spec.client_on} node related to {s.name} "
-                   f"(same node, parent/child or sibling)", s, None)
-            continue
-        for c in kept:
-            yield s.name, c.name, None, s, c
-
-
-def _specs(sc: Scenario):
-    m = sc.model
-    for i, c in enumerate(m.cells):
-        yield _Spec(c.server.on, c.server.bind, c.client.on, c.client.target, ("cells", i), c)
-    if m.axes is not None:
-        a = m.axes
-        # socket innermost: a cell's types come one after the other, so reports show them side by side
-        for so, sb, co, ct, st in itertools.product(a.server_on, a.server_bind, a.client_on, a.client_target,
-                                                    a.socket or [m.socket]):
-            yield _Spec(so, sb, co, ct, ("axes",), None, st)
-
-
-def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
-    """All cells of a scenario against an inventory (None: every cell skipped, names = tokens)."""
-    m = scenario.model
-    path = scenario.path
-    out: list[Cell] = []
-    index: dict[tuple, int] = {}
-    where_cache: dict[tuple, str] = {}
-    pairs_seen = 0
-    for spec in _specs(scenario):
-        c = spec.cell
-        driver = (c.driver if c is not None and c.driver is not None else m.driver)
-        sock = spec.socket or (c.socket if c is not None and c.socket is not None else m.socket)
-        expected, expected_errno = split_expect(c.expect if c is not None else None)
-        if spec.loc not in where_cache:
-            where_cache[spec.loc] = scenario.where(*spec.loc)
-        defined_at = where_cache[spec.loc]
-        for server_name, client_name, skip, s_node, c_node in _pairs(spec, inventory, m.pairs):
-            pairs_seen += 1
-            if pairs_seen > m.max_cells * 2:  # selectors x inventory nodes multiply the axes
-                raise InputError(scenario.where("axes"), _too_many(None, m.max_cells))
-            key = _key(server_name, spec.bind, client_name, spec.target, driver, sock)
-            if key in index:
-                if c is not None:  # two explicit cells landed on the same nodes
-                    first = out[index[key]].defined_at
-                    raise InputError(defined_at, f"duplicate cell {out[index[key]].id} (also defined at {first})")
-                continue  # the axes produce it again (overlapping selectors) or an explicit cell owns it
-            cell_port = c.port if c is not None and c.port is not None else None
-            port_loc = spec.loc + ("port",) if cell_port is not None else None
-            if cell_port is None:
-                if m.port is not None:
-                    cell_port, port_loc = m.port, ("port",)
-                else:
-                    cell_port, port_loc = m.port_base + len(out), ("port_base",)
-            families = {n.family for n in (s_node, c_node) if n is not None}
-            family = "tcp" if "tcp" in families else None
-            problem = addresses.check_port(cell_port, family)
-            if problem:
-                raise InputError(scenario.where(*port_loc), f"{problem} (cell {len(out)}: {server_name} <- {client_name})")
-            index[key] = len(out)
-            if len(out) >= m.max_cells:
-                raise InputError(defined_at, _too_many(None, m.max_cells))
-            out.append(Cell(
-                scenario=m.scenario, server_on=server_name, bind=spec.bind, client_on=client_name,
-                target=spec.target, port=cell_port,
-                expected=expected, expected_errno=expected_errno, socket=sock,
-                label=c.label if c is not None else None,
-                source=c.source if c is not None else None,
-                disputed=c.disputed if c is not None else False,
-                note=c.note if c is not None else None,
-                driver=driver,
-                service=c.service if c is not None else None,
-                payload=(c.payload if c is not None and c.payload is not None else m.payload),
-                timeout=(c.timeout if c is not None and c.timeout is not None else m.timeout),
-                skip_reason=skip, defined_at=defined_at,
-            ))
-    return out
-
-
-def load_cells(path: str | Path, inventory: Inventory | None) -> list[Cell]:
-    return expand(load_scenario(path), inventory)

@@ -1,6 +1,6 @@
 from harness.cell import Cell
 from harness.outcome import Observation, Outcome
-from harness.verdict import judge
+from harness.judgement import judge
 
 
 def cell(expected=None, source="001 case 7"):
@@ -25,7 +25,7 @@ def test_e_is_never_accepted_as_x_it_is_an_error():
 
 
 def test_e_that_flipped_is_still_an_error_and_says_so():
-    v = judge(cell(Outcome.O), Observation(Outcome.E, detail="lab down"), flip="O->E")
+    v = judge(cell(Outcome.O), Observation(Outcome.E, detail="lab down"), Observation(Outcome.O))
     assert v.kind == "error" and "O->E" in v.message and v.message.endswith("lab down")
 
 
@@ -35,7 +35,7 @@ def test_unknown_expectation_records_and_passes():
 
 
 def test_flip_fails_even_when_expected_matches():
-    v = judge(cell(Outcome.O), Observation(Outcome.O, elapsed_ms=1), flip="X->O")
+    v = judge(cell(Outcome.O), Observation(Outcome.O, elapsed_ms=1), Observation(Outcome.X))
     assert v.kind == "fail" and "X->O" in v.message
 
 

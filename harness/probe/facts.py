@@ -1,0 +1,70 @@
+"""`info`: what a node is (OS, Python, vsock modules, CID, VM ID), asked without AF_VSOCK.
+
+Stdlib only, Python >= 3.8. The /dev/vsock ioctl is made on lab nodes only.
+"""
+import os
+import socket
+import struct
+
+from . import common
+from .common import lab_allowed
+from .sockets import IOCTL_VM_SOCKETS_GET_LOCAL_CID, hyperv_available, windows_python_problem
+from .protocol import Event
+
+
+def local_cid():
+    import fcntl
+    with open("/dev/vsock", "rb") as f:
+        buf = bytearray(4)
+        fcntl.ioctl(f.fileno(), IOCTL_VM_SOCKETS_GET_LOCAL_CID, buf, True)
+        return struct.unpack("I", bytes(buf))[0]
+
+
+def windows_vm_id():
+    """VirtualMachineId from the 64-bit registry view: a 32-bit Python on 64-bit Windows would
+    otherwise be redirected to WOW6432Node, where the integration services write nothing."""
+    try:
+        import uuid
+        import winreg
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters",
+                            0, winreg.KEY_READ | winreg.KEY_WOW64_64KEY) as key:
+            value, _ = winreg.QueryValueEx(key, "VirtualMachineId")
+        return str(uuid.UUID(str(value)))
+    except Exception:
+        return None
+
+
+def info_facts(lab_node=False):
+    import platform
+    import subprocess
+    facts = {"event": Event.INFO, "hostname": socket.gethostname(), "os": platform.system().lower(),
+             "kernel": platform.release(), "python": platform.python_version(),
+             "local_cid": None, "dev_vsock": os.path.exists("/dev/vsock"), "vsock_modules": [],
+             "socat_version": None, "vm_id": None, "lab_node": lab_allowed(lab_node),
+             "af_hyperv": hyperv_available(), "python_problem": windows_python_problem()}
+    if facts["dev_vsock"]:
+        if facts["lab_node"]:
+            try:
+                facts["local_cid"] = local_cid()
+            except OSError as exc:
+                facts["local_cid_error"] = str(exc)
+        else:
+            facts["refused"] = ["/dev/vsock ioctl: not a lab node"]
+    try:
+        with open("/proc/modules") as f:
+            facts["vsock_modules"] = sorted(
+                line.split()[0] for line in f
+                if "vsock" in line.split()[0] or line.split()[0] in ("hv_sock", "vmw_vmci"))
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["socat", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5)
+        for line in out.stdout.decode("utf-8", "replace").splitlines():
+            if "socat version" in line:
+                facts["socat_version"] = line.split("socat version", 1)[1].split()[0]
+                break
+    except (OSError, subprocess.SubprocessError):
+        pass
+    if common.IS_WINDOWS:
+        facts["vm_id"] = windows_vm_id()
+    return facts

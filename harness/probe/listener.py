@@ -1,0 +1,196 @@
+"""The server side: one bound, listening socket answering "Hello: " + payload.
+
+Stdlib only, Python >= 3.8.
+"""
+import os
+import select
+import socket
+import threading
+import time
+
+from . import common
+from .common import MAX_READ, REPLY_PREFIX
+from .sockets import SEQPACKET_MESSAGES, make_socket, os_error_fields, peer_text, sock_address
+from .protocol import Event
+
+
+class Listener(object):
+    """One bound, listening socket answering "Hello: " + payload until count or timeout.
+
+    stream: one echo per connection; seqpacket: one echo per message, SEQPACKET_MESSAGES of them
+    per connection (so the client sees whether boundaries held); dgram: one echo per datagram,
+    sent back to its sender (no listen/accept: "accepted" counts datagrams).
+    """
+
+    def __init__(self, family, addr, port, service=None, count=1, timeout=30.0, lab_node=False, emit=None,
+                 kind="stream"):
+        self.family = family
+        self.kind = kind
+        self.addr = addr
+        self.port = int(port)
+        self.service = service
+        self.count = int(count) if count else 0  # 0 = unlimited until timeout/stop
+        self.timeout = float(timeout)
+        self.lab_node = lab_node
+        self.emit = emit or (lambda event: None)
+        self.accepted = 0
+        self.peers = []
+        self.errors = []
+        self.sock = None
+        self.stopped = threading.Event()
+        self.finished = threading.Event()
+        self.thread = None
+        self._wake = None  # (read fd, write fd) once listening, POSIX only
+        self._wake_lock = threading.Lock()
+
+    def open(self):
+        """Bind and listen; returns the listening or bind_failed event (raises Refused).
+
+        bind_failed names the phase: "socket" when the node refuses the socket type itself,
+        "bind" or "listen" after that.
+        """
+        phase = "socket"
+        try:
+            self.sock = make_socket(self.family, self.addr, self.lab_node, self.kind)
+            phase = "bind"
+            if self.family == "tcp":
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            address = sock_address(self.family, self.addr, self.port, self.service)
+            self.sock.bind(address)
+            if self.kind != "dgram":
+                phase = "listen"
+                self.sock.listen(8)
+        except OSError as exc:
+            self.close_socket()
+            self.close_wake()
+            event = {"event": Event.BIND_FAILED, "phase": phase, "socket": self.kind}
+            event.update(os_error_fields(exc))
+            return event
+        if not common.IS_WINDOWS:
+            self._wake = os.pipe()
+        event = {"event": Event.LISTENING, "family": self.family, "addr": str(self.addr), "port": self.port,
+                 "socket": self.kind}
+        if self.family == "tcp":
+            event["port"] = self.sock.getsockname()[1]
+            self.port = event["port"]
+        if self.family == "hyperv":
+            event["service"] = address[1]
+        return event
+
+    def start(self):
+        self.thread = threading.Thread(target=self.serve, name="listener", daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        deadline = time.monotonic() + self.timeout
+        try:
+            while not self.stopped.is_set() and (not self.count or self.accepted < self.count):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                pysock = self.sock
+                if self._wake is not None:
+                    # wait for a client or for stop() (which writes to the wake pipe): no polling,
+                    # and shutdown() does not wake accept() on every family (vsock)
+                    ready, _, _ = select.select([pysock, self._wake[0]], [], [], min(left, 5.0))
+                    if self._wake[0] in ready:
+                        break
+                    if pysock not in ready:
+                        continue
+                    pysock.settimeout(min(left, 2.0))
+                else:  # Windows: select() takes sockets only; short accept slices instead
+                    pysock.settimeout(min(left, 0.5))
+                if self.kind == "dgram":
+                    self.answer_datagram(pysock)
+                    continue
+                try:
+                    conn, peer = pysock.accept()
+                except socket.timeout:
+                    continue
+                self.answer(conn, peer, deadline)
+        except OSError as exc:
+            if not self.stopped.is_set():
+                self.errors.append(str(exc))
+        finally:
+            self.close_socket()
+            self.close_wake()
+            self.finished.set()
+
+    def close_wake(self):
+        with self._wake_lock:  # never write to an fd number that was closed and reused
+            wake, self._wake = self._wake, None
+        for fd in wake or ():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def answer(self, conn, peer, deadline):
+        self.accepted += 1
+        text = peer_text(self.family, peer)
+        self.peers.append(text)
+        try:
+            conn.settimeout(max(0.5, min(10.0, deadline - time.monotonic())))
+            received = []
+            for _ in range(SEQPACKET_MESSAGES if self.kind == "seqpacket" else 1):
+                data = conn.recv(MAX_READ)  # seqpacket: exactly one message, whatever its size
+                if not data:
+                    break
+                received.append(data.decode("utf-8", "replace"))
+                conn.sendall((REPLY_PREFIX + received[-1]).encode("utf-8"))
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            event = {"event": Event.ACCEPTED, "peer": text, "received": "".join(received)}
+            if self.kind == "seqpacket":
+                event["messages"] = received
+        except OSError as exc:
+            event = {"event": Event.ACCEPTED, "peer": text, "error": str(exc)}
+        finally:
+            conn.close()
+        self.emit(event)
+
+    def answer_datagram(self, sock):
+        """One datagram in, "Hello: " + it back to its sender."""
+        try:
+            sock.settimeout(2.0)
+            data, peer = sock.recvfrom(MAX_READ)
+        except socket.timeout:
+            return
+        self.accepted += 1
+        text = peer_text(self.family, peer)
+        self.peers.append(text)
+        try:
+            sock.sendto((REPLY_PREFIX + data.decode("utf-8", "replace")).encode("utf-8"), peer)
+            event = {"event": Event.ACCEPTED, "peer": text, "received": data.decode("utf-8", "replace")}
+        except OSError as exc:
+            event = {"event": Event.ACCEPTED, "peer": text, "error": str(exc)}
+        self.emit(event)
+
+    def stop(self, wait=5.0):
+        self.stopped.set()
+        with self._wake_lock:
+            if self._wake is not None:
+                try:
+                    os.write(self._wake[1], b"x")
+                except OSError:
+                    pass
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)
+            except OSError:
+                pass
+        if self.thread is not None:
+            self.thread.join(wait)
+        self.close_socket()
+        return {"event": Event.STOPPED, "accepted": self.accepted, "peers": list(self.peers), "errors": list(self.errors)}
+
+    def close_socket(self):
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
