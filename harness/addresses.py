@@ -320,7 +320,8 @@ def _resolve(token: object, kind: str, me: "Node", server: "Node | None",
     if family == "hybrid":  # the host side of hybrid vsock: the guests' Unix sockets
         from harness import hybrid_addresses
 
-        return hybrid_addresses.resolve(tok, kind, me, server, inventory)
+        addr, text = hybrid_addresses.resolve(tok, kind, me, server, inventory)
+        return Resolution(token=tok, family=family, addr=addr, display=text) if addr else _na(tok, family, text)
     if tok in WELL_KNOWN:
         if family == "tcp" and tok == "parent":
             if kind == "bind":

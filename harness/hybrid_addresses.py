@@ -18,14 +18,23 @@ harness/probe/hybrid.py; several paths travel joined by ','.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from harness.addresses import Resolution, _na
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from harness.node import Inventory, Node
 
 FAMILY = "hybrid"
+
+
+class Resolution(NamedTuple):
+    """What harness/addresses.py turns into its Resolution (this module imports nothing of it)."""
+
+    addr: str | None  # the UDS path(s), or None: n/a
+    text: str  # the display, or why it is n/a
+
+
+def _na(tok: str, family: str, reason: str) -> Resolution:
+    return Resolution(None, reason)
 NO_LOOPBACK = "a hybrid vsock host has no loopback: its side of vsock is one Unix socket per guest"
 NO_CID = "a hybrid vsock host has no vsock address of its own to connect to (it reaches guests through their UDS)"
 
@@ -40,7 +49,7 @@ def _uds_of(tok: str, node: "Node", what: str) -> Resolution:
     if not node.hybrid_uds:
         return _na(tok, FAMILY, f"node {node.name} has no hybrid_uds ({what}: a hybrid host reaches only "
                                 f"hybrid guests)")
-    return Resolution(token=tok, family=FAMILY, addr=node.hybrid_uds, display=f"{node.name} UDS {node.hybrid_uds}")
+    return Resolution(node.hybrid_uds, f"{node.name} UDS {node.hybrid_uds}")
 
 
 def _by_cid(tok: str, me: "Node", inventory: "Inventory | None") -> Resolution:
@@ -74,6 +83,5 @@ def resolve(tok: str, kind: str, me: "Node", server: "Node | None", inventory: "
         guests = _guests(me, inventory)
         if not guests:
             return _na(tok, FAMILY, f"{me.name} has no hybrid guests (no child node with hybrid_uds)")
-        return Resolution(token=tok, family=FAMILY, addr=",".join(g.hybrid_uds or "" for g in guests),
-                          display=f"UDS of {', '.join(g.name for g in guests)}")
+        return Resolution(",".join(g.hybrid_uds or "" for g in guests), f"UDS of {', '.join(g.name for g in guests)}")
     return _na(tok, FAMILY, f"{tok!r} has no meaning on a hybrid vsock host (Unix sockets, one per guest)")

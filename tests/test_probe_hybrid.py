@@ -12,16 +12,16 @@ import socket
 
 import pytest
 
-from harness.probe import common, hybrid
+from harness.probe import common, hybrid_paths
 from harness.probe.client import connect_once
 from harness.probe.common import Refused
-from harness.probe.listener import make_listener
+from harness.probe.hybrid import make_listener
 from tests.fakes.fake_hybrid_backend import FakeBackend
 
 
 @pytest.fixture
 def run_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(hybrid, "HYBRID_RUN_DIR", str(tmp_path))
+    monkeypatch.setattr(hybrid_paths, "HYBRID_RUN_DIR", str(tmp_path))
     return tmp_path
 
 
@@ -114,7 +114,7 @@ def test_a_path_that_exists_is_a_bind_failure_and_is_left_alone(run_dir):
 @pytest.mark.parametrize("path", ["/tmp/elsewhere.vsock", "/run/hvlab/hybrid/../x.vsock",
                                   "/run/hvlab/hybrid/vm31.vsock,/tmp/x.vsock"])
 def test_paths_outside_the_lab_run_folder_are_refused(path, monkeypatch):
-    monkeypatch.setattr(hybrid, "HYBRID_RUN_DIR", "/run/hvlab/hybrid")
+    monkeypatch.setattr(hybrid_paths, "HYBRID_RUN_DIR", "/run/hvlab/hybrid")
     with pytest.raises(Refused, match="outside the lab's hybrid run folder"):
         _connect(path, 1)
     with pytest.raises(Refused):

@@ -100,7 +100,8 @@ def inventory_text(paths: LabPaths, port: int, guests: int, netns: bool = False,
     for name in guest_names(guests) + hybrid_names(hybrid):
         ns_facts = (f", host_netns: {placed[name]}, host_ns_mode: {lab_netns.NAMESPACES[placed[name]]}"
                     if name in placed else "")
-        ns_facts += f", vsock_device: {'vhost-vsock' if name in guest_names(guests) else 'vhost-user-vsock'}"
+        if name not in guest_names(guests):
+            ns_facts += ", vsock_device: vhost-user-vsock"  # served by vhost-device-vsock in l1
         out += [
             f"  - name: {name}",
             "    role: vm",

@@ -8,7 +8,7 @@ import sys
 from .client import connect_once
 from .common import EXIT_REFUSED, Refused
 from .facts import info_facts
-from .listener import make_listener
+from .hybrid import make_listener
 from .protocol import Event, answer_line, is_listening
 from .session import run_session
 from .sockets import SOCKET_TYPES, windows_python_problem

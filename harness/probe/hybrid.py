@@ -27,13 +27,12 @@ import select
 import socket
 import time
 
-from . import common
-from .common import LAB_ENV, LAB_MARKER, Refused, errno_name
+from .common import errno_name
+from .hybrid_paths import check_paths, listen_path, uds_paths
 from .listener import Listener
 from .protocol import Event
 from .sockets import os_error_fields, socket_type
 
-HYBRID_RUN_DIR = "/run/hvlab/hybrid"  # harness/lab/backend.py: the lab's hybrid run folder in l1
 ANSWER_MAX = 256  # "OK 4294967295\n" is 14 bytes; a longer line is not an answer
 
 
@@ -44,34 +43,6 @@ class HybridRefused(Exception):
         Exception.__init__(self, message)
         self.errno = number
         self.answer = answer
-
-
-def uds_paths(addr):
-    """The Unix socket paths of an address: one path, or several joined by ',' (a host binding every guest)."""
-    paths = [p for p in str(addr).split(",") if p]
-    if not paths:
-        raise ValueError("hybrid address %r: no Unix socket path" % (addr,))
-    for path in paths:
-        if not path.startswith("/") or "\0" in path:
-            raise ValueError("hybrid address %r: not an absolute path" % (path,))
-    return paths
-
-
-def listen_path(uds, port):
-    """Where a host program listens for guests connecting to CID 2 port `port`: <uds>_<port>."""
-    return "%s_%d" % (uds, int(port))
-
-
-def check_paths(paths, lab_node):
-    """Refused unless this is a lab node and every path lies in the lab's hybrid run folder."""
-    if not common.lab_allowed(lab_node):
-        raise Refused("hybrid vsock refused: not a lab node (pass --lab-node, set %s=1, or create %s on a lab "
-                      "guest)" % (LAB_ENV, LAB_MARKER))
-    root = os.path.realpath(HYBRID_RUN_DIR)
-    for path in paths:
-        folder = os.path.realpath(os.path.dirname(path))
-        if folder != root and not folder.startswith(root + os.sep):
-            raise Refused("hybrid vsock refused: %s is outside the lab's hybrid run folder %s" % (path, HYBRID_RUN_DIR))
 
 
 def handshake(sock, port, timeout):
@@ -187,3 +158,10 @@ class HybridListener(Listener):
                 os.unlink(path)
             except OSError:
                 pass
+
+
+def make_listener(family, *args, **kwargs):
+    """The listener of a family: for the host side of hybrid vsock this module's, else the plain Listener."""
+    if family == "hybrid":
+        return HybridListener(family, *args, **kwargs)
+    return Listener(family, *args, **kwargs)

@@ -195,10 +195,3 @@ class Listener(object):
             except OSError:
                 pass
 
-
-def make_listener(family, *args, **kwargs):
-    """A Listener, or for the host side of hybrid vsock one that listens on <uds>_<port> (hybrid.py)."""
-    if family == "hybrid":
-        from .hybrid import HybridListener
-        return HybridListener(family, *args, **kwargs)
-    return Listener(family, *args, **kwargs)

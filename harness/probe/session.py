@@ -12,7 +12,7 @@ from . import common
 from .client import connect_once
 from .common import Refused, lab_allowed
 from .facts import info_facts
-from .listener import make_listener
+from .hybrid import make_listener
 from .protocol import Event, Op, answer_line, is_listening, request_problem
 from .sockets import load_libc
 

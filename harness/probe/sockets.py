@@ -95,8 +95,8 @@ def make_socket(family, addr, lab_node, kind="stream"):
     if family == "vsock":
         return socket.socket(AF_VSOCK, sock_type)
     if family == "hybrid":  # the host side of hybrid vsock: the guest's UDS (hybrid.py), lab paths only
-        from . import hybrid
-        hybrid.check_paths(hybrid.uds_paths(addr), lab_node)
+        from .hybrid_paths import check_paths, uds_paths
+        check_paths(uds_paths(addr), lab_node)
         return socket.socket(socket.AF_UNIX, sock_type)
     if not hasattr(socket, "AF_HYPERV"):
         raise OSError(_errno.EAFNOSUPPORT, windows_python_problem() or "AF_HYPERV exists only on Windows")
