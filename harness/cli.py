@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 
 from harness import __version__
@@ -21,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unregister": ("harness.commands.register_undo", "remove Hyper-V service GUIDs a run registered"),
     "doctor": ("harness.commands.doctor", "per node: what a cell needs and what is wrong"),
     "expect": ("harness.commands.expect", "write a run's measured errnos into scenario expectations"),
+    "history": ("harness.commands.history", "each cell run by run: stable, changed since, flaky, infra"),
+    "bisect-cmd": ("harness.commands.bisect_cmd", "print a one-cell command for `git bisect run` (exit 0/1/125)"),
+    "bisect-step": ("harness.commands.bisect_step", "run one cell; exit 0 good, 1 bad, 125 E or cannot run"),
 }
 
 

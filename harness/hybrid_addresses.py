@@ -39,20 +39,20 @@ NO_LOOPBACK = "a hybrid vsock host has no loopback: its side of vsock is one Uni
 NO_CID = "a hybrid vsock host has no vsock address of its own to connect to (it reaches guests through their UDS)"
 
 
-def _guests(me: "Node", inventory: "Inventory | None") -> list["Node"]:
+def _guests(me: Node, inventory: Inventory | None) -> list[Node]:
     if inventory is None:
         return []
     return [n for n in inventory.children(me.name) if n.hybrid_uds]
 
 
-def _uds_of(tok: str, node: "Node", what: str) -> Resolution:
+def _uds_of(tok: str, node: Node, what: str) -> Resolution:
     if not node.hybrid_uds:
         return _na(tok, FAMILY, f"node {node.name} has no hybrid_uds ({what}: a hybrid host reaches only "
                                 f"hybrid guests)")
     return Resolution(node.hybrid_uds, f"{node.name} UDS {node.hybrid_uds}")
 
 
-def _by_cid(tok: str, me: "Node", inventory: "Inventory | None") -> Resolution:
+def _by_cid(tok: str, me: Node, inventory: Inventory | None) -> Resolution:
     for guest in _guests(me, inventory):
         if str(guest.cid) == tok:
             return _uds_of(tok, guest, f"CID {tok}")
@@ -60,7 +60,7 @@ def _by_cid(tok: str, me: "Node", inventory: "Inventory | None") -> Resolution:
                             f"by its UDS)")
 
 
-def resolve(tok: str, kind: str, me: "Node", server: "Node | None", inventory: "Inventory | None") -> Resolution:
+def resolve(tok: str, kind: str, me: Node, server: Node | None, inventory: Inventory | None) -> Resolution:
     """`tok` (canonical, see addresses.normalize_token) as the hybrid host `me` binds or targets it."""
     if tok == "loopback":
         return _na(tok, FAMILY, NO_LOOPBACK)

@@ -57,7 +57,9 @@ log = logging.getLogger("hvsock_matrix")
 
 
 def matrix_run(config: pytest.Config) -> MatrixRun:
-    return config.pluginmanager.get_plugin(PLUGIN_NAME)
+    run = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    assert isinstance(run, MatrixRun), "harness.plugin registers MatrixRun in pytest_configure"
+    return run
 
 
 def display_path(config: pytest.Config, path: Path) -> str:
@@ -83,9 +85,10 @@ class MatrixRun:
         self.in_flight: CellScheduler | None = None  # cells run ahead of the item loop (harness/in_flight.py)
         self.registrations: dict[str, set[str]] = {}  # GUIDs xdist workers kept, removed at the end
         self.done: dict[str, Any] = {}  # what sessionfinish wrote (or the error)
+        self.cell_data: dict[str, dict[str, Any]] = {}  # nodeid -> REPORT_ATTR data, until its setup report
         self._inventory: tuple[Inventory | None, HarnessError | None] | None = None
         self._say_lock = threading.Lock()
-        if self.worker_id is not None:
+        if workerinput is not None:
             info = workerinput.get(WORKERINPUT) or {}
             self.baseline = dict(info.get("baseline") or {})
         else:
@@ -214,7 +217,7 @@ class MatrixRun:
         item.user_properties.extend(cell_properties(cell, observation, baseline, judgement))
         if observation.commands:
             item.add_report_section("setup", "hvsock-matrix commands", "\n".join(observation.commands))
-        item.matrix_result = {
+        self.cell_data[item.nodeid] = {
             "cell": CellResult.from_cell(cell, observation, baseline=baseline, seq=self.order.get(cell.id),
                                          judgement=judgement).to_dict(),
             "facts": session.new_facts(cell, observation),
@@ -226,7 +229,7 @@ class MatrixRun:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
         report = yield
-        result = getattr(item, "matrix_result", None)
+        result = self.cell_data.pop(item.nodeid, None) if call.when == "setup" else None
         if call.when == "setup" and result is not None:
             setattr(report, REPORT_ATTR, result)
             _add_html_extra(report, result["cell"]["observation"].get("commands") or [])
@@ -240,11 +243,11 @@ class MatrixRun:
         data = getattr(report, REPORT_ATTR, None)
         if self.recorder is None or not data:
             return
-        self.recorder.add(CellResult.from_dict(data["cell"]), worker=data.get("worker"))
-        for node, facts in (data.get("facts") or {}).items():
-            self.recorder.node_facts.setdefault(node, facts)
         if data.get("inventory"):
             self.recorder.update_meta(inventory=data["inventory"])
+        for node, facts in (data.get("facts") or {}).items():
+            self.recorder.add_facts(node, facts)
+        self.recorder.add(CellResult.from_dict(data["cell"]), worker=data.get("worker"))  # journaled at once
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -307,7 +310,8 @@ def _add_html_extra(report: pytest.TestReport, commands: list[str]) -> None:
     except ImportError:
         return
     if commands:
-        report.extras = [*getattr(report, "extras", []), extras.text("\n".join(commands), name="hvsock-matrix commands")]
+        extra = extras.text("\n".join(commands), name="hvsock-matrix commands")
+        setattr(report, "extras", [*getattr(report, "extras", []), extra])  # noqa: B010  pytest-html's attribute
 
 
 def _runnable_cells(items: list[pytest.Item]) -> list[Cell]:

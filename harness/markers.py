@@ -10,7 +10,7 @@ Registered in pytest_configure (addinivalue_line), so --strict-markers accepts t
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -32,7 +32,7 @@ def register(config: pytest.Config) -> None:
         config.addinivalue_line("markers", XDIST_GROUP_LINE)  # pytest-xdist registers it when installed
 
 
-@lru_cache(maxsize=None)
+@cache
 def _named(kind: str, name: str) -> pytest.MarkDecorator:
     return getattr(pytest.mark, kind)(name=name) if kind in ("scenario", "xdist_group") else getattr(pytest.mark, name)
 

@@ -26,7 +26,7 @@ VSOCK_IN_TEMPLATE = re.compile(
 
 
 def template_opens_vsock(template: str | None) -> bool:
-    return bool(template) and VSOCK_IN_TEMPLATE.search(template) is not None
+    return template is not None and VSOCK_IN_TEMPLATE.search(template) is not None
 
 
 def _side_opens_vsock(plan: CellPlan, side: str, node: Node) -> str | None:

@@ -21,6 +21,7 @@ from harness.outcome import Outcome
 from harness.runner import run_cell
 from harness.scenario import expand, load_scenario
 from tests.test_drivers import cell, free_port, local_inventory
+from tests.test_hyperv_matrix_a import fake_lab_inventory, lab  # noqa: F401 (fixture)
 
 CONSOLE_APP = textwrap.dedent('''
     import os, socket, sys, time
@@ -148,3 +149,18 @@ def test_a_ready_pattern_is_checked_when_the_scenario_is_read(tmp_path):
     with pytest.raises(InputError, match=r"ready: not a regular expression") as err:
         load_scenario(bad)
     assert "\n" not in str(err.value)
+
+
+def test_a_windows_template_reaches_the_node_with_its_path_whole(lab):  # noqa: F811 (fixture)
+    """Over psexec to FakeHyperVLab: the server program PAExec's wrapper starts is the template's own
+    path and arguments (shlex would have made it C:tempConsoleApp1.exe)."""
+    inventory = fake_lab_inventory()
+    d = Driver(kind="command", server=r"C:\temp\ConsoleApp1.exe /server any",
+               client=r'"C:\Program Files\Hv\ConsoleApp1.exe" /client parent')
+    with AgentPool(inventory) as pool:
+        obs = run_cell(cell("wildcard", "parent", 19000, server_on="hv-host", client_on="win-vm", driver=d),
+                       inventory, pool)
+    assert next(argv for _, argv in lab.commands if "ConsoleApp1" in argv[0]) == [
+        r"C:\temp\ConsoleApp1.exe", "/server", "any"]
+    assert obs.commands[0] == r"hv-host: C:\temp\ConsoleApp1.exe /server any"
+    assert obs.outcome is Outcome.E  # the fake lab has no ConsoleApp1: the server ends at once, never X

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import time
 
@@ -37,7 +38,7 @@ def with_connect_timeout(inv: Inventory, seconds: float) -> Inventory:
 
 
 def probe_session_pid(netns_lab, n: str) -> int:
-    found = [int(p.split()[0]) for p in netns_lab.processes(n) if "probe.py session" in p]
+    found = [int(p.split()[0]) for p in netns_lab.processes(n) if re.search(r"probe\.pyz? session", p)]
     assert len(found) == 1, netns_lab.processes(n)
     return found[0]
 

@@ -67,7 +67,7 @@ def test_a_missing_or_other_backend_is_one_line_saying_how_to_get_it(tmp_path, t
         lifecycle.up(guests=0, hybrid=2, paths=LabPaths(tmp_path / "lab"))
     assert "scripts/setup.sh" in str(err.value) and "\n" not in str(err.value)
     _fake_backend("vhost-device-vsock 0.2.9")
-    with pytest.raises(HarnessError, match="is not vhost-device-vsock 0.3.0"):
+    with pytest.raises(HarnessError, match=r"is not vhost-device-vsock 0\.3\.0"):
         lifecycle.up(guests=0, hybrid=2, paths=LabPaths(tmp_path / "lab"))
     assert not (tmp_path / "lab" / "run").exists()
 

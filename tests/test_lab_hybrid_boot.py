@@ -69,7 +69,7 @@ def test_hybrid_lab_boots_and_its_matrix_runs_without_e(hybrid_lab, tmp_path):
     results = json.loads(next((tmp_path / "reports" / "runs").glob("*/results.json")).read_text())
     cells = results["cells"]
     outcomes = {c["id"]: c["observation"]["outcome"] for c in cells}
-    broken = {i: c["observation"].get("detail") for i, c in zip(outcomes, cells) if outcomes[i] == "E"}
+    broken = {c["id"]: c["observation"].get("detail") for c in cells if c["observation"]["outcome"] == "E"}
     assert not broken, f"E cells: {broken}\n{proc.stdout[-3000:]}"
     measured = [c for c in cells if c["observation"]["outcome"] in ("O", "X", "B")]
     assert len(measured) >= 100, proc.stdout[-3000:]

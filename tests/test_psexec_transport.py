@@ -656,3 +656,33 @@ def test_a_failed_open_is_one_line_for_every_waiting_transport_and_leaves_nothin
     refused = f"psexec connect to {HOST}:445 failed: ConnectionRefusedError: [Errno 111] Connection refused"
     assert errors == [refused] * 3
     assert psexec.shared_clients() == {} and psexec_clients._BROKEN == {}
+
+
+def test_a_program_paexec_kills_at_its_timeout_is_a_command_timeout(fake):
+    """PAExec terminates a program that outlives timeout_seconds with exit code (DWORD)-10: the transport
+    says CommandTimeout with the output so far, as the other transports do, not 'rc=4294967286'."""
+    def slow(c, call):
+        if _is_sweep(call):
+            return b"", b"", 0
+        time.sleep(1.2)
+        return b"partial\r\n", b"", 0
+    fake.handler = slow
+    t = PsexecTransport(node())
+    with pytest.raises(CommandTimeout, match=r"killed by PAExec at its timeout \(1s\)") as err:
+        t.run(["ConsoleApp1.exe", "/client", "parent"], timeout=1)
+    assert err.value.stdout == "partial\n"
+    assert not any(s.broken for s in psexec.shared_clients().values())  # PAExec answered: the Client is fine
+    t.close()
+
+
+def test_a_failed_smb_files_session_removes_the_service_it_left(fake, monkeypatch):
+    def no_share(server, user, pw, port, timeout):
+        raise PermissionError(13, "STATUS_ACCESS_DENIED on C$")
+    monkeypatch.setattr(psexec_clients, "files_factory", no_share)
+    with pytest.raises(NodeError) as err:
+        PsexecTransport(node()).run(["cmd.exe"], timeout=5)
+    assert err.value.message == (f"the SMB files session to {HOST}:445 failed: "
+                                 "PermissionError: [Errno 13] STATUS_ACCESS_DENIED on C$")
+    (client,) = FakePsexecClient.created
+    assert client.names()[-2:] == ["remove_service", "disconnect"] and FakeServiceManager.of(HOST).services == {}
+    assert psexec.shared_clients() == {} and psexec_clients._BROKEN == {}

@@ -42,7 +42,8 @@ def test_xdist_workers_results_reach_one_run_with_matrix_and_junit(project):
     proc = run_pytest(project, "-n", "2", "--junitxml=junit.xml")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     folder, run = the_run(project)
-    assert sorted(p.name for p in folder.iterdir()) == ["matrix.html", "matrix.md", "results.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["history.html", "matrix.html", "matrix.md", "results.json"]
+    assert 'href="history.html"' in (folder / "matrix.html").read_text()  # the nightly page links the history
     assert [c.label for c in run.cells] == ["L1", "L2", "L3", "L4"]  # collection order, not worker order
     assert {c.label: c.observation.outcome.value for c in run.cells} == {"L1": "O", "L2": "X", "L3": "O", "L4": "O"}
     assert set(run.meta["workers"]) <= {"gw0", "gw1"} and run.meta["workers"]

@@ -16,7 +16,7 @@ import pytest
 from harness import secrets
 from harness.agents import AgentPool
 from harness.cell import Cell, Driver
-from harness.errors import InputError, NodeError
+from harness.errors import NodeError
 from harness.inventory import LAB_NODE_ENV
 from harness.node import Access, Inventory, Node
 from harness.outcome import Observation, Outcome
@@ -108,6 +108,30 @@ def test_errors_and_observations_are_scrubbed(monkeypatch):
     obs = scrub_observation(Observation(outcome=Outcome.E, detail="smb: bad password Zq9-env-only-value",
                                         commands=["net use \\\\h /user:admin Zq9-env-only-value"]))
     assert "Zq9-env-only-value" not in obs.detail + "".join(obs.commands)
+
+
+@pytest.mark.parametrize("text", [
+    "smbclient -U LAB\\tester%Hunter2Secret //hv/c$",  # smbclient's DOMAIN\\user%password
+    "smbclient -U tester%Hunter2Secret //hv/c$",
+    "net rpc -U 'LAB\\tester%Hunter2Secret' registry",
+    "logon failure: LAB\\\\tester%Hunter2Secret",  # the backslash doubled, as in a repr
+    "--user=tester%Hunter2Secret",
+])
+def test_smbclient_style_user_password_is_scrubbed(text):
+    assert "Hunter2Secret" not in secrets.scrub(text) and "%***" in secrets.scrub(text)
+
+
+@pytest.mark.parametrize("text", ["progress 50%", "a%20b", "100% of 4 cells", "%s"])
+def test_percent_signs_that_are_not_passwords_are_kept(text):
+    assert secrets.scrub(text) == text
+
+
+@pytest.mark.parametrize("user, carries", [
+    ("tester:Hunter2Secret", True), ("LAB\\tester%Hunter2Secret", True), ("tester/Hunter2Secret", True),
+    ("tester", False), ("LAB\\tester", False), ("tester@lab.local", False), ("HOST$", False), ("Администратор", False),
+])
+def test_user_names_that_carry_a_password(user, carries):
+    assert secrets.credential_in_user(user) is carries
 
 
 def test_password_env_values_are_registered_when_the_inventory_loads(tmp_path, monkeypatch):

@@ -166,3 +166,38 @@ def test_what_samba_answers_to_the_paexec_service_is_one_e_line(env, record_prop
     assert re.search(r"DCE/RPC fault 0x[0-9a-f]{8}", message), message
     assert [p.name for p in (env.c_drive / "Windows").iterdir() if p.name.startswith("PAExec-")] == []
     assert env.smbd_running()
+
+
+def test_a_stalled_smb_server_is_cut_at_the_file_call_bound_and_its_socket_closed(env, monkeypatch):
+    """smbd frozen (SIGSTOP: our own processes in our netns) answers nothing; smbclient would wait on
+    its keep-alive (~2 x 600 s). The file call gives up at PSEXEC_FILE_CALL and closes the socket,
+    which really ends the blocked smbprotocol receive (Connection.disconnect(close=False))."""
+    import signal
+    import threading
+    import time
+
+    from harness import timeouts
+
+    transport = transport_with_real_files(env)
+    transport.probe_command()
+    monkeypatch.setattr(timeouts, "PSEXEC_FILE_CALL", 1.0)
+    frozen = env.pids()
+    try:
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        with pytest.raises(NodeError, match=r"an SMB file call did not return within 1s"):
+            transport.put(str(bundle.probe_file()), WORKDIR + r"\again.pyz")
+        assert time.monotonic() - start < 5
+        # smbd is still frozen: a call still blocked in smbprotocol would be alive here for minutes
+        stuck = [t for t in threading.enumerate() if t.name == "smb-samba-win"]
+        for thread in stuck:
+            thread.join(10)
+        assert not any(t.is_alive() for t in stuck)  # the closed socket ended smbprotocol's wait
+        with pytest.raises(NodeError, match="hung|closed after it stalled"):  # no silent credential-less retry
+            transport.put(str(bundle.probe_file()), WORKDIR + r"\again.pyz")
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        transport.close()
+    assert env.smbd_running()

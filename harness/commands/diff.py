@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TextIO
 
 from harness.matrix import build_report
-from harness.report.terminal import render_terminal
 from harness.report import cells as words
-from harness.results import load_run, resolve_run
+from harness.report.terminal import render_terminal
+from harness.results import Run, check_output_path, load_run, resolve_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.report.run_diff import parse_twins
 
+    for out in (args.html, args.md):  # a folder or a device named as output fails before anything is read
+        if out:
+            check_output_path(Path(out))
     try:
         twins = parse_twins(args.twins) if args.twins is not None else None
     except ValueError as exc:
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.flips else 0
 
 
-def _write_side_by_side(before, after, html: str | None, md: str | None, out) -> None:
+def _write_side_by_side(before: Run, after: Run, html: str | None, md: str | None, out: TextIO) -> None:
     from harness.report.run_diff import compare_runs
 
     diff = compare_runs(before, after)
@@ -76,10 +81,10 @@ def _write_side_by_side(before, after, html: str | None, md: str | None, out) ->
           + (f"; kernels changed: {kernels}" if kernels else ""), file=out)
     if html:
         from harness.report.diff_html import write_diff_html
-        print(f"wrote {write_diff_html(diff, html)}", file=out)
+        print(f"wrote {write_diff_html(diff, Path(html))}", file=out)
     if md:
         from harness.report.diff_markdown import write_diff_markdown
-        print(f"wrote {write_diff_markdown(diff, md)}", file=out)
+        print(f"wrote {write_diff_markdown(diff, Path(md))}", file=out)
 
 
 def _twins(before, after, twins: dict[str, str], args: argparse.Namespace) -> int:
@@ -97,17 +102,17 @@ def _twins(before, after, twins: dict[str, str], args: argparse.Namespace) -> in
         return " ".join(x for x in (s.outcome or "-", s.errno, s.time) if x)
 
     for p in paired:
-        if p.differs:
+        if p.differs and p.a is not None and p.b is not None:
             sa, sb = p.sides
             print(f"  {p.a.id}: {side(sa)}  |  {p.b.id}: {side(sb)}  ({p.change})", file=out)
-    alone = [p for p in diff.pairs if p.a is None]
+    alone = [p.b for p in diff.pairs if p.a is None and p.b is not None]
     if alone:
         print(f"\nNo twin in {before.run_id}: {len(alone)}", file=out)
-        print("\n".join(f"  + {p.b.id}: {words.observed_line(p.b.observation)}" for p in alone), file=out)
+        print("\n".join(f"  + {c.id}: {words.observed_line(c.observation)}" for c in alone), file=out)
     if args.html:
         from harness.report.diff_html import write_diff_html
-        print(f"wrote {write_diff_html(diff, args.html)}", file=out)
+        print(f"wrote {write_diff_html(diff, Path(args.html))}", file=out)
     if args.md:
         from harness.report.diff_markdown import write_diff_markdown
-        print(f"wrote {write_diff_markdown(diff, args.md)}", file=out)
+        print(f"wrote {write_diff_markdown(diff, Path(args.md))}", file=out)
     return 0

@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness.addresses import check_port
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="lab_action", required=True)
     up = sub.add_parser("up", help="build what is missing, boot l1 and its guests, write the inventory")
     up.add_argument("--guests", type=int, default=None,
                     help="L2 guests inside l1 (0..2, default 2; with --netns 0..3, default 3)")
-    up.add_argument("--port", type=int, default=None, help="loopback port for l1's sshd (default 2222)")
+    up.add_argument("--port", type=_tcp_port, default=None, help="loopback port for l1's sshd (default 2222)")
     up.add_argument("--kernel", metavar="SPEC", default=None,
                     help="l1's kernel: stable (default), backports, sid, or a Debian version of linux-image-amd64")
     up.add_argument("--guest-kernel", metavar="SPEC", default=None,
@@ -26,6 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     st.add_argument("--json", action="store_true", help="print the status as one JSON object")
     down = sub.add_parser("down", help="stop the lab's qemu (by its pid file) and remove its run folder")
     down.add_argument("--purge", action="store_true", help="also remove the kernel, keys and initramfs")
+
+
+def _tcp_port(text: str) -> int:
+    """1..65535: port 0 must not quietly mean "the default lab" (it is someone else's)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text[:40]!r}") from None
+    problem = check_port(port, "tcp")
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return port
 
 
 def run(args: argparse.Namespace) -> int:

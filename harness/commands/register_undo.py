@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harness.commands.selection import add_selection_arguments, load_selected_inventory, selected_guids
 from harness.errors import NodeError
-from harness.hyperv.selection import add_selection_arguments, load_selected_inventory, selected_guids
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

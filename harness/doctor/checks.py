@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness import addresses
 from harness.doctor.parse import hyperv_raw_entry, parse_version
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
-VMADDR_CID_ANY = 4294967295
+VMADDR_CID_ANY = addresses.VMADDR_CID_ANY
 MIN_PYTHON = (3, 8)
 MIN_PYTHON_WINDOWS = (3, 12)  # socket.AF_HYPERV is native from 3.12; the probe refuses older (probe/sockets.py)
 MIN_SOCAT = (1, 7, 4)

@@ -12,12 +12,18 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from harness import timeouts
+from harness.addresses import (
+    VSOCK_TEMPLATE_SUFFIX,
+    canonical_guid,
+    port_for_service_guid,
+    port_range,
+    service_guid_for,
+)
 from harness.errors import NodeError
 from harness.hyperv.clixml import first_error_line
 from harness.hyperv.ownership import owner_tag, tag_is_dead
 from harness.hyperv.powershell import (
     MAX_ENCODED_CHARS,
-    canonical_guid,
     encode_command,
     output_lines,
     powershell_argv,
@@ -26,40 +32,19 @@ from harness.hyperv.powershell import (
 
 GCS_ROOT = r"HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Virtualization\GuestCommunicationServices"
 ELEMENT_NAME = "hvsock-matrix"
-VSOCK_TEMPLATE_SUFFIX = "-facb-11e6-bd58-64006a7986d3"
 SCRIPT_TIMEOUT = timeouts.REGISTRATION_SCRIPT
 
 
 # --- which GUIDs a run needs -------------------------------------------------------------------
 
 def service_guid(port: int, explicit: str | None = None) -> str:
-    """The cell's service GUID: explicit when given, else the vsock template of the port.
-
-    harness/addresses.py owns the rule; the local template is the documented fallback
-    (`{port:08x}-facb-11e6-bd58-64006a7986d3`) used until/unless that module is importable.
-    """
-    try:
-        from harness.addresses import service_guid_for  # type: ignore[attr-defined]
-    except ImportError:
-        service_guid_for = None
-    if service_guid_for is not None:
-        return canonical_guid(str(service_guid_for(port, explicit))) or str(service_guid_for(port, explicit))
-    if explicit:
-        guid = canonical_guid(explicit)
-        if guid is None:
-            raise ValueError(f"not a GUID: {explicit!r}")
-        return guid
-    if not 0 <= int(port) <= 0xFFFFFFFF:
-        raise ValueError(f"port {port} does not fit the vsock service GUID template")
-    return f"{int(port):08x}{VSOCK_TEMPLATE_SUFFIX}"
+    """The cell's service GUID: explicit when given, else the vsock template of the port (harness/addresses.py)."""
+    return service_guid_for(int(port), explicit)
 
 
 def template_port(guid: str) -> int | None:
     """The vsock port inside a template GUID, None for any other GUID."""
-    canon = canonical_guid(guid)
-    if canon is None or not canon.endswith(VSOCK_TEMPLATE_SUFFIX):
-        return None
-    return int(canon[:8], 16)
+    return port_for_service_guid(guid)
 
 
 def _cell_uses_hyperv(cell, inventory) -> bool:
@@ -100,8 +85,9 @@ def parse_port_range(text: str) -> tuple[int, int]:
             raise ValueError
     except ValueError:
         raise ValueError(f"bad port range {text!r} (expected A-B, e.g. 19000-19099)") from None
-    if not (1 <= first <= last <= 4294967294):
-        raise ValueError(f"bad port range {text!r} (1 <= A <= B <= 4294967294)")
+    low, high = port_range("hyperv")
+    if not (low <= first <= last <= high):
+        raise ValueError(f"bad port range {text!r} ({low} <= A <= B <= {high})")
     return first, last
 
 

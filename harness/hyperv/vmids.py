@@ -12,7 +12,8 @@ import json
 
 from harness.errors import NodeError
 from harness.hyperv.clixml import first_error_line
-from harness.hyperv.powershell import canonical_guid, output_lines, powershell_argv, ps_quote
+from harness.addresses import canonical_guid
+from harness.hyperv.powershell import output_lines, powershell_argv, ps_quote
 from harness import timeouts
 
 GUEST_PARAMETERS_KEY = r"HKLM:\SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters"

@@ -21,6 +21,7 @@ Safety: only on lab nodes, and only for paths in the lab's hybrid run folder (l1
 harness/lab/backend.py HYBRID_RUN_DIR), never a real VMM's socket elsewhere on a machine.
 Stdlib only, Python >= 3.8.
 """
+import contextlib
 import errno as _errno
 import os
 import select
@@ -48,27 +49,28 @@ class HybridRefused(Exception):
 def handshake(sock, port, timeout):
     """CONNECT <port> through a connected UDS; returns the backend's OK line, or raises HybridRefused."""
     deadline = time.monotonic() + timeout
-    sock.sendall(("CONNECT %d\n" % int(port)).encode("ascii"))
+    port = int(port)
+    sock.sendall(f"CONNECT {port}\n".encode("ascii"))
     answer = b""
     while not answer.endswith(b"\n") and len(answer) < ANSWER_MAX:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise HybridRefused(_errno.ETIMEDOUT, answer, "no answer to CONNECT %d within %gs" % (port, timeout))
+            raise HybridRefused(_errno.ETIMEDOUT, answer, f"no answer to CONNECT {port} within {timeout:g}s")
         sock.settimeout(left)
         try:
             chunk = sock.recv(1)  # one byte at a time: what follows OK is the guest's
         except socket.timeout:
             continue
         except OSError as exc:
-            raise HybridRefused(exc.errno, answer, "CONNECT %d: %s" % (port, exc))
+            raise HybridRefused(exc.errno, answer, f"CONNECT {port}: {exc}") from None
         if not chunk:
-            raise HybridRefused(_errno.ECONNRESET, answer, "the backend closed the connection without answering "
-                                "CONNECT %d (the guest refused it, or the request was not understood)" % port)
+            raise HybridRefused(_errno.ECONNRESET, answer, f"the backend closed the connection without answering "
+                                f"CONNECT {port} (the guest refused it, or the request was not understood)")
         answer += chunk
     words = answer.decode("utf-8", "replace").split()
     if len(words) == 2 and words[0] == "OK" and words[1].isdigit():
         return answer.decode("ascii").strip()
-    raise HybridRefused(_errno.EPROTO, answer, "CONNECT %d answered %r, not 'OK <port>'" % (port, answer[:80]))
+    raise HybridRefused(_errno.EPROTO, answer, f"CONNECT {port} answered {answer[:80]!r}, not 'OK <port>'")
 
 
 def refused_fields(exc):
@@ -123,7 +125,7 @@ class HybridListener(Listener):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._wake is None:
                     break
-                ready, _, _ = select.select(self.socks + [self._wake[0]], [], [], min(left, 5.0))
+                ready, _, _ = select.select([*self.socks, self._wake[0]], [], [], min(left, 5.0))
                 if self._wake[0] in ready:
                     break
                 for sock in ready:
@@ -148,16 +150,12 @@ class HybridListener(Listener):
     def close_socket(self):
         socks, self.socks, self.sock = self.socks, [], None
         for sock in socks:
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
         bound, self.bound = self.bound, []
         for path in bound:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
 
 
 def make_listener(family, *args, **kwargs):

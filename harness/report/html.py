@@ -81,7 +81,7 @@ def _meta_view(report: MatrixReport) -> dict[str, Any]:
     inventory = meta.get("inventory")
     if isinstance(inventory, dict):
         inventory = " ".join(str(v) for v in (inventory.get("name"), inventory.get("path")) if v)
-    items = [("run", report.run.run_id), ("started", meta.get("started")),
+    items = [("incomplete", words.incomplete_note(meta)), ("run", report.run.run_id), ("started", meta.get("started")),
              ("finished", meta.get("finished")), ("inventory", inventory),
              ("baseline", report.baseline_label or "none"),
              ("harness", meta.get("harness_version")),
@@ -100,7 +100,8 @@ def _meta_view(report: MatrixReport) -> dict[str, Any]:
 
 
 def render_html(report: MatrixReport, history_runs: int | None = None,
-                inline_limit: int = INLINE_DETAILS_LIMIT) -> str:
+                inline_limit: int = INLINE_DETAILS_LIMIT, nightly: dict[str, Any] | None = None) -> str:
+    """nightly: {"link": "history.html", "runs": N, "flaky": [(cell id, text)]} shown on top when given."""
     details: list[dict[str, Any]] = []
     matrices = [_matrix_view(m, details) for m in report.matrices]
     history_runs = len(report.history) if history_runs is None else history_runs
@@ -117,10 +118,11 @@ def render_html(report: MatrixReport, history_runs: int | None = None,
         history_runs=history_runs,
         baseline=report.baseline_label,
         outcomes=[(o.value, words.css_class(o), words.MEANING[o]) for o in Outcome],
+        nightly=nightly,
     )
 
 
-def write_html(report: MatrixReport, path: Path) -> Path:
+def write_html(report: MatrixReport, path: Path, nightly: dict[str, Any] | None = None) -> Path:
     from harness.results import write_text_atomic
 
-    return write_text_atomic(Path(path), render_html(report))
+    return write_text_atomic(Path(path), render_html(report, nightly=nightly))

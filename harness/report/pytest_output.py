@@ -57,7 +57,7 @@ def write_summary(terminalreporter: Any, done: dict[str, Any], baseline_warning:
                                         yellow=line.startswith("  ! "))
     for problem in done.get("problems", []):
         terminalreporter.write_line(problem, red=True)
-    for key in ("results", "html", "md"):
+    for key in ("results", "html", "md", "history"):
         if key in done:
             terminalreporter.write_line(f"{key}: {done[key]}")
 

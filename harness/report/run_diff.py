@@ -40,7 +40,7 @@ class Side:
     detail: str
 
     @classmethod
-    def of(cls, cell: CellResult | None) -> "Side":
+    def of(cls, cell: CellResult | None) -> Side:
         if cell is None:
             return cls("", "", "", "not in this run")
         obs = cell.observation
@@ -116,7 +116,8 @@ def compare_runs(a: Run, b: Run) -> RunDiff:
     pairs = []
     for cell_id in sorted(order, key=order.__getitem__):
         ca, cb = a.cell(cell_id), b.cell(cell_id)
-        pairs.append(CellPair(cell_id, str((cb or ca).scenario or ""), ca, cb))
+        present = cb or ca
+        pairs.append(CellPair(cell_id, str(present.scenario or "") if present else "", ca, cb))
     return RunDiff(a, b, [p for p in pairs if p.differs] + [p for p in pairs if not p.differs])
 
 

@@ -26,9 +26,14 @@ Faithful to pypsexec 0.3.0 where the harness depends on it:
   (Remote.cpp HandleMsg, gRemoteSettingsMap[msg.m_uniqueProcessID]) and creates its output pipes as
   `PAExecOut<caller><pid>` (ConsoleRedir.cpp CreateIOPipesInService), both the same for every run of a
   Client: `max_parallel_runs` records any overlap so tests can assert there was none.
+- a run that outlives timeout_seconds answers exit code (DWORD)-10 = 0xFFFFFFF6 (Remote.cpp HandleMsg,
+  MSGID_START_APP: WAIT_TIMEOUT -> TerminateProcess(hProcess, -10); pypsexec paexec.py
+  PAExecReturnBuffer unpacks it unsigned) -- here once the handler returns, PAExec answers at the bound;
+- stdin with asynchronous=True is refused with PypsexecException (client.py Client.run_executable).
 Each server's Service Control Manager is a FakeServiceManager, which records a service deleted
 while a Client was still running a process through it (what breaks a real node).
-Not modelled: SMB/DCE-RPC wire errors beyond the closed connection, PAExec's own pipes and timeouts.
+Not modelled: SMB/DCE-RPC wire errors beyond the closed connection, PAExec's own pipes, pypsexec's
+three tries at the main pipe (client.py run_executable: 5 s apart).
 """
 from __future__ import annotations
 
@@ -41,7 +46,9 @@ from typing import ClassVar
 
 
 def split_windows_cmdline(text: str) -> list[str]:
-    """CommandLineToArgvW's rules (the inverse of subprocess.list2cmdline), as a Windows node parses."""
+    """The C runtime's rules for the arguments after the program name (the inverse of
+    subprocess.list2cmdline), as a Windows program parses PAExec's `arguments`: an oracle written apart
+    from harness/command_line.py on purpose."""
     args: list[str] = []
     cur: list[str] = []
     in_quotes = False
@@ -200,11 +207,17 @@ class FakePsexecClient:
         with FakePsexecClient._lock:
             self.active_runs += 1
             self.max_parallel_runs = max(self.max_parallel_runs, self.active_runs)
+        started = time.monotonic()
         try:
-            return self.handler(self, call)
+            stdout, stderr, rc = self.handler(self, call)
         finally:
             with FakePsexecClient._lock:
                 self.active_runs -= 1
+        if not asynchronous and timeout_seconds and time.monotonic() - started > timeout_seconds:
+            # PAExec Remote.cpp HandleMsg: WAIT_TIMEOUT -> TerminateProcess(hProcess, (DWORD)-10), and that
+            # exit code is the answer; pypsexec unpacks it unsigned (paexec.py PAExecReturnBuffer)
+            return stdout, stderr, 0xFFFFFFF6
+        return stdout, stderr, rc
 
     def remove_service(self):
         self.calls.append(("remove_service", {}))

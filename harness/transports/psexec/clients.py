@@ -167,16 +167,23 @@ def _open(shared: SharedClient, node: Any, password: str | None) -> None:
             shared.client = client
             client.connect(timeout=math.ceil(access.connect_timeout))
         except Exception as exc:
+            if not shared.abandoned:  # (an abandoned open's sockets are closed already)
+                abort(shared)  # a socket the failed session setup left open
             error = f"psexec connect to {access.host}:{port} failed: {failure_text(exc)}"
         if error is None:
             try:
                 shared.stage = "PAExec service creation"
                 shared.client.create_service()
-                shared.stage = "SMB files session"
-                shared.files = files_factory(access.host, access.user, password, port, access.connect_timeout)
             except Exception as exc:
                 quietly(shared.client.remove_service, shared.client.disconnect)  # PAExec-*.exe went to ADMIN$ first
                 error = f"creating the PAExec service on {access.host}:{port} failed: {failure_text(exc)}"
+        if error is None:
+            try:
+                shared.stage = "SMB files session"
+                shared.files = files_factory(access.host, access.user, password, port, access.connect_timeout)
+            except Exception as exc:
+                quietly(shared.client.remove_service, shared.client.disconnect)
+                error = f"the SMB files session to {access.host}:{port} failed: {failure_text(exc)}"
         with _REGISTRY_LOCK:
             shared.finished_open = True
             abandoned = shared.abandoned

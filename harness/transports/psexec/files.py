@@ -37,10 +37,12 @@ class SmbFiles:
         self.server = server
         self._cache: dict = {}
         self._kw = {"port": port, "connection_cache": self._cache}
+        self._aborted = False
         smbclient.register_session(server, username=username, password=password, encrypt=True,
                                    connection_timeout=int(max(1, timeout)), **self._kw)
 
     def write_bytes(self, unc: str, data: bytes) -> None:
+        self._check_live()
         self._makedirs(PureWindowsPath(unc).parent)
         with self._smb.open_file(unc, mode="wb", **self._kw) as handle:
             handle.write(data)
@@ -60,6 +62,7 @@ class SmbFiles:
     def read_from(self, unc: str, offset: int) -> bytes | None:
         """Bytes from `offset` on, or None when the file does not exist (yet). Opened sharing rwd:
         the wrapper is still writing it."""
+        self._check_live()
         try:
             with self._smb.open_file(unc, mode="rb", share_access="rwd", **self._kw) as handle:
                 handle.seek(offset)
@@ -70,6 +73,7 @@ class SmbFiles:
             raise
 
     def remove(self, unc: str) -> None:
+        self._check_live()
         try:
             self._smb.remove(unc, **self._kw)
         except OSError as exc:
@@ -79,9 +83,16 @@ class SmbFiles:
     def remove_tree(self, unc: str) -> None:
         """A folder and all it holds (smbclient.shutil.rmtree); what cannot go (a file still open on the
         node) stays, and a folder that is already gone is fine."""
+        self._check_live()
         from smbclient import shutil as smb_shutil
 
         smb_shutil.rmtree(unc, ignore_errors=True, **self._kw)
+
+    def _check_live(self) -> None:
+        """After abort() smbclient would quietly open a new connection without our credentials
+        (smbclient/_pool.py register_session on a closed transport): refuse instead."""
+        if self._aborted:
+            raise ConnectionAbortedError(f"the SMB connection to {self.server} was closed after it stalled")
 
     def close(self) -> None:
         """Closes this node's SMB connections (smbclient.reset_connection_cache on our own cache)."""
@@ -90,6 +101,7 @@ class SmbFiles:
     def abort(self) -> None:
         """Closes the sockets under this node's SMB connections without a word to the server, so a call
         blocked on a silent server ends (smbprotocol connection.py Connection.disconnect(close=False))."""
+        self._aborted = True
         for connection in list(self._cache.values()):
             with contextlib.suppress(Exception):  # already closed
                 connection.disconnect(close=False)

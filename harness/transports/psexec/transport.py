@@ -36,6 +36,10 @@ DEFAULT_WORKDIR = DEFAULT_WORKDIR_BASE + "\\" + RUN_DIR_NAME
 DEFAULT_PYTHON = ["py", "-3"]
 SWEEP_TIMEOUT = timeouts.PSEXEC_SWEEP  # listing and removing a killed run's PAExec leftovers
 CREATE_PROCESS_LIMIT = 32767 - 1  # lpCommandLine, without its terminating NUL
+# PAExec ends a program that outlives timeout_seconds with TerminateProcess(hProcess, (DWORD)-10) and
+# answers with that exit code (Remote.cpp HandleMsg, MSGID_START_APP: WAIT_TIMEOUT); pypsexec reads it
+# as an unsigned 32-bit value (paexec.py PAExecReturnBuffer)
+PAEXEC_TIMED_OUT = 0xFFFFFFF6
 LOGGED_CHARS = 2000  # a DEBUG line shows this much of a command line (EncodedCommand scripts are long)
 
 log = logging.getLogger(__name__)
@@ -111,7 +115,10 @@ class PsexecTransport(Transport):
                                          run_elevated=True, timeout_seconds=seconds, stdin=stdin)
 
         stdout, stderr, rc = self._call(go, timeout)
-        return CommandResult(rc=int(rc), stdout=_text(stdout), stderr=error_text(_text(stderr)))
+        out, err = _text(stdout), error_text(_text(stderr))
+        if int(rc) == PAEXEC_TIMED_OUT:
+            raise CommandTimeout(self.node.name, f"killed by PAExec at its timeout ({seconds}s)", out, err)
+        return CommandResult(rc=int(rc), stdout=out, stderr=err)
 
     def run_powershell(self, script: str, timeout: float) -> CommandResult:
         return self.run(powershell_argv(script), timeout)
