@@ -21,9 +21,10 @@ import logging
 from pathlib import Path
 from typing import IO, Any
 
+from harness import textfile
 from harness.errors import InputError
 from harness.results.model import SCHEMA, CellResult, Run, counts
-from harness.results.reader import JOURNAL, MAX_BYTES, _check_nesting, decode_utf8, run_from_data
+from harness.results.reader import JOURNAL, MAX_BYTES, _check_nesting, run_from_data
 
 log = logging.getLogger("hvsock_matrix")
 
@@ -73,17 +74,8 @@ class Journal:
 def load_journal(path: Path) -> Run:
     """A killed run's journal as a Run marked incomplete; a bad line (other than a torn last one) is one line."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise InputError(str(path), f"journal is {size} bytes, more than the {MAX_BYTES} allowed")
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(str(path), "journal not found") from None
-    except OSError as err:
-        raise InputError(str(path), f"cannot read journal: {err.strerror}") from None
-    lines = decode_utf8(raw, str(path), "journal").split("\n")
+    text = textfile.read_text(path, MAX_BYTES, what="journal")
+    lines = text.split("\n")
     meta: dict[str, Any] | None = None
     cells: dict[str, dict[str, Any]] = {}
     facts: dict[str, Any] = {}
@@ -97,7 +89,7 @@ def load_journal(path: Path) -> Run:
             if not isinstance(record, dict):
                 raise ValueError("not an object")
         except (ValueError, RecursionError, InputError) as err:
-            if number >= len(lines) - 1 and not raw.endswith(b"\n"):
+            if number >= len(lines) - 1 and not text.endswith("\n"):
                 torn += 1  # the line the kill cut short
                 continue
             raise InputError(f"{path}:{number}", f"not a journal line: {str(err)[:120]}") from None
