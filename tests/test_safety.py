@@ -176,3 +176,15 @@ def test_unwritable_results_fail_the_run(tmp_path):
     assert "1 passed" in result.stdout, result.stdout[-2000:]
     assert "could not write the results" in result.stdout
     assert result.returncode != 0
+
+
+@pytest.mark.parametrize("text", ["sshpass -p Hunter2Secret ssh h", "tool --password=Hunter2Secret", "tool --password Hunter2Secret",
+                                  "plink -pw Hunter2Secret h"])
+def test_password_flags_are_scrubbed(text):
+    assert "Hunter2Secret" not in secrets.scrub(text)
+
+
+@pytest.mark.parametrize("text", ["ssh -p 22 h", "socat -p 5 x", "tool --passphrase-file f", "ConsoleApp1.exe /server {bind}",
+                                  "socat VSOCK-LISTEN:{port},reuseaddr,fork TCP:localhost:22"])
+def test_ordinary_command_lines_carry_no_credential(text):
+    assert not secrets.credential_in_text(text) and secrets.scrub(text) == text
