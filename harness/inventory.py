@@ -341,7 +341,7 @@ def _namespace_node(n: NodeModel, nodes: dict[str, Node], by_name: dict, at) -> 
     if base.access.netns is not None:
         raise InputError(at("of"), f"node {n.name}: {n.of} already runs in netns {base.access.netns}; "
                                    f"of: names a node in its own namespace")
-    return replace(base, name=n.name, access=replace(base.access, netns=n.netns),
+    return replace(base, name=n.name, access=replace(base.access, netns=n.netns), netns_of=n.of,
                    facts={**base.facts, **n.facts, "netns": n.netns, "netns_of": n.of}, source=at())
 
 

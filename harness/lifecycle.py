@@ -248,11 +248,11 @@ class MatrixRun:
         data = getattr(report, REPORT_ATTR, None)
         if self.recorder is None or not data:
             return
-        self.recorder.add(CellResult.from_dict(data["cell"]), worker=data.get("worker"))
-        for node, facts in (data.get("facts") or {}).items():
-            self.recorder.node_facts.setdefault(node, facts)
         if data.get("inventory"):
             self.recorder.update_meta(inventory=data["inventory"])
+        for node, facts in (data.get("facts") or {}).items():
+            self.recorder.add_facts(node, facts)
+        self.recorder.add(CellResult.from_dict(data["cell"]), worker=data.get("worker"))  # journaled at once
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

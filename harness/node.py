@@ -79,6 +79,12 @@ class Node:
     lab_node: bool = False  # True: a real lab node or a lab guest; AF_VSOCK allowed there
     facts: dict = field(default_factory=dict, compare=False, hash=False)
     source: str = ""  # "file:line" where the node was defined, for error messages
+    netns_of: str | None = None  # a network namespace of this other node (inventory `of:`)
+
+    @property
+    def machine(self) -> str:
+        """The node whose kernel this is: itself, or the node a namespace node lives on."""
+        return self.netns_of or self.name
 
 
 @dataclass(frozen=True)

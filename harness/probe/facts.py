@@ -34,6 +34,26 @@ def windows_vm_id():
         return None
 
 
+VSOCK_SYSCTL = "/proc/sys/net/vsock"  # Linux >= 7.0: ns_mode (read-only), child_ns_mode (write-once)
+
+
+def vsock_ns_facts(base=VSOCK_SYSCTL):
+    """The vsock mode of the network namespace this process runs in, and what its children get.
+
+    Read from procfs (the sysctls are per network namespace: net/vmw_vsock/af_vsock.c registers
+    them per net), so a node that is a namespace of another (`ip netns exec`) reports its own.
+    None on kernels without vsock namespaces (the files are absent).
+    """
+    out = {}
+    for name, key in (("ns_mode", "vsock_ns_mode"), ("child_ns_mode", "vsock_child_ns_mode")):
+        try:
+            with open(os.path.join(base, name)) as f:
+                out[key] = f.read().strip() or None
+        except OSError:
+            out[key] = None
+    return out
+
+
 def info_facts(lab_node=False):
     import platform
     import subprocess
@@ -67,4 +87,6 @@ def info_facts(lab_node=False):
         pass
     if common.IS_WINDOWS:
         facts["vm_id"] = windows_vm_id()
+    else:
+        facts.update(vsock_ns_facts())
     return facts

@@ -168,6 +168,8 @@ class Facts(TypedDict, total=False):
     af_hyperv: bool
     python_problem: Optional[str]
     refused: List[str]
+    vsock_ns_mode: Optional[str]  # Linux >= 7.0: the network namespace's vsock mode (global, local)
+    vsock_child_ns_mode: Optional[str]  # what namespaces made from this one get
 
 
 class Failure(TypedDict, total=False):

@@ -45,7 +45,8 @@ def render_markdown(report: MatrixReport) -> str:
     inventory = meta.get("inventory")
     if isinstance(inventory, dict):
         inventory = " ".join(str(v) for v in (inventory.get("name"), inventory.get("path")) if v)
-    for key, value in (("started", meta.get("started")), ("finished", meta.get("finished")),
+    for key, value in (("incomplete", words.incomplete_note(meta)),
+                       ("started", meta.get("started")), ("finished", meta.get("finished")),
                        ("inventory", inventory), ("baseline", report.baseline_label or "none"),
                        ("harness", meta.get("harness_version"))):
         if value:

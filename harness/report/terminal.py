@@ -36,8 +36,9 @@ def render_matrix(matrix: Matrix) -> list[str]:
 
 
 def change_lines(report: MatrixReport) -> list[str]:
-    """Flips first, then mismatches: the lines every output starts with."""
-    lines = []
+    """Flips first, then mismatches: the lines every output starts with (a run that did not finish says so first)."""
+    note = words.incomplete_note(report.run.meta)
+    lines = [note] if note else []
     if report.baseline_label:
         lines.append(f"Changed since baseline {report.baseline_label}: {len(report.flips)}")
         lines += [f"  * {words.change_line(c)}" for c in report.flips]

@@ -41,8 +41,10 @@ def match_location(token: str, inventory: Inventory) -> list[Node]:
 
 
 def related(a: Node, b: Node) -> bool:
-    """Same node, parent and child, or siblings (same parent)."""
-    return (a.name == b.name or a.parent == b.name or b.parent == a.name
+    """Same node, parent and child, or siblings (same parent); a network namespace of a node
+    (inventory `of:`) is that node for this question: l1-local0 is related to l1 and to l1's guests."""
+    a_name, b_name = a.machine, b.machine
+    return (a_name == b_name or a.parent == b_name or b.parent == a_name
             or (a.parent is not None and a.parent == b.parent))
 
 
