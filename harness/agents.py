@@ -13,14 +13,16 @@ import collections
 import itertools
 import json
 import logging
+import re
 import shlex
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from harness.errors import HarnessError, NodeError
-from harness.probe.protocol import Event, answer_line, is_accepted, is_done, is_listening, is_ready, parse_line, request_line
+from harness.probe.protocol import Event, answer_line, is_accepted, is_done, is_listening, is_ready, is_services, parse_line, request_line
 from harness.secrets import scrub
 from harness.node import Inventory, Node
 from harness.transports import open_transport
@@ -58,6 +60,10 @@ class ProbeAgent:
     def stop(self, listener: str) -> dict: ...
 
     def info(self) -> dict: ...
+
+    def services(self, action: str, items: list[str] | None = None, owner: str | None = None) -> dict:
+        """Hyper-V service registration on this node (probe/registry.py): register, unregister, list."""
+        raise NotImplementedError
 
     def close(self) -> None: ...
 
@@ -109,6 +115,11 @@ class SessionAgent(ProbeAgent):
             tail = proc.stderr_tail()
             proc.kill()
             raise NodeError(self.node.name, one_line(f"probe session failed to start: {first or 'EOF'} {tail}"))
+        if isinstance(ready.get("pid"), int):
+            try:
+                proc.pid = ready["pid"]  # the probe's own pid on the node (POSIX: a frozen one can still be cut)
+            except AttributeError:  # a transport whose processes know their pid themselves
+                pass
         self._proc = proc
         self._dead = None
         self.starts += 1
@@ -227,6 +238,9 @@ class SessionAgent(ProbeAgent):
     def info(self):
         return self.request("info", timeouts.info_answer(self.margin))
 
+    def services(self, action, items=None, owner=None):
+        return self.request("services", timeouts.REGISTRATION, action=action, items=list(items or []), owner=owner)
+
     def close(self) -> None:
         with self._lock:
             proc, self._proc = self._proc, None
@@ -244,6 +258,9 @@ class SessionAgent(ProbeAgent):
                 pass
 
 
+_PLAIN_PAYLOAD = re.compile(r"^[A-Za-z0-9_.,:=+-]+$")
+
+
 class OneShotAgent(ProbeAgent):
     """`probe.pyz serve` in the background and `probe.pyz connect` per request (psexec, or by choice)."""
 
@@ -254,7 +271,7 @@ class OneShotAgent(ProbeAgent):
         self.transport = transport
         self.margin = margin
         self._servers: dict[str, tuple[Process, list[dict]]] = {}
-        self._ids = itertools.count(1)
+        self._next = 1  # the next listener's name: P<n>
         self._lock = threading.Lock()
         self.sent: collections.deque[str] = collections.deque(maxlen=500)
 
@@ -267,14 +284,26 @@ class OneShotAgent(ProbeAgent):
         out += ["--socket", socket] if socket != "stream" else []
         return out + (["--service", service] if service else [])
 
-    def _listen_argv(self, family, addr, port, service, timeout, count=1, socket="stream") -> list[str]:
+    def _listen_argv(self, family, addr, port, service, timeout, count=1, socket="stream",
+                     name: str | None = None) -> list[str]:
+        name = name or f"P{self._next}"
+        # the server ends itself when told, never by a remote kill: where its stdin is ours (ssh, local)
+        # by EOF; elsewhere (psexec) by a stop file the controller writes into the run folder (SMB)
+        stop = ["--stop-on-eof"] if self.transport.spawn_keeps_stdin else ["--stop-file", self._stop_file(name)]
         return self._cmd("serve", *self._addr_args(family, addr, port, service, socket), "--count", count,
-                         "--timeout", f"{float(timeout):g}")
+                         "--timeout", f"{float(timeout):g}", *stop)
+
+    def _stop_file(self, name: str) -> str:
+        folder = self.transport.run_folder() or ""
+        sep = "\\" if "\\" in folder or self.node.os == "windows" else "/"
+        return f"{folder.rstrip(sep)}{sep}stop-{name}"
 
     def _connect_argv(self, family, addr, port, service, payload, timeout, connect_timeout=None,
                       socket="stream") -> list[str]:
-        args = self._addr_args(family, addr, port, service, socket) + ["--payload", payload,
-                                                                        "--timeout", f"{float(timeout):g}"]
+        # a payload that is not plain text for every shell travels as hex (probe cli: --payload-hex)
+        text = ["--payload", payload] if _PLAIN_PAYLOAD.match(payload) else \
+            ["--payload-hex", payload.encode("utf-8").hex()]
+        args = self._addr_args(family, addr, port, service, socket) + text + ["--timeout", f"{float(timeout):g}"]
         if connect_timeout is not None:
             args += ["--connect-timeout", f"{float(connect_timeout):g}"]
         return self._cmd("connect", *args)
@@ -288,7 +317,10 @@ class OneShotAgent(ProbeAgent):
         return f"{op} {json.dumps(fields, sort_keys=True)}" if fields else op
 
     def listen(self, family, addr, port, service, timeout, count=1, socket="stream"):
-        argv = self._listen_argv(family, addr, port, service, timeout, count, socket)
+        with self._lock:
+            name = f"P{self._next}"
+            self._next += 1
+        argv = self._listen_argv(family, addr, port, service, timeout, count, socket, name)
         self.sent.append(" ".join(argv))
         _trace(self.node.name, "->", shlex.join(argv))
         proc = self.transport.spawn(argv)
@@ -308,7 +340,6 @@ class OneShotAgent(ProbeAgent):
                 continue
             _trace(self.node.name, "<-", answer_line(msg))
             if is_listening(msg):
-                name = f"P{next(self._ids)}"
                 with self._lock:
                     self._servers[name] = (proc, [])
                 return dict(msg, listener=name)
@@ -337,6 +368,13 @@ class OneShotAgent(ProbeAgent):
             return {"event": Event.ERROR, "message": f"no listener {listener!r}"}
         proc, _ = entry
         accepted, peers = 0, []
+        if self.transport.spawn_keeps_stdin:
+            proc.close_stdin()  # `serve --stop-on-eof` stops listening and prints its "done"
+        elif proc.wait(0) is None:
+            try:  # `serve --stop-file`: the file, written over the file channel, stops it
+                self.transport.put_bytes(self._stop_file(listener), b"stop\n")
+            except NodeError:
+                pass
         # collect what it already printed (accepted events), then end it
         while True:
             try:
@@ -351,9 +389,40 @@ class OneShotAgent(ProbeAgent):
                 peers.append(msg.get("peer"))
             if is_done(msg):
                 break
-        if proc.wait(0) is None:
+        if proc.wait(timeouts.PROCESS_EXIT) is None:  # it ends itself; a kill only if it did not
             proc.kill()
         return {"event": Event.STOPPED, "accepted": accepted, "peers": peers}
+
+    def services(self, action, items=None, owner=None):
+        """One `probe services` run per command line that fits the node (a run's ports are a few ranges;
+        only thousands of scattered explicit GUIDs take more than one), the answers merged."""
+        items = list(items or [])
+        limit = self.transport.command_line_limit() or 32000
+        merged: dict = {}
+        while True:
+            part = items
+            while True:
+                argv = self._cmd("services", action, *part, *(["--owner", owner] if owner else []))
+                if len(part) <= 1 or len(subprocess.list2cmdline(argv)) <= limit:
+                    break
+                part = part[: len(part) // 2]
+            answer = self._run_one(argv, timeouts.REGISTRATION + self.margin, "services")
+            if not is_services(answer):
+                return answer
+            for key, value in answer.items():
+                merged[key] = merged.get(key, []) + value if isinstance(value, list) else value
+            items = items[len(part):]
+            if not items:
+                return merged
+
+    def _run_one(self, argv: list[str], timeout: float, what: str) -> dict:
+        _trace(self.node.name, "->", shlex.join(argv))
+        res = self.transport.run(argv, timeout=timeout)
+        msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
+        if not msgs:
+            raise NodeError(self.node.name, one_line(f"probe {what} rc={res.rc}: {res.stderr}"))
+        _trace(self.node.name, "<-", answer_line(msgs[-1]))
+        return msgs[-1]
 
     def info(self):
         argv = self._cmd("info")

@@ -92,6 +92,7 @@ class MatrixRun:
         if workerinput is not None:
             info = workerinput.get(WORKERINPUT) or {}
             self.baseline = dict(info.get("baseline") or {})
+            self.owner: str | None = info.get("owner")
         else:
             self._start_recorder()
 
@@ -130,8 +131,11 @@ class MatrixRun:
     def pytest_configure_node(self, node: Any) -> None:
         """xdist controller -> worker: what a worker needs to judge a cell as the controller would
         (the baseline's outcome and errnos per cell, never a file path)."""
+        from harness.hyperv.ownership import owner_tag
+
+        # the controller's owner tag: workers register service GUIDs under it, so a killed run's are swept
         node.workerinput[WORKERINPUT] = {"run_id": self.recorder.run_id if self.recorder else None,
-                                         "baseline": self.baseline}
+                                         "baseline": self.baseline, "owner": owner_tag()}
 
     def inventory_path(self) -> Path | None:
         """--inventory (relative to the invocation dir), else inventory/lab-in-a-box.yaml when present."""
@@ -188,7 +192,8 @@ class MatrixRun:
                 raise HarnessError("no inventory: pass --inventory FILE or start the lab (hvsock-matrix lab up)")
             keep = bool(self.config.getoption("keep_registration", False)) or self.worker_id is not None
             self.session = RunSession(inventory, probe_mode=self.config.getoption("probe_mode", None) or "session",
-                                      keep_registration=keep, say=self._say, warm_up=self.worker_id is None)
+                                      keep_registration=keep, say=self._say, warm_up=self.worker_id is None,
+                                      owner=getattr(self, "owner", None))
             self.session.start(cells)
         return self.session
 

@@ -57,7 +57,7 @@ PSEXEC_ABORT = 5.0  # a stalled connect's thread, its sockets closed, has this l
 PSEXEC_QUEUE_POLL = 0.05  # how often a call queued for a host's Client looks whether that Client broke
 
 # -- Hyper-V host scripts (harness/hyperv/, harness/doctor/) ----------------------------------
-REGISTRATION_SCRIPT = 120.0  # add/remove GuestCommunicationServices keys
+REGISTRATION = 120.0  # the probe adds/removes/lists GuestCommunicationServices keys (winreg)
 VMIDS_SCRIPT = 60.0  # Get-VM
 WINDOWS_FACTS_SCRIPT = 120.0  # doctor's facts of a Windows node
 LOCAL_TOOL = 10.0  # `socat -V` on this machine

@@ -14,6 +14,7 @@ from .common import Refused, lab_allowed
 from .facts import info_facts
 from .listener import Listener
 from .protocol import Event, Op, answer_line, is_listening, request_problem
+from .registry import services_answer
 from .sockets import load_libc
 
 
@@ -97,6 +98,8 @@ class Session(object):
             return listener.stop()
         if op == Op.INFO:
             return info_facts(self.lab_node)
+        if op == Op.SERVICES:
+            return services_answer(req.get("action"), req.get("items") or [], req.get("owner"))
         if op == Op.PING:
             return {"event": Event.PONG, "listeners": sorted(self.listeners)}
         return {"event": Event.ERROR, "message": "unknown op %r" % (op,)}
