@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,12 @@ class MatrixRun:
         return (base / option) if option else Path(self.config.rootpath) / "reports"
 
     def _start_recorder(self) -> None:
-        """A new run id and the baseline; a missing `last` is a warning (first night), a bad FILE stops."""
+        """A new run id and the baseline; a missing `last` is a warning (first night), a bad FILE stops.
+        A results folder that could never be written stops the run now, not after the last cell."""
         results_dir = self._results_dir()
+        problem = results_dir_problem(results_dir)
+        if problem:
+            raise pytest.UsageError(f"--results-dir {results_dir}: {problem}")
         meta: dict[str, Any] = {"run_id": new_run_id(), "started": utc_now(),
                                 "pytest_args": [str(a) for a in self.config.invocation_params.args]}
         ref = self.config.getoption("baseline", None)
@@ -306,6 +311,18 @@ class MatrixRun:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Nodes are closed even when the session never finished (a usage error, an interrupt)."""
         self._close_session()
+
+
+def results_dir_problem(folder: Path) -> str | None:
+    """Why `folder` cannot hold the run's files (its nearest existing part is not a writable folder), or None."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def _add_html_extra(report: pytest.TestReport, commands: list[str]) -> None:
