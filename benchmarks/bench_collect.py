@@ -24,8 +24,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.inventory import load_inventory  # noqa: E402
-from harness.scenario import expand, load_scenario  # noqa: E402
+from harness.inventory import load_inventory
+from harness.scenario import expand, load_scenario
 
 GOAL_S = 2.0
 N_VMS = 99
@@ -111,7 +111,7 @@ def pytest_collect(folder: Path, scenario: Path, inventory: Path) -> tuple[tuple
 
 
 def row(name: str, measured: tuple[float, float], base: tuple[float, float]) -> str:
-    (wall, cpu), (bwall, bcpu) = measured, base
+    (wall, cpu), (_, bcpu) = measured, base
     return f"  {name:34s} wall {wall * 1000:8.1f} ms  cpu {cpu * 1000:8.1f} ms  {cpu / bcpu:6.2f}x"
 
 
@@ -128,10 +128,10 @@ def main() -> int:
             text = path.read_text()
             cells = expand(load_scenario(path), inventory)
             assert len(cells) == 10_000, len(cells)
-            baseline = best_of(lambda: yaml.safe_load(text), repeat=1 if len(text) > 100_000 else 3)
-            libyaml = best_of(lambda: yaml.load(text, Loader=fast_loader))
-            load = best_of(lambda: load_scenario(path))
-            full = best_of(lambda: expand(load_scenario(path), inventory))
+            baseline = best_of(lambda text=text: yaml.safe_load(text), repeat=1 if len(text) > 100_000 else 3)
+            libyaml = best_of(lambda text=text: yaml.load(text, Loader=fast_loader))
+            load = best_of(lambda path=path: load_scenario(path))
+            full = best_of(lambda path=path: expand(load_scenario(path), inventory))
             collect, items = pytest_collect(folder, path, inv_path)
             assert items == 10_000, items
             met = collect[1] < GOAL_S

@@ -8,6 +8,13 @@
 Printed: each time, per cell, the ratios, and whether (b) and (c) agree on every cell's outcome
 and errno name. (b) and (c) include pytest's start and the probes' warm-up, as a user pays them.
 
+Like with like: killing the local ssh does not reach a socat server in a nested guest through its
+jump host, so a "stopped" naive server stayed listening and (b) and (c) then read B EADDRINUSE on
+the sibling and own-CID cells. The naive loop therefore stops each server by its pid on its node
+(the remote shell prints `$$` and execs the server), and before timing (b) and (c) the bench reads
+every node's process table: no process of the naive loop may remain (any left is killed by its pid
+and named; one that survives that stops the bench).
+
 Run on the lab, never in CI (`hvsock-matrix lab up` first; it uses the running lab's inventory):
 
     python3 benchmarks/bench_lab.py                                  # the documented KVM cells
@@ -30,13 +37,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.drivers import socat  # noqa: E402
-from harness.drivers.errnos import find_errno  # noqa: E402
-from harness.in_flight import DEFAULT_IN_FLIGHT  # noqa: E402
-from harness.inventory import load_inventory  # noqa: E402
-from harness.node import Inventory, Node  # noqa: E402
-from harness.runner import plan_cell  # noqa: E402
-from harness.scenario import load_cells  # noqa: E402
+from harness.drivers import socat
+from harness.drivers.errnos import find_errno
+from harness.in_flight import DEFAULT_IN_FLIGHT
+from harness.inventory import load_inventory
+from harness.node import Inventory, Node
+from harness.runner import plan_cell
+from harness.scenario import load_cells
 
 SCENARIO = ROOT / "scenarios" / "linux-kvm.yaml"
 
@@ -58,35 +65,53 @@ def ssh_argv(node: Node, inventory: Inventory) -> list[str]:
             "-F", "/dev/null"]
     if a.jump:
         jump = ssh_argv(inventory.node(a.jump), inventory)
-        opts += ["-o", "ProxyCommand=" + shlex.join(jump[:-1] + ["-W", "%h:%p", jump[-1]])]
-    return ["ssh"] + opts + ["-p", str(a.port), f"{a.user}@{a.host}"]
+        opts += ["-o", "ProxyCommand=" + shlex.join([*jump[:-1], "-W", "%h:%p", jump[-1]])]
+    return ["ssh", *opts, "-p", str(a.port), f"{a.user}@{a.host}"]
 
 
-def naive_cell(cell, inventory: Inventory) -> tuple[str, str | None, float]:
-    """One cell by hand: (outcome, errno name, seconds)."""
+PID_LINE = "naive-pid "
+
+
+def remote(node: Node, inventory: Inventory, command: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    return subprocess.run([*ssh_argv(node, inventory), command], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def naive_cell(cell, inventory: Inventory, started: dict[str, dict[int, str]]) -> tuple[str, str | None, float]:
+    """One cell by hand: (outcome, errno name, seconds). `started` collects {node: {pid: listen address}}."""
     t0 = time.monotonic()
     plan = plan_cell(cell, inventory)
     if not hasattr(plan, "server"):
         return plan.outcome.value, None, time.monotonic() - t0
     wait = float(cell.timeout) + 120.0
     # bounded on the node whatever happens here; -tt: killing ssh hangs the server up at once
-    s_cmd = f"timeout {wait + 60:g} " + shlex.join(socat.server_argv(plan.server.family, plan.bind.addr, cell.port, wait))
+    listen = socat.listen_address(plan.server.family, plan.bind.addr, cell.port)
+    # the remote shell says its pid, then becomes the server: that pid is what stops it on the node
+    s_cmd = (f"echo {PID_LINE}$$; exec timeout {wait + 60:g} "
+             + shlex.join(socat.server_argv(plan.server.family, plan.bind.addr, cell.port, wait)))
     c_cmd = shlex.join(socat.client_argv(plan.client.family, plan.target.addr, cell.port, float(cell.timeout), wait))
     s_ssh = ssh_argv(plan.server, inventory)
-    server = subprocess.Popen(s_ssh[:1] + ["-tt"] + s_ssh[1:] + [s_cmd], stdout=subprocess.PIPE,
+    server = subprocess.Popen([*s_ssh[:1], "-tt", *s_ssh[1:], s_cmd], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    pid = None
     try:
         seen = []
-        for line in server.stdout:  # the server says when it listens (or why it cannot)
+        for line in server.stdout:  # its pid, then the server says when it listens (or why it cannot)
+            if line.startswith(PID_LINE) and pid is None:
+                pid = int(line[len(PID_LINE):].strip())
+                started.setdefault(plan.server.name, {})[pid] = listen
+                continue
             seen.append(line)
             if socat.READY in line:
                 break
         else:
             found = find_errno("".join(seen))
             return ("B" if found else "E"), (found[0] if found else None), time.monotonic() - t0
-        client = subprocess.run(ssh_argv(plan.client, inventory) + [c_cmd], input=cell.payload,
+        client = subprocess.run([*ssh_argv(plan.client, inventory), c_cmd], input=cell.payload,
                                 capture_output=True, text=True, timeout=wait + 600)
     finally:
+        if pid is not None:  # on the node itself: the local ssh's death does not cross the jump host
+            remote(plan.server, inventory, f"kill -TERM {pid} 2>/dev/null; true")
         server.kill()
         server.wait(30)
     took = time.monotonic() - t0
@@ -94,6 +119,54 @@ def naive_cell(cell, inventory: Inventory) -> tuple[str, str | None, float]:
         return "O", None, took
     found = find_errno(client.stderr + client.stdout)
     return ("X" if found else "E"), (found[0] if found else None), took
+
+
+LEFTOVERS = r"""
+import os, sys
+pids, listens = {int(p) for p in sys.argv[1].split(",") if p}, [a for a in sys.argv[2:] if a]
+for entry in os.listdir("/proc"):
+    if not entry.isdigit() or int(entry) == os.getpid():
+        continue
+    try:
+        with open("/proc/%s/cmdline" % entry, "rb") as f:
+            args = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        continue
+    if int(entry) in pids or any(a in args.split() for a in listens):
+        print(entry, args)
+"""
+
+
+def naive_leftovers(inventory: Inventory, started: dict[str, dict[int, str]]) -> dict[str, list[str]]:
+    """{node: ["pid args", ...]}: the naive loop's servers still alive, by pid or by their exact listen address."""
+    found: dict[str, list[str]] = {}
+    for name, servers in started.items():
+        node = inventory.node(name)
+        python = node.access.python or "python3"
+        pids = ",".join(str(p) for p in servers)
+        proc = remote(node, inventory, shlex.join([python, "-c", LEFTOVERS, pids, *sorted(set(servers.values()))]))
+        if proc.returncode != 0:
+            raise SystemExit(f"cannot read {name}'s processes: {proc.stderr.strip()[-300:]}")
+        lines = [line for line in proc.stdout.splitlines() if line.strip()]
+        if lines:
+            found[name] = lines
+    return found
+
+
+def check_naive_stopped(inventory: Inventory, started: dict[str, dict[int, str]]) -> None:
+    """Before (b) and (c): no process of the naive loop on any node (left ones killed by pid, once)."""
+    left = naive_leftovers(inventory, started)
+    for name, lines in left.items():
+        print(f"  naive loop left on {name}: {'; '.join(lines)}: killing by pid", flush=True)
+        pids = " ".join(line.split()[0] for line in lines)
+        remote(inventory.node(name), inventory, f"kill -KILL {pids} 2>/dev/null; true")
+    if left:
+        time.sleep(1)
+        still = naive_leftovers(inventory, started)
+        if still:
+            raise SystemExit(f"the naive loop's processes survive on {sorted(still)}: {still}; not timing (b) and (c)")
+    count = sum(len(s) for s in started.values())
+    print(f"naive loop: {count} servers started, none left on {sorted(started) or 'any node'}", flush=True)
 
 
 def cells_span(cells: list[dict]) -> float:
@@ -147,11 +220,12 @@ def main() -> int:
     naive_cells = stream if args.naive is None else stream[:args.naive]
     with tempfile.TemporaryDirectory(prefix="hvsock-bench-lab-") as tmp:
         if naive_cells:
-            t0, naive = time.monotonic(), {}
+            t0, naive, started = time.monotonic(), {}, {}
             for c in naive_cells:
-                naive[c.id] = naive_cell(c, inventory)
+                naive[c.id] = naive_cell(c, inventory, started)
                 print(f"  naive {c.id}: {naive[c.id][0]} {naive[c.id][1] or ''} {naive[c.id][2]:.1f} s", flush=True)
             rows.append(("(a) naive OpenSSH + socat loop", len(naive_cells), time.monotonic() - t0))
+            check_naive_stopped(inventory, started)  # like with like: (b) and (c) start on clean nodes
         t_one, span_one, one, sum_one = harness_run(inventory_path, keyword, 1, Path(tmp))
         rows.append(("(b) harness, --cells-in-flight 1", len(one), t_one))
         t_many, span_many, many, sum_many = harness_run(inventory_path, keyword, args.in_flight, Path(tmp))

@@ -10,8 +10,8 @@ empty page. Exit status 1 when a goal is missed.
 from __future__ import annotations
 
 import argparse
-import json
 import dataclasses
+import json
 import random
 import shutil
 import subprocess
@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.cell import Cell  # noqa: E402
-from harness.matrix import build_report  # noqa: E402
-from harness.outcome import Observation, Outcome  # noqa: E402
-from harness.report.html import render_html  # noqa: E402
-from harness.report.markdown import render_markdown  # noqa: E402
-from harness.report.terminal import render_terminal  # noqa: E402
-from harness.results import CellResult, Run  # noqa: E402
+from harness.cell import Cell
+from harness.matrix import build_report
+from harness.outcome import Observation, Outcome
+from harness.report.html import render_html
+from harness.report.markdown import render_markdown
+from harness.report.terminal import render_terminal
+from harness.results import CellResult, Run
 
 GOAL_SECONDS = 2.0
 GOAL_BYTES = 5 * 1024 * 1024

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,28 +85,54 @@ CID_MIN, CID_MAX = 0, 4294967295
 PORT_RANGES: dict[str, tuple[int, int]] = {
     "vsock": (1, 4294967294),
     "hyperv": (1, 4294967294),
+    "hybrid": (1, 4294967294),  # the guest's vsock port: CONNECT <port> / <uds>_<port>
     "tcp": (1, 65535),
 }
-FAMILIES = ("hyperv", "vsock", "tcp")
+FAMILIES = ("hyperv", "vsock", "hybrid", "tcp")
 
 # --- GUIDs ----------------------------------------------------------------------------------
-_GUID_RE = re.compile(
-    r"^\{?([0-9a-fA-F]{8})-([0-9a-fA-F]{4})-([0-9a-fA-F]{4})-([0-9a-fA-F]{4})-([0-9a-fA-F]{12})\}?$"
-)
+# The one owner of GUID text and the port <-> service GUID rule: every other module (scenario and
+# inventory checks, Hyper-V registration, PowerShell output) asks here. Values are uuid.UUID; the
+# shape is checked first because uuid.UUID also takes forms no file or PowerShell writes
+# (32 bare hex digits, "urn:uuid:...", a single brace).
+_GUID_SHAPE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_TEMPLATE = uuid.UUID(VSOCK_TEMPLATE_GUID)
+_DATA1_SHIFT = 96  # Data1 (time_low) is the top 32 bits of the 128-bit value
+_BELOW_DATA1 = (1 << _DATA1_SHIFT) - 1
+
+
+def guid(text: object) -> uuid.UUID:
+    """`8-4-4-4-12` hex, any case, in braces or not (both or neither) -> uuid.UUID; ValueError otherwise."""
+    if isinstance(text, uuid.UUID):
+        return text
+    core = text.strip() if isinstance(text, str) else ""
+    if core.startswith("{") and core.endswith("}"):
+        core = core[1:-1]
+    if not _GUID_SHAPE.fullmatch(core):
+        shown = repr(text) if len(repr(text)) <= 60 else repr(text)[:57] + "..."
+        raise ValueError(f"not a GUID: {shown} (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+    return uuid.UUID(core)
 
 
 def is_guid(text: object) -> bool:
-    if not isinstance(text, str):
+    try:
+        guid(text)
+    except ValueError:
         return False
-    m = _GUID_RE.match(text.strip())
-    return bool(m) and (text.strip().startswith("{") == text.strip().endswith("}"))
+    return True
 
 
-def parse_guid(text: str) -> str:
+def parse_guid(text: object) -> str:
     """Any case, with or without braces -> canonical lowercase `8-4-4-4-12`. ValueError otherwise."""
-    if not is_guid(text):
-        raise ValueError(f"not a GUID: {text!r} (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
-    return "-".join(_GUID_RE.match(text.strip()).groups()).lower()
+    return str(guid(text))
+
+
+def canonical_guid(text: object) -> str | None:
+    """The canonical text of a GUID, or None when `text` is not one (PowerShell output, registry names)."""
+    try:
+        return str(guid(text))
+    except ValueError:
+        return None
 
 
 def format_guid(text: str) -> str:
@@ -113,9 +140,9 @@ def format_guid(text: str) -> str:
     return parse_guid(text)
 
 
-def guid_name(guid: str) -> str | None:
+def guid_name(text: str) -> str | None:
     """The well-known name of a GUID, e.g. "HV_GUID_PARENT"; WILDCARD wins over ZERO."""
-    canon = parse_guid(guid)
+    canon = parse_guid(text)
     for name in ("HV_GUID_WILDCARD", "HV_GUID_LOOPBACK", "HV_GUID_PARENT", "HV_GUID_CHILDREN",
                  "HV_GUID_BROADCAST", "HV_GUID_SILOHOST"):
         if HV_GUIDS[name] == canon:
@@ -133,15 +160,18 @@ def service_guid_for(port: int, explicit: str | None = None) -> str:
         return parse_guid(explicit)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 0xFFFFFFFF:
         raise ValueError(f"port {port!r} does not fit the 32-bit Data1 of the service GUID template")
-    return f"{port:08x}{VSOCK_TEMPLATE_SUFFIX}"
+    return str(uuid.UUID(int=(port << _DATA1_SHIFT) | (_TEMPLATE.int & _BELOW_DATA1)))
 
 
-def port_for_service_guid(guid: str) -> int | None:
-    """The vsock port of a template GUID; None for a GUID not of the template."""
-    canon = parse_guid(guid)
-    if not canon.endswith(VSOCK_TEMPLATE_SUFFIX):
+def port_for_service_guid(text: str) -> int | None:
+    """The vsock port of a template GUID; None for a GUID not of the template (or not a GUID)."""
+    value = canonical_guid(text)
+    if value is None:
         return None
-    return int(canon[:8], 16)
+    number = uuid.UUID(value).int
+    if number & _BELOW_DATA1 != _TEMPLATE.int & _BELOW_DATA1:
+        return None
+    return number >> _DATA1_SHIFT
 
 
 def port_range(family: str) -> tuple[int, int]:
@@ -163,8 +193,8 @@ def check_port(port: object, family: str | None = None) -> str | None:
 ALIASES = {"any": "wildcard", "local": "loopback", "host": "parent", "lo": "loopback",
            "child": "children"}
 WELL_KNOWN_TOKENS = ("wildcard", "loopback", "parent", "children", "broadcast")
-BIND_WORDS = WELL_KNOWN_TOKENS + ("self",)
-TARGET_WORDS = WELL_KNOWN_TOKENS + ("self", "server")
+BIND_WORDS = (*WELL_KNOWN_TOKENS, "self")
+TARGET_WORDS = (*WELL_KNOWN_TOKENS, "self", "server")
 NODE_PREFIXES = ("node:", "vm:")  # vm:<name> is the design note's spelling; node: is canonical
 
 # token -> family -> (constant name, address text) or None (= n/a in that family).
@@ -251,7 +281,7 @@ def normalize_token(token: object, kind: str = "target") -> str:
         return text
     if text.startswith("-") and _ascii_digits(text[1:]):
         raise ValueError(f"CID {text[:20]} out of range {CID_MIN}..{CID_MAX}")
-    allowed = ", ".join(words + ("node:<name>", "a GUID", "a CID", "an IPv4 address"))
+    allowed = ", ".join((*words, "node:<name>", "a GUID", "a CID", "an IPv4 address"))
     raise ValueError(f"unknown {kind} token {text[:70]!r} (expected {allowed})")
 
 
@@ -275,7 +305,7 @@ def _na(token: str, family: str, reason: str) -> Resolution:
     return Resolution(token=token, family=family, na_reason=reason, display=f"n/a: {reason}")
 
 
-def _node_address(token: str, node: "Node", family: str, what: str) -> Resolution:
+def _node_address(token: str, node: Node, family: str, what: str) -> Resolution:
     """A node's own identity in `family`: its VM ID, CID or IPv4 address."""
     field, label = {"hyperv": ("vm_id", "VM ID"), "vsock": ("cid", "CID"),
                     "tcp": ("address", "address")}[family]
@@ -306,16 +336,21 @@ def _literal(token: str, family: str) -> Resolution:
     raise ValueError(f"unknown token {token!r}")
 
 
-def _lookup(name: str, inventory: "Inventory | None") -> "Node | None":
+def _lookup(name: str, inventory: Inventory | None) -> Node | None:
     if inventory is None:
         return None
     return inventory.nodes.get(name)
 
 
-def _resolve(token: object, kind: str, me: "Node", server: "Node | None",
-             inventory: "Inventory | None") -> Resolution:
+def _resolve(token: object, kind: str, me: Node, server: Node | None,
+             inventory: Inventory | None) -> Resolution:
     family = me.family
     tok = normalize_token(token, kind)
+    if family == "hybrid":  # the host side of hybrid vsock: the guests' Unix sockets
+        from harness import hybrid_addresses
+
+        addr, text = hybrid_addresses.resolve(tok, kind, me, server, inventory)
+        return Resolution(token=tok, family=family, addr=addr, display=text) if addr else _na(tok, family, text)
     if tok in WELL_KNOWN:
         if family == "tcp" and tok == "parent":
             if kind == "bind":
@@ -344,13 +379,13 @@ def _resolve(token: object, kind: str, me: "Node", server: "Node | None",
     return _literal(tok, family)
 
 
-def resolve_bind(token: object, server: "Node", inventory: "Inventory | None" = None) -> Resolution:
+def resolve_bind(token: object, server: Node, inventory: Inventory | None = None) -> Resolution:
     """The address the server binds, in the server node's own family."""
     return _resolve(token, "bind", server, None, inventory)
 
 
-def resolve_target(token: object, client: "Node", server: "Node",
-                   inventory: "Inventory | None" = None) -> Resolution:
+def resolve_target(token: object, client: Node, server: Node,
+                   inventory: Inventory | None = None) -> Resolution:
     """The address the client connects to, in the client node's own family.
 
     hyperv and vsock interoperate (the service GUID template); tcp never mixes with them.

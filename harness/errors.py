@@ -41,5 +41,13 @@ class NodeError(HarnessError):
         super().__init__(f"node {node}: {message}")
 
 
+class OutputError(HarnessError):
+    """A file the tool was asked to write cannot be: "cannot write PATH: reason"."""
+
+    def __init__(self, path: object, message: str):
+        self.path = str(path)
+        super().__init__(f"cannot write {path}: {message}")
+
+
 class SafetyError(HarnessError):
     """Refused: AF_VSOCK on the controller itself, or traffic to a place the rules forbid."""

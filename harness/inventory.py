@@ -13,6 +13,9 @@ nodes:                             # a list; order is kept (selectors expand in 
     vm_id: null                    # Hyper-V VM ID (GUID, any case, braces allowed) of a VM
     cid: null                      # vsock CID of the node (3..4294967294; 2 = a host)
     address: null                  # IPv4, used by the tcp family (and parent targets in tcp)
+    hybrid_uds: null               # a vm with a hybrid vsock device (Firecracker, Cloud Hypervisor,
+                                   # vhost-device-vsock): its Unix socket on the host, the address of
+                                   # the vm from a `family: hybrid` host node (absolute path)
     lab_node: false                # true: a lab machine where AF_VSOCK may be opened
     note: free text                # optional
     access:                        # how to reach it; default {kind: local}
@@ -45,7 +48,8 @@ nodes:                             # a list; order is kept (selectors expand in 
 ```
 
 Rules: credentials only by reference — a `password:`, `secret:`, `token:` or `passphrase:` key
-anywhere is rejected; a Windows node speaks hyperv or tcp, a Linux node vsock or tcp;
+anywhere is rejected; a Windows node speaks hyperv or tcp, a Linux node vsock, hybrid (the host side
+of hybrid vsock: AF_UNIX through each guest's `hybrid_uds`) or tcp;
 `lab_node: true` on an `access: local` node is refused unless HVSOCK_MATRIX_LAB_NODE=1
 (the controller itself must never open AF_VSOCK). Only a vm has a parent. A namespace node
 (`of:`) writes only name, netns, of, facts and note; it cannot be the namespace of another
@@ -58,13 +62,13 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
 
-from harness import addresses, timeouts, yamlfile
+from harness import addresses, model_errors, timeouts, yamlfile
 from harness.errors import InputError
-from harness.node import NAME_RE, NAME_RULE, Access, Inventory, Node, check_timeout, seconds, shown
+from harness.node import NAME_RE, NAME_RULE, Access, Family, Inventory, Node, check_timeout, seconds, shown
 from harness.secrets import credential_in_host, credential_in_user, register
 
 RESERVED_NAMES = frozenset({"host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm",
@@ -75,7 +79,8 @@ USER_RE = re.compile(r"[^\s:]{1,256}")  # tester, LAB\tester, tester@lab.local
 LAB_NODE_ENV = "HVSOCK_MATRIX_LAB_NODE"  # the probe's own variable (harness/probe/common.py LAB_ENV): one name
 MIN_VM_CID = 3  # 0, 1, 2 are the hypervisor, local and host CIDs; a VM's own CID is 3 or more
 DEFAULT_FAMILY = {"windows": "hyperv", "linux": "vsock"}
-FAMILIES_FOR_OS = {"windows": ("hyperv", "tcp"), "linux": ("vsock", "tcp")}
+FAMILIES_FOR_OS = {"windows": ("hyperv", "tcp"), "linux": ("vsock", "hybrid", "tcp")}
+HYBRID_UDS_MAX = 96  # sun_path holds 107 bytes; the host listens on <uds>_<port> (up to 11 more)
 RESERVED_CIDS = {addresses.VMADDR_CID_HYPERVISOR: "VMADDR_CID_HYPERVISOR",
                  addresses.VMADDR_CID_LOCAL: "VMADDR_CID_LOCAL",
                  addresses.VMADDR_CID_ANY: "VMADDR_CID_ANY"}
@@ -87,25 +92,26 @@ class _Strict(BaseModel):
 
 class AccessModel(_Strict):
     kind: Literal["local", "ssh", "psexec"] = "local"
-    host: Optional[str] = None
-    port: Optional[StrictInt] = None
-    user: Optional[str] = None
-    key_file: Optional[str] = None
-    password_env: Optional[str] = None
-    jump: Optional[str] = None
-    known_hosts: Optional[str] = None
+    host: str | None = None
+    port: StrictInt | None = None
+    user: str | None = None
+    key_file: str | None = None
+    password_env: str | None = None
+    jump: str | None = None
+    known_hosts: str | None = None
     host_key_policy: Literal["reject", "accept-new", "ignore"] = "reject"
     use_ssh_config: StrictBool = True
     connect_timeout: Annotated[float, BeforeValidator(seconds)] = timeouts.NODE_CONNECT_TIMEOUT
-    python: Optional[str] = None
-    workdir: Optional[str] = None
-    netns: Optional[str] = None
+    python: str | None = None
+    workdir: str | None = None
+    netns: str | None = None
 
     @field_validator("port")
     @classmethod
     def _port(cls, v):
-        if v is not None and not 1 <= v <= 65535:
-            raise ValueError(f"port {v} out of range 1..65535")
+        problem = None if v is None else addresses.check_port(v, "tcp")
+        if problem:
+            raise ValueError(problem.removeprefix("tcp "))  # "port N out of range 1..65535": ssh and SMB are tcp
         return v
 
     @field_validator("password_env")
@@ -131,7 +137,8 @@ class AccessModel(_Strict):
     @classmethod
     def _user(cls, v):
         if v is not None and credential_in_user(v):
-            raise ValueError("user must not carry a password (user:password); use password_env: NAME")
+            raise ValueError("user must not carry a password (no ':', '%' or '/' in a user name: URLs, smbclient "
+                             "and runas append one that way); use password_env: NAME")
         if v is not None and not USER_RE.fullmatch(v):
             raise ValueError("user must be a user name (no spaces; at most 256 characters)")
         return v
@@ -149,17 +156,18 @@ INHERITED = ("role", "os", "family", "parent", "vm_id", "cid", "address", "lab_n
 
 class NodeModel(_Strict):
     name: str
-    role: Optional[Literal["host", "vm"]] = None  # required, unless `of:` names the node it inherits from
-    os: Optional[Literal["linux", "windows"]] = None
-    netns: Optional[str] = None
-    of: Optional[str] = None
-    family: Optional[Literal["hyperv", "vsock", "tcp"]] = None
-    parent: Optional[str] = None
-    vm_id: Optional[str] = None
-    cid: Optional[StrictInt] = None
-    address: Optional[str] = None
+    role: Literal["host", "vm"] | None = None  # required, unless `of:` names the node it inherits from
+    os: Literal["linux", "windows"] | None = None
+    netns: str | None = None
+    of: str | None = None
+    family: Literal["hyperv", "vsock", "hybrid", "tcp"] | None = None
+    parent: str | None = None
+    vm_id: str | None = None
+    cid: StrictInt | None = None
+    address: str | None = None
+    hybrid_uds: str | None = None
     lab_node: StrictBool = False
-    note: Optional[str] = None
+    note: str | None = None
     facts: dict[str, Any] = {}
     access: AccessModel = AccessModel()
 
@@ -207,9 +215,20 @@ class NodeModel(_Strict):
             raise ValueError(f"address must be an IPv4 address, not {v!r}") from None
 
 
+    @field_validator("hybrid_uds")
+    @classmethod
+    def _hybrid_uds(cls, v):
+        if v is None:
+            return v
+        if not v.startswith("/") or "\0" in v or len(v.encode()) > HYBRID_UDS_MAX or any(c.isspace() for c in v):
+            raise ValueError(f"hybrid_uds must be an absolute path of at most {HYBRID_UDS_MAX} bytes without "
+                             f"spaces, not {shown(v)}")
+        return v
+
+
 class InventoryModel(_Strict):
     inventory: str
-    description: Optional[str] = None
+    description: str | None = None
     nodes: list[NodeModel]
 
     @field_validator("inventory")
@@ -229,10 +248,10 @@ class InventoryModel(_Strict):
 
 def _fields_for(loc: tuple) -> list[str]:
     if not loc:
-        return yamlfile.keys_of(InventoryModel)
+        return model_errors.keys_of(InventoryModel)
     if loc[-1] == "access":
-        return yamlfile.keys_of(AccessModel)
-    return yamlfile.keys_of(NodeModel)
+        return model_errors.keys_of(AccessModel)
+    return model_errors.keys_of(NodeModel)
 
 
 def parse_inventory(path: str, data: Any) -> Inventory:
@@ -243,10 +262,10 @@ def parse_inventory(path: str, data: Any) -> Inventory:
     try:
         model = InventoryModel.model_validate(data)
     except ValidationError as exc:
-        raise yamlfile.input_error_from_pydantic(path, data, exc, fields_for=_fields_for) from None
+        raise model_errors.input_error_from_pydantic(path, data, exc, fields_for=_fields_for) from None
 
     def at(i: int, *loc: Any) -> str:
-        return yamlfile.where(path, data, ("nodes", i) + loc)
+        return yamlfile.where(path, data, ("nodes", i, *loc))
 
     by_name: dict[str, tuple[int, NodeModel]] = {}
     for i, n in enumerate(model.nodes):
@@ -267,7 +286,7 @@ def parse_inventory(path: str, data: Any) -> Inventory:
             raise InputError(at(i), f"node {n.name}: {key}: is required "
                                     f"({'host | vm' if key == 'role' else 'linux | windows'})")
         role, os_name = n.role, n.os
-        family = n.family or DEFAULT_FAMILY[os_name]
+        family = cast(Family, n.family or DEFAULT_FAMILY[os_name])  # both checked by the model
         if family not in FAMILIES_FOR_OS[os_name]:
             raise InputError(at(i, "family"), f"node {n.name}: family {family} does not exist on {os_name} "
                              f"(use {' or '.join(FAMILIES_FOR_OS[os_name])})")
@@ -303,7 +322,7 @@ def parse_inventory(path: str, data: Any) -> Inventory:
                              f"AF_VSOCK on this controller; refused unless {LAB_NODE_ENV}=1")
         nodes[n.name] = Node(
             name=n.name, role=role, os=os_name, family=family, parent=n.parent, vm_id=n.vm_id, cid=n.cid,
-            address=n.address, lab_node=n.lab_node, facts=dict(n.facts), source=at(i),
+            address=n.address, hybrid_uds=n.hybrid_uds, lab_node=n.lab_node, facts=dict(n.facts), source=at(i),
             access=Access(**a.model_dump()),
         )
     for i, n in namespaces:
@@ -339,7 +358,7 @@ def _namespace_node(n: NodeModel, nodes: dict[str, Node], by_name: dict, at) -> 
     if base.access.netns is not None:
         raise InputError(at("of"), f"node {n.name}: {n.of} already runs in netns {base.access.netns}; "
                                    f"of: names a node in its own namespace")
-    return replace(base, name=n.name, access=replace(base.access, netns=n.netns),
+    return replace(base, name=n.name, access=replace(base.access, netns=n.netns), netns_of=n.of,
                    facts={**base.facts, **n.facts, "netns": n.netns, "netns_of": n.of}, source=at())
 
 
@@ -370,7 +389,7 @@ def _check_jump_cycles(path: str, data: Any, nodes: dict[str, Node]) -> None:
         while cur.access.jump is not None:
             cur = nodes[cur.access.jump]
             if cur.name in seen:
-                raise InputError(start.source, f"node {start.name}: jump hosts form a loop ({' -> '.join(seen + [cur.name])})")
+                raise InputError(start.source, f"node {start.name}: jump hosts form a loop ({' -> '.join([*seen, cur.name])})")
             seen.append(cur.name)
 
 

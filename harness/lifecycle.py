@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,9 @@ log = logging.getLogger("hvsock_matrix")
 
 
 def matrix_run(config: pytest.Config) -> MatrixRun:
-    return config.pluginmanager.get_plugin(PLUGIN_NAME)
+    run = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    assert isinstance(run, MatrixRun), "harness.plugin registers MatrixRun in pytest_configure"
+    return run
 
 
 def display_path(config: pytest.Config, path: Path) -> str:
@@ -83,11 +86,13 @@ class MatrixRun:
         self.in_flight: CellScheduler | None = None  # cells run ahead of the item loop (harness/in_flight.py)
         self.registrations: dict[str, set[str]] = {}  # GUIDs xdist workers kept, removed at the end
         self.done: dict[str, Any] = {}  # what sessionfinish wrote (or the error)
+        self.cell_data: dict[str, dict[str, Any]] = {}  # nodeid -> REPORT_ATTR data, until its setup report
         self._inventory: tuple[Inventory | None, HarnessError | None] | None = None
         self._say_lock = threading.Lock()
-        if self.worker_id is not None:
+        if workerinput is not None:
             info = workerinput.get(WORKERINPUT) or {}
             self.baseline = dict(info.get("baseline") or {})
+            self.owner: str | None = info.get("owner")
         else:
             self._start_recorder()
 
@@ -99,8 +104,12 @@ class MatrixRun:
         return (base / option) if option else Path(self.config.rootpath) / "reports"
 
     def _start_recorder(self) -> None:
-        """A new run id and the baseline; a missing `last` is a warning (first night), a bad FILE stops."""
+        """A new run id and the baseline; a missing `last` is a warning (first night), a bad FILE stops.
+        A results folder that could never be written stops the run now, not after the last cell."""
         results_dir = self._results_dir()
+        problem = results_dir_problem(results_dir)
+        if problem:
+            raise pytest.UsageError(f"--results-dir {results_dir}: {problem}")
         meta: dict[str, Any] = {"run_id": new_run_id(), "started": utc_now(),
                                 "pytest_args": [str(a) for a in self.config.invocation_params.args]}
         ref = self.config.getoption("baseline", None)
@@ -122,8 +131,11 @@ class MatrixRun:
     def pytest_configure_node(self, node: Any) -> None:
         """xdist controller -> worker: what a worker needs to judge a cell as the controller would
         (the baseline's outcome and errnos per cell, never a file path)."""
+        from harness.hyperv.ownership import owner_tag
+
+        # the controller's owner tag: workers register service GUIDs under it, so a killed run's are swept
         node.workerinput[WORKERINPUT] = {"run_id": self.recorder.run_id if self.recorder else None,
-                                         "baseline": self.baseline}
+                                         "baseline": self.baseline, "owner": owner_tag()}
 
     def inventory_path(self) -> Path | None:
         """--inventory (relative to the invocation dir), else inventory/lab-in-a-box.yaml when present."""
@@ -180,7 +192,8 @@ class MatrixRun:
                 raise HarnessError("no inventory: pass --inventory FILE or start the lab (hvsock-matrix lab up)")
             keep = bool(self.config.getoption("keep_registration", False)) or self.worker_id is not None
             self.session = RunSession(inventory, probe_mode=self.config.getoption("probe_mode", None) or "session",
-                                      keep_registration=keep, say=self._say, warm_up=self.worker_id is None)
+                                      keep_registration=keep, say=self._say, warm_up=self.worker_id is None,
+                                      owner=getattr(self, "owner", None))
             self.session.start(cells)
         return self.session
 
@@ -214,7 +227,7 @@ class MatrixRun:
         item.user_properties.extend(cell_properties(cell, observation, baseline, judgement))
         if observation.commands:
             item.add_report_section("setup", "hvsock-matrix commands", "\n".join(observation.commands))
-        item.matrix_result = {
+        self.cell_data[item.nodeid] = {
             "cell": CellResult.from_cell(cell, observation, baseline=baseline, seq=self.order.get(cell.id),
                                          judgement=judgement).to_dict(),
             "facts": session.new_facts(cell, observation),
@@ -226,7 +239,7 @@ class MatrixRun:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
         report = yield
-        result = getattr(item, "matrix_result", None)
+        result = self.cell_data.pop(item.nodeid, None) if call.when == "setup" else None
         if call.when == "setup" and result is not None:
             setattr(report, REPORT_ATTR, result)
             _add_html_extra(report, result["cell"]["observation"].get("commands") or [])
@@ -240,11 +253,11 @@ class MatrixRun:
         data = getattr(report, REPORT_ATTR, None)
         if self.recorder is None or not data:
             return
-        self.recorder.add(CellResult.from_dict(data["cell"]), worker=data.get("worker"))
-        for node, facts in (data.get("facts") or {}).items():
-            self.recorder.node_facts.setdefault(node, facts)
         if data.get("inventory"):
             self.recorder.update_meta(inventory=data["inventory"])
+        for node, facts in (data.get("facts") or {}).items():
+            self.recorder.add_facts(node, facts)
+        self.recorder.add(CellResult.from_dict(data["cell"]), worker=data.get("worker"))  # journaled at once
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -300,6 +313,18 @@ class MatrixRun:
         self._close_session()
 
 
+def results_dir_problem(folder: Path) -> str | None:
+    """Why `folder` cannot hold the run's files (its nearest existing part is not a writable folder), or None."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def _add_html_extra(report: pytest.TestReport, commands: list[str]) -> None:
     """pytest-html (when installed) shows the commands a cell ran, as its docs say: report.extras."""
     try:
@@ -307,7 +332,8 @@ def _add_html_extra(report: pytest.TestReport, commands: list[str]) -> None:
     except ImportError:
         return
     if commands:
-        report.extras = [*getattr(report, "extras", []), extras.text("\n".join(commands), name="hvsock-matrix commands")]
+        extra = extras.text("\n".join(commands), name="hvsock-matrix commands")
+        setattr(report, "extras", [*getattr(report, "extras", []), extra])  # noqa: B010  pytest-html's attribute
 
 
 def _runnable_cells(items: list[pytest.Item]) -> list[Cell]:

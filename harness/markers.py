@@ -1,7 +1,7 @@
 """The markers every cell carries, so `-m` selects by family, driver and scenario, and
 `--dist loadgroup` keeps one server node's cells on one xdist worker.
 
-    hyperv / vsock / tcp     a family one of the cell's two nodes speaks (B1 has hyperv and vsock)
+    hyperv / vsock / hybrid / tcp   a family one of the cell's two nodes speaks (B1 has hyperv and vsock)
     probe / socat / command  the cell's driver:  pytest scenarios/ -m "not socat"
     scenario(name=...)       the cell's scenario: pytest scenarios/ -m "scenario(name='A')"
     xdist_group(name=<server node>)   pytest-xdist's own marker (--dist loadgroup)
@@ -10,14 +10,14 @@ Registered in pytest_configure (addinivalue_line), so --strict-markers accepts t
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
 from harness.cell import Cell
 from harness.node import Inventory
 
-FAMILIES = ("hyperv", "vsock", "tcp")
+FAMILIES = ("hyperv", "vsock", "hybrid", "tcp")
 DRIVERS = ("probe", "socat", "command")
 LINES = [f"{name}: hvsock-matrix cells with a {name} side" for name in FAMILIES] + \
         [f"{name}: hvsock-matrix cells run by the {name} driver" for name in DRIVERS] + \
@@ -32,7 +32,7 @@ def register(config: pytest.Config) -> None:
         config.addinivalue_line("markers", XDIST_GROUP_LINE)  # pytest-xdist registers it when installed
 
 
-@lru_cache(maxsize=None)
+@cache
 def _named(kind: str, name: str) -> pytest.MarkDecorator:
     return getattr(pytest.mark, kind)(name=name) if kind in ("scenario", "xdist_group") else getattr(pytest.mark, name)
 

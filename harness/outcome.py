@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class Outcome(str, enum.Enum):
+class Outcome(str, enum.Enum):  # noqa: UP042  not StrEnum: str() and format() stay as 0.2 wrote them
     """The symbols of the documents (O, X) plus what a harness must add.
 
     O  -- the payload came back as "Hello: <payload>".
@@ -27,7 +27,7 @@ class Outcome(str, enum.Enum):
     NA = "n/a"
 
     @classmethod
-    def parse(cls, text: str) -> "Outcome":
+    def parse(cls, text: str) -> Outcome:
         for member in cls:
             if member.value.lower() == str(text).strip().lower():
                 return member
@@ -61,7 +61,7 @@ class Observation:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Observation":
+    def from_dict(cls, data: dict[str, Any]) -> Observation:
         data = dict(data)
         data["outcome"] = Outcome.parse(data["outcome"])
         known = {f for f in cls.__dataclass_fields__}

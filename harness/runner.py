@@ -7,7 +7,7 @@ others still finish.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from harness import addresses, safety
 from harness.agents import AgentPool
@@ -49,7 +49,7 @@ def plan_cell(cell: Cell, inventory: Inventory) -> CellPlan | Observation:
 
 
 def run_cell(cell: Cell, inventory: Inventory, pool: AgentPool) -> Observation:
-    started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    started = datetime.now(UTC).isoformat(timespec="milliseconds")
     t0 = time.monotonic()
     plan = plan_cell(cell, inventory)
     if isinstance(plan, Observation):

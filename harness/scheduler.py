@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Hashable, Sequence
 
 from harness.cell import Cell
 from harness.outcome import Observation, Outcome
@@ -87,7 +87,7 @@ def nodes_of(cell: Cell) -> frozenset[str]:
 
 
 class _Entry:
-    __slots__ = ("key", "cell", "claims", "nodes", "spawns", "state", "observation")
+    __slots__ = ("cell", "claims", "key", "nodes", "observation", "spawns", "state")
 
     def __init__(self, key: Hashable, cell: Cell):
         self.key, self.cell = key, cell
@@ -108,7 +108,7 @@ class CellScheduler:
         self._run = run
         self._name = name
         self._entries = [_Entry(key, cell) for key, cell in cells]
-        self._by_key = {}
+        self._by_key: dict[Hashable, int] = {}
         for index, entry in enumerate(self._entries):
             if entry.key in self._by_key:
                 raise ValueError(f"cell key {entry.key!r} given twice")
@@ -130,7 +130,7 @@ class CellScheduler:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._by_key
 
-    def start(self) -> "CellScheduler":
+    def start(self) -> CellScheduler:
         with self._cond:
             self._started = True
             self._fill()
@@ -157,6 +157,7 @@ class CellScheduler:
                 self._cond.wait()
             entry.state = "dropped"  # handed out once
             observation, entry.observation = entry.observation, None
+            assert observation is not None  # "done" is set with the observation, under the lock
             return observation
 
     def cancel(self, timeout: float | None = None) -> bool:

@@ -28,6 +28,11 @@ _USERINFO = re.compile(r"(?<![\w.-])([\w.\\$-]{1,256}):([^\s@/:]{1,256})@(?=[\w\
 # password=..., pwd=..., "token": "..." (command lines, connection strings, JSON)
 _KEY = r"[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|passphrase|credential)s?"
 _ASSIGNED = re.compile(rf"(?i)(\b{_KEY}\s*=\s*[\"']?|\"{_KEY}\"\s*:\s*\")([^\s\"',;}}]+)")
+# DOMAIN\user%password, or -U/--user user%password (smbclient, net), in a command line or an error
+# text; a bare `a%b` is left alone (URL escapes, percentages)
+_SMB_USER = re.compile(r"((?:(?<![\w.-])[\w.-]{1,255}\\{1,2}|(?:-U|--user)[= ]?['\"]?)[\w.$@-]{1,256})%([^\s'\"]{1,256})")
+# a password given as a command-line flag: sshpass -p X, --password X / --password=X, plink's -pw X
+_FLAG = re.compile(r"(?i)((?:\bsshpass\s+-p|(?<![\w-])(?:--password|--passwd|--pass|-pw))(?:\s+|=)['\"]?)([^\s'\"]+)")
 _BEARER = re.compile(r"(?i)\b(authorization\s*[:=]\s*(?:bearer|basic)?\s*)(\S+)")
 
 
@@ -42,7 +47,7 @@ def is_secret_key(name: object) -> bool:
     key = normalized_key(name)
     if key in _ALLOWED_KEYS:
         return False
-    return key.startswith("auth") and key != "author" or any(word in key for word in _SECRET_WORDS)
+    return (key.startswith("auth") and key != "author") or any(word in key for word in _SECRET_WORDS)
 
 
 def credential_in_host(host: str) -> bool:
@@ -50,9 +55,22 @@ def credential_in_host(host: str) -> bool:
     return "@" in host
 
 
+# What a password appended to a user name looks like, in the syntaxes tools accept it in:
+# `tester:pw` (URLs, paramiko/ssh-style), `LAB\tester%pw` (smbclient -U, Samba's net, pypsexec users
+# copying it), `tester/pw` (Oracle-style, some runas wrappers). Windows sAMAccountName forbids
+# `" / \ [ ] : ; | = , + * ? < >` (only one `\` may separate the domain), POSIX names use none of
+# `%`, `/`, `:`: so none of these separators is a user name.
+_USER_SECRET_SEPARATORS = (":", "%", "/")
+
+
 def credential_in_user(user: str) -> bool:
-    """`tester:pw` in a user field: a password appended to the user name."""
-    return ":" in user
+    """`tester:pw`, `LAB\\tester%pw` or `tester/pw` in a user field: a password appended to the user name."""
+    return any(sep in user for sep in _USER_SECRET_SEPARATORS)
+
+
+def credential_in_text(text: str) -> bool:
+    """True when `text` (a command template, say) carries what scrub() would mask: a password inline."""
+    return scrub(text) != text
 
 
 def register(value: str | None) -> None:
@@ -73,4 +91,6 @@ def scrub(text: object) -> str:
                 s = s.replace(value, MASK)
     s = _USERINFO.sub(lambda m: f"{m.group(1)}:{MASK}@", s)
     s = _ASSIGNED.sub(lambda m: m.group(1) + MASK, s)
+    s = _SMB_USER.sub(lambda m: f"{m.group(1)}%{MASK}", s)
+    s = _FLAG.sub(lambda m: m.group(1) + MASK, s)
     return _BEARER.sub(lambda m: m.group(1) + MASK, s)

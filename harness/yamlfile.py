@@ -19,15 +19,15 @@ bad byte.
 """
 from __future__ import annotations
 
-import os
 import re
-import stat
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from yaml import events as _ev
 
+from harness import textfile
 from harness.errors import InputError
 from harness.secrets import SECRET_KEY_MESSAGE, is_secret_key
 
@@ -40,16 +40,20 @@ MAX_SCALAR_CHARS = 64 * 1024
 MAX_INT_DIGITS = 30
 
 
-class LineDict(dict):
+class LineDict(dict[Any, Any]):
     """A mapping plus `line` (its own first line) and `key_lines` {key: line}."""
 
-    __slots__ = ("line", "key_lines")
+    __slots__ = ("key_lines", "line")
+    line: int
+    key_lines: dict[Any, int]
 
 
-class LineList(list):
+class LineList(list[Any]):
     """A sequence plus `line` and `item_lines` [line of each item]."""
 
-    __slots__ = ("line", "item_lines")
+    __slots__ = ("item_lines", "line")
+    line: int
+    item_lines: list[int]
 
 
 class _LineLoader(_Base):  # type: ignore[misc, valid-type]
@@ -70,46 +74,17 @@ def _short_tag(tag: str) -> str:
 
 
 def read_text(path: str | Path, shown_as: str | None = None) -> str:
-    """The file's text: a regular file under MAX_FILE_BYTES, UTF-8 (BOM allowed); else InputError.
-
-    Size and type are checked before a byte is read (a 2 GB file or a FIFO costs nothing).
-    `shown_as` is the path named in messages (default: `path`).
-    """
-    real = str(path)
-    path = shown_as or real
-    try:
-        st = os.stat(real)
-    except OSError as err:
-        raise InputError(f"{path}:1", f"cannot read file: {err.strerror or err}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{path}:1", "is a directory, not a YAML file")
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"{path}:1", "not a regular file (a FIFO, socket or device is never read)")
-    if st.st_size > MAX_FILE_BYTES:
-        raise InputError(f"{path}:1", f"file of {st.st_size} bytes is over the {MAX_FILE_BYTES} byte limit")
-    try:
-        with open(real, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"{path}:1", f"cannot read file: {err.strerror or err}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise InputError(f"{path}:1", f"file is over the {MAX_FILE_BYTES} byte limit")
-    return decode(path, raw)
+    """The file's text: a regular file under MAX_FILE_BYTES, UTF-8 (BOM allowed); else InputError."""
+    return textfile.read_text(path, MAX_FILE_BYTES, "YAML file", shown_as)
 
 
 def decode(path: str, raw: bytes) -> str:
     """UTF-8 (an initial BOM dropped, CRLF kept for YAML to fold); other encodings refused."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(f"{path}:1", "UTF-16 text; save the file as UTF-8")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise InputError(f"{path}:{line}", f"not UTF-8 text (byte 0x{raw[err.start]:02x})") from None
+    return textfile.decode(path, raw)
 
 
 class _Frame:
-    __slots__ = ("value", "is_map", "anchor", "key", "key_line", "merges", "size")
+    __slots__ = ("anchor", "is_map", "key", "key_line", "merges", "size", "value")
 
     def __init__(self, value, is_map: bool, anchor: str | None):
         self.value = value
@@ -171,9 +146,9 @@ class _Builder:
                 if event.anchor is not None:
                     self.anchors[event.anchor] = (value, 1)
             elif cls is _ev.AliasEvent:
-                found = self.anchors.get(event.anchor, False)
-                if found is False:
+                if event.anchor not in self.anchors:
                     raise self.fail(line, f"bad YAML: unknown alias *{event.anchor}")
+                found = self.anchors[event.anchor]
                 if found is None:
                     raise self.fail(line, f"bad YAML: recursive alias *{event.anchor}")
                 value, size = found
@@ -186,12 +161,14 @@ class _Builder:
                     raise self.fail(line, f"YAML tag {_short_tag(tag)} is not allowed (plain data only)")
                 if len(stack) >= MAX_DEPTH:
                     raise self.fail(line, f"nesting deeper than {MAX_DEPTH} levels")
-                container = LineDict() if is_map else LineList()
-                container.line = line
+                container: LineDict | LineList
                 if is_map:
+                    container = LineDict()
                     container.key_lines = {}
                 else:
+                    container = LineList()
                     container.item_lines = []
+                container.line = line
                 frame = _Frame(container, is_map, event.anchor)
                 frame.key = _NO_KEY
                 if event.anchor is not None:
@@ -396,56 +373,3 @@ def top_level_kind(path: str | Path, data: Any = None) -> str | None:
         if "inventory" in data:
             return "inventory"
     return None
-
-
-def keys_of(model: Any) -> list[str]:
-    """The keys a pydantic model takes as a file spells them (the alias when there is one)."""
-    return [str(f.alias or name) for name, f in model.model_fields.items()]
-
-
-def _describe_pydantic_error(err: dict, model_fields: Iterable[str] | None = None) -> str:
-    loc = [str(p) for p in err.get("loc", ()) if not str(p).startswith("function-")]
-    kind = err.get("type", "")
-    field = loc[-1] if loc else ""
-    if kind == "extra_forbidden":
-        allowed = f" (allowed: {', '.join(str(f) for f in model_fields)})" if model_fields else ""
-        return f"unknown key {field!r}{allowed}"
-    if kind == "missing":
-        return f"missing key {field!r}"
-    msg = str(err.get("msg", "invalid"))
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if kind == "literal_error":
-        msg = msg.replace("Input should be", "expected")
-        return f"{field}: {msg}, not {_shown_input(err.get('input'))}"
-    if kind in ("int_type", "int_parsing", "float_type", "float_parsing", "bool_type", "bool_parsing",
-                "string_type", "dict_type", "list_type", "model_type"):
-        msg = msg.replace("Input should be", "expected")
-        return f"{field}: {msg}, not {_shown_input(err.get('input'))}"
-    return f"{field}: {msg}" if field and not msg.startswith(f"{field}") else msg
-
-
-def _shown_input(value: Any) -> str:
-    """A wrong value in a message: a short repr, never a whole list or mapping from the file."""
-    if isinstance(value, (dict, list)):
-        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def input_error_from_pydantic(path: str, data: Any, exc: Any, loc_prefix: tuple = (),
-                              fields_for: Any = None) -> InputError:
-    """The first error of a pydantic ValidationError as one "path:line: message".
-
-    `fields_for(loc)` may return the allowed keys at a location, to list them on unknown keys.
-    Whatever pydantic reports, the answer is one line: a message that cannot be described in
-    detail still names the place and pydantic's own one-line reason.
-    """
-    err = exc.errors(include_url=False)[0]
-    loc = tuple(loc_prefix) + tuple(p for p in err.get("loc", ()) if not str(p).startswith("function-"))
-    try:
-        allowed = fields_for(loc[:-1]) if fields_for and err.get("type") == "extra_forbidden" else None
-        message = _describe_pydantic_error(err, allowed)
-    except Exception:  # a message we failed to build must not hide the user's mistake behind a traceback
-        message = f"{'.'.join(str(p) for p in loc) or 'file'}: {err.get('msg', 'invalid')}"
-    return InputError(where(path, data, loc), message)

@@ -15,6 +15,20 @@ import pytest
 _POOLS: list = []
 
 
+def linked_lab_paths(name: str):
+    """A lab folder of its own under the default cache, sharing kernels/ and apt/ (built once)."""
+    from harness.lab.paths import LabPaths
+
+    shared = LabPaths.default()
+    paths = LabPaths(shared.root / name)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    for sub in ("kernels", "apt"):
+        (shared.root / sub).mkdir(parents=True, exist_ok=True)
+        if not (paths.root / sub).is_symlink():
+            (paths.root / sub).symlink_to(shared.root / sub)
+    return paths
+
+
 def release_lab() -> None:
     """Close the shared pool (sessions and SSH connections) before the lab goes down."""
     while _POOLS:

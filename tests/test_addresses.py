@@ -224,3 +224,36 @@ def test_literals_only_mean_something_in_their_own_family():
     assert a.resolve_target(WIN_VM.vm_id, KVM_HOST, GUEST, INV).is_na
     assert a.resolve_target("10.1.0.2", T_HOST, T_VM, INV).addr == "10.1.0.2"
     assert a.resolve_target("10.1.0.2", KVM_HOST, GUEST, INV).is_na
+
+
+# --- the one GUID rule (issue 19): uuid.UUID underneath, the file's shape on top ----------------
+
+def test_guids_are_uuid_values_in_the_files_shape():
+    import uuid
+
+    from harness.addresses import canonical_guid, guid, is_guid
+
+    value = guid("{A42E7CDA-D03F-480C-9CC2-A4DE20ABB878}")
+    assert isinstance(value, uuid.UUID) and str(value) == "a42e7cda-d03f-480c-9cc2-a4de20abb878"
+    for text in ("{a42e7cda-d03f-480c-9cc2-a4de20abb878", "a42e7cdad03f480c9cc2a4de20abb878",
+                 "urn:uuid:a42e7cda-d03f-480c-9cc2-a4de20abb878", "a42e7cda-d03f-480c-9cc2-a4de20abb87g", "", 7, None):
+        assert not is_guid(text) and canonical_guid(text) is None, text
+
+
+@pytest.mark.parametrize("port", [0, 1, 19000, 0x7FFFFFFF, 0xFFFFFFFF])
+def test_port_and_service_guid_round_trip_everywhere(port):
+    from harness.addresses import port_for_service_guid, service_guid_for
+    from harness.hyperv.registration import service_guid, template_port
+
+    text = service_guid_for(port)
+    assert text == f"{port:08x}-facb-11e6-bd58-64006a7986d3" == service_guid(port)
+    assert port_for_service_guid(text) == port == template_port(text.upper())
+    assert port_for_service_guid("a42e7cda-d03f-480c-9cc2-a4de20abb878") is None
+
+
+def test_registration_takes_the_port_range_of_hyperv():
+    from harness.hyperv.registration import parse_port_range
+
+    assert parse_port_range("1-4294967294") == (1, 4294967294)
+    with pytest.raises(ValueError, match="1 <= A <= B <= 4294967294"):
+        parse_port_range("0-5")

@@ -60,7 +60,7 @@ def test_every_id_is_one_k_identifier():
     from _pytest.mark.expression import Expression
 
     for cell_id in DOCUMENTED_IDS:
-        assert Expression.compile(cell_id).evaluate(lambda name, **kw: name == cell_id), cell_id
+        assert Expression.compile(cell_id).evaluate(lambda name, cell_id=cell_id, **kw: name == cell_id), cell_id
 
 
 @pytest.mark.parametrize("cell_id", ["A7[win-vm:loopback-from-hv-host:server]",

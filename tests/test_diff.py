@@ -15,7 +15,7 @@ CELLS = [Cell("C", "kvm-host", "wildcard", "guest", "parent", 4321, Outcome.O, l
 
 def night(results_dir, run_id, outcomes, extra=()):
     recorder = Recorder(results_dir, {"run_id": run_id})
-    for cell, outcome in zip(CELLS, outcomes):
+    for cell, outcome in zip(CELLS, outcomes, strict=False):
         recorder.record(cell, Observation(outcome, errno_name="ECONNRESET" if outcome is Outcome.X else None))
     for cell in extra:
         recorder.record(cell, Observation(Outcome.O))

@@ -11,9 +11,9 @@ import pytest
 from harness import cli
 from harness.cell import Cell
 from harness.errors import InputError
+from harness.judgement import flip_between, judge
 from harness.matrix import build_report
 from harness.outcome import Observation, Outcome
-from harness.judgement import flip_between, judge
 from harness.results import CellResult, Run, write_json_atomic
 from harness.scenario import expand, load_scenario
 
@@ -148,7 +148,7 @@ def measured_run(tmp_path: Path) -> Path:
     ]
     observed = [obs(Outcome.X, "ECONNRESET"), obs(Outcome.X, "ESOCKTNOSUPPORT"), obs(Outcome.O),
                 obs(Outcome.O)]
-    run = Run("20261130T000000Z-0000a1", {}, [CellResult.from_cell(c, o) for c, o in zip(cells, observed)])
+    run = Run("20261130T000000Z-0000a1", {}, [CellResult.from_cell(c, o) for c, o in zip(cells, observed, strict=False)])
     return write_json_atomic(tmp_path / "results.json", run.to_dict())
 
 

@@ -3,7 +3,7 @@ the answer is "ok" or one InputError line naming file:line -- never a pydantic t
 TypeError from a validator, or a message that repeats a whole list from the file.
 
 Systematic where tests/test_input_properties.py samples: the keys come from the models
-themselves (harness.yamlfile.keys_of), so a field added tomorrow is covered by this test.
+themselves (harness.model_errors.keys_of), so a field added tomorrow is covered by this test.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import yamlfile
+from harness import model_errors
 from harness.commands.validate import check_file
 from harness.errors import InputError
 from harness.inventory import AccessModel, InventoryModel, NodeModel
@@ -45,7 +45,7 @@ PLACES = [
 def cases() -> list[tuple[str, dict[str, Any], tuple[Any, ...], str, Any]]:
     out = []
     for doc, where, model in PLACES:
-        for key in [*yamlfile.keys_of(model), "server.port", "zz_unknown"]:
+        for key in [*model_errors.keys_of(model), "server.port", "zz_unknown"]:
             for i, value in enumerate(HOSTILE):
                 out.append((f"{model.__name__}.{key}#{i}", doc, where, key, value))
     return out

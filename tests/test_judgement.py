@@ -1,6 +1,6 @@
 from harness.cell import Cell
-from harness.outcome import Observation, Outcome
 from harness.judgement import judge
+from harness.outcome import Observation, Outcome
 
 
 def cell(expected=None, source="001 case 7"):

@@ -24,15 +24,9 @@ def second_lab():
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 not installed")
     from harness.lab import lifecycle
-    from harness.lab.paths import LabPaths
+    from tests.qemu_lab import linked_lab_paths
 
-    shared = LabPaths.default()
-    paths = LabPaths(shared.root / "kernel-check")
-    paths.root.mkdir(parents=True, exist_ok=True)
-    for name in ("kernels", "apt"):
-        (shared.root / name).mkdir(parents=True, exist_ok=True)
-        if not (paths.root / name).is_symlink():
-            (paths.root / name).symlink_to(shared.root / name)
+    paths = linked_lab_paths("kernel-check")
     yield paths
     lifecycle.down(progress=lambda line: None, paths=paths)
 

@@ -136,3 +136,24 @@ def test_ssh_commands_of_a_namespace_node_run_under_ip_netns_exec(tmp_path):
     outside = SSHTransport(inv.node("h"), inv).command_line(["python3", "probe.py", "serve"])
     assert inside.endswith("hvsock ip netns exec ns1 python3 probe.py serve")
     assert outside.endswith("hvsock python3 probe.py serve")
+
+
+def test_the_probe_reports_the_vsock_mode_of_the_namespace_it_runs_in(tmp_path):
+    from harness.probe.facts import vsock_ns_facts
+
+    (tmp_path / "ns_mode").write_text("local\n")
+    (tmp_path / "child_ns_mode").write_text("local\n")
+    assert vsock_ns_facts(str(tmp_path)) == {"vsock_ns_mode": "local", "vsock_child_ns_mode": "local"}
+    assert vsock_ns_facts(str(tmp_path / "absent")) == {"vsock_ns_mode": None, "vsock_child_ns_mode": None}
+
+
+def test_a_namespace_node_is_related_to_its_node_and_that_nodes_guests(tmp_path):
+    from harness.scenario.expansion import related
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text(inventory_file.inventory_text(LabPaths(tmp_path / "cache"), 2231, 3, netns=True))
+    inv = load_inventory(path)
+    local0 = inv.node("l1-local0")
+    assert local0.machine == "l1" and inv.node("l1").machine == "l1"
+    assert related(local0, inv.node("l1")) and related(local0, inv.node("l1-global1"))
+    assert related(inv.node("vm22"), local0) and related(local0, inv.node("vm21"))

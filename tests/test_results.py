@@ -9,10 +9,9 @@ import pytest
 
 from harness.cell import Cell, Driver
 from harness.errors import InputError
-from harness.outcome import Observation, Outcome
 from harness.judgement import baseline_for_worker, flip_between, judge
-from harness.results import (CellResult, Recorder, list_history, load_history,
-                             load_run, resolve_run, write_json_atomic)
+from harness.outcome import Observation, Outcome
+from harness.results import CellResult, Recorder, list_history, load_history, load_run, resolve_run, write_json_atomic
 
 
 def cell(label: str, server: str, bind: str, client: str, target: str, expected: Outcome | None,

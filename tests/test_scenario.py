@@ -269,7 +269,7 @@ def test_tcp_ports_are_checked_against_tcp_nodes(tmp_path):
         axes: {server.on: [a], server.bind: [wildcard, loopback], client.on: [b], client.target: [parent]}
         """)
     sc = load_scenario(path)
-    with pytest.raises(InputError, match="tcp port 65536 out of range 1..65535") as err:
+    with pytest.raises(InputError, match=r"tcp port 65536 out of range 1\.\.65535") as err:
         expand(sc, inv)
     assert err.value.where == f"{path}:2"
 

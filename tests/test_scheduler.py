@@ -16,7 +16,10 @@ from harness.scheduler import CellScheduler, Limits, claims, fixed_ports
 WAIT = 30.0  # generous: a busy 2-core machine
 
 
-def cell(n: int, server="a", client="b", port=None, driver=Driver()) -> Cell:
+PROBE = Driver()
+
+
+def cell(n: int, server="a", client="b", port=None, driver=PROBE) -> Cell:
     return Cell(scenario="S", server_on=server, bind="any", client_on=client, target="server",
                 port=40000 + n if port is None else port, label=f"S{n}", driver=driver)
 

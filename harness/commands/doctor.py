@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.hyperv.selection import add_selection_arguments, load_selected_inventory, selected_guids
+from harness.commands.selection import add_selection_arguments, load_selected_inventory, selected_guids
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

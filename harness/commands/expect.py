@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +91,13 @@ def plan_changes(scenario: Scenario, run: Run) -> tuple[list[Change], list[str]]
             continue
         if errno != expected_errno:
             changes.append(Change(yamlfile.line_of(scenario.data, ("cells", index, "expect")), name,
-                                  cell.expect, f"{outcome.value} {errno}"))
+                                  str(cell.expect), f"{outcome.value} {errno}"))
     return changes, notes
+
+
+def _keep_key(value: str) -> Callable[[re.Match[str]], str]:
+    """A re.sub replacement: the `expect:` key as written, then the new value."""
+    return lambda match: match.group(1) + value
 
 
 def apply_changes(text: str, changes: list[Change], path: str) -> str:
@@ -100,7 +106,7 @@ def apply_changes(text: str, changes: list[Change], path: str) -> str:
     for change in changes:
         line = lines[change.line - 1]
         pattern = re.compile(r"(\bexpect:\s*)(['\"]?)" + re.escape(change.old) + r"\2(?=\s*(?:[,}#]|$))", re.IGNORECASE)
-        new, count = pattern.subn(lambda m: m.group(1) + change.new, line, count=1)
+        new, count = pattern.subn(_keep_key(change.new), line, count=1)
         if count != 1:
             raise InputError(f"{path}:{change.line}", f"cannot find 'expect: {change.old}' on this line to rewrite")
         lines[change.line - 1] = new

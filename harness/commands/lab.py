@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness.addresses import check_port
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="lab_action", required=True)
     up = sub.add_parser("up", help="build what is missing, boot l1 and its guests, write the inventory")
     up.add_argument("--guests", type=int, default=None,
                     help="L2 guests inside l1 (0..2, default 2; with --netns 0..3, default 3)")
-    up.add_argument("--port", type=int, default=None, help="loopback port for l1's sshd (default 2222)")
+    up.add_argument("--port", type=_tcp_port, default=None, help="loopback port for l1's sshd (default 2222)")
     up.add_argument("--kernel", metavar="SPEC", default=None,
                     help="l1's kernel: stable (default), backports, sid, or a Debian version of linux-image-amd64")
     up.add_argument("--guest-kernel", metavar="SPEC", default=None,
@@ -18,10 +20,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--netns", action="store_true",
                     help="vsock network namespaces in l1 (global0/1, local0/1, as the kernel's vmtest.sh) with "
                          "vm21, vm22, vm23 started in global0, local0, local1; needs a kernel >= 7.0 (--kernel sid)")
+    up.add_argument("--hybrid", type=int, default=0, metavar="N",
+                    help="also N hybrid vsock guests vm31.. (vhost-user-vsock-device + vhost-device-vsock in l1; 0..2)")
+    up.add_argument("--hybrid-backend", choices=("shared", "per-guest"), default="shared",
+                    help="one vhost-device-vsock for every hybrid guest (default; sibling routing) or one each")
     st = sub.add_parser("status", help="is the lab running, its port, boot times, inventory")
     st.add_argument("--json", action="store_true", help="print the status as one JSON object")
     down = sub.add_parser("down", help="stop the lab's qemu (by its pid file) and remove its run folder")
     down.add_argument("--purge", action="store_true", help="also remove the kernel, keys and initramfs")
+
+
+def _tcp_port(text: str) -> int:
+    """1..65535: port 0 must not quietly mean "the default lab" (it is someone else's)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text[:40]!r}") from None
+    problem = check_port(port, "tcp")
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return port
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.lab_action == "up":
         guests = args.guests if args.guests is not None else (lab_netns.MAX_GUESTS if args.netns else 2)
         state = lifecycle.up(guests=guests, port=args.port, kernel=args.kernel, guest_kernel=args.guest_kernel,
-                             netns=args.netns)
+                             netns=args.netns, hybrid=args.hybrid, hybrid_mode=args.hybrid_backend)
         times = ", ".join(f"{k} {v:.0f}s" for k, v in state["boot_s"].items())
         print(f"lab up: inventory {state['inventory']} ({lifecycle.kernels_text(state)}; ready after: {times})")
         return 0
@@ -53,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             for node, place in places.items():
                 if node not in st["kernels"]:
                     print(f"  {node}: l1{_place(place)}")
+            for node, kind in (st.get("vsock") or {}).items():
+                print(f"  {node}: vsock {kind}")
         return 0 if st["running"] else 1
     lifecycle.down(purge=args.purge)
     return 0

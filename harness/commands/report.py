@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.matrix import build_report
 from harness.report import HISTORY_RUNS
-from harness.results import load_history, load_run, resolve_run
+from harness.results import check_output_path, load_history, load_run, resolve_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +34,9 @@ def _history_dir(results_path: Path, default: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    for out in (args.html, args.md):  # a folder or a device named as output fails before anything is read
+        if out:
+            check_output_path(Path(out))
     path = resolve_run(args.results, args.results_dir)
     current = load_run(path)
     baseline = load_run(resolve_run(args.baseline, args.results_dir)) if args.baseline else None

@@ -12,13 +12,14 @@ belongs to the infrastructure).
 """
 from __future__ import annotations
 
+from harness import addresses
 from harness.agents import AgentPool
 from harness.drivers.plan import CellPlan
 from harness.drivers.spawned import run_client, server_failure, start_margin, start_server, stop_server
 from harness.errors import NodeError
 from harness.outcome import Observation, Outcome
 
-VMADDR_CID_ANY = "4294967295"
+VMADDR_CID_ANY = str(addresses.VMADDR_CID_ANY)  # as socat reads it in an address
 # "Hello: " without ':' or ' ' in the text (socat 1.7.4 mangles ": " in SYSTEM): printf octal escapes,
 # with backslashes doubled twice (socat halves them, then sh does)
 ECHO = "SYSTEM:printf Hello" + "\\" * 4 + "072" + "\\" * 4 + "040; exec cat"

@@ -7,7 +7,6 @@ exactly as written here and the tests can pin it byte for byte.
 from __future__ import annotations
 
 import base64
-import re
 
 POWERSHELL = "powershell.exe"
 POWERSHELL_FLAGS = ("-NoProfile", "-NonInteractive")
@@ -37,15 +36,6 @@ def powershell_argv(script: str) -> list[str]:
 def ps_quote(text: str) -> str:
     """A PowerShell single-quoted literal: nothing inside is expanded; ' is doubled."""
     return "'" + str(text).replace("'", "''") + "'"
-
-
-_GUID_RE = re.compile(r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$")
-
-
-def canonical_guid(text: str) -> str | None:
-    """Lowercase, brace-less GUID text, or None when `text` is not a GUID."""
-    match = _GUID_RE.match(str(text).strip())
-    return match.group(1).lower() if match else None
 
 
 def output_lines(stdout: str) -> list[str]:

@@ -115,5 +115,14 @@ def details(cell: MatrixCell) -> dict[str, Any]:
 def change_line(cell: MatrixCell) -> str:
     """One line for the lists of flips and mismatches printed before the matrices."""
     exp = f"expected {expected_text(cell)}"
-    base = f"{cell.flip.split('->')[0]} -> " if cell.flipped else ""
+    flip = cell.flip
+    base = f"{flip.split('->')[0]} -> " if flip else ""
     return f"{cell.id}: {base}{observed_line(cell.observed)} ({exp})"
+
+
+def incomplete_note(meta: dict[str, Any]) -> str | None:
+    """The line every output shows for a run that did not finish (read from its journal)."""
+    if not meta.get("incomplete"):
+        return None
+    return ("INCOMPLETE: the controller stopped before the run finished; these are the cells it had "
+            f"recorded ({meta.get('journal') or 'journal'})")

@@ -81,7 +81,7 @@ def _meta_view(report: MatrixReport) -> dict[str, Any]:
     inventory = meta.get("inventory")
     if isinstance(inventory, dict):
         inventory = " ".join(str(v) for v in (inventory.get("name"), inventory.get("path")) if v)
-    items = [("run", report.run.run_id), ("started", meta.get("started")),
+    items = [("incomplete", words.incomplete_note(meta)), ("run", report.run.run_id), ("started", meta.get("started")),
              ("finished", meta.get("finished")), ("inventory", inventory),
              ("baseline", report.baseline_label or "none"),
              ("harness", meta.get("harness_version")),

@@ -18,7 +18,7 @@ def _esc(text: str) -> str:
 def cell_text(cell: MatrixCell) -> str:
     """`**X** ≠O ΔO->X`: observed, then the expectation it misses, then the flip."""
     out = f"**{cell.observed.outcome.value}**"
-    if cell.mismatch:
+    if cell.mismatch and cell.expected is not None:
         out += f" ≠{cell.expected.value}"
     elif cell.expected is None:
         out += " (exp ?)"
@@ -45,7 +45,8 @@ def render_markdown(report: MatrixReport) -> str:
     inventory = meta.get("inventory")
     if isinstance(inventory, dict):
         inventory = " ".join(str(v) for v in (inventory.get("name"), inventory.get("path")) if v)
-    for key, value in (("started", meta.get("started")), ("finished", meta.get("finished")),
+    for key, value in (("incomplete", words.incomplete_note(meta)),
+                       ("started", meta.get("started")), ("finished", meta.get("finished")),
                        ("inventory", inventory), ("baseline", report.baseline_label or "none"),
                        ("harness", meta.get("harness_version"))):
         if value:
@@ -61,7 +62,7 @@ def render_markdown(report: MatrixReport) -> str:
     lines += ["", f"## Differs from the documented expectation: {len(report.mismatches)}", ""]
     lines += [f"- ≠ {_esc(words.change_line(c))}" for c in report.mismatches] or ["- (none)"]
     for matrix in report.matrices:
-        lines += ["", f"## Scenario {matrix.scenario}", ""] + _table(matrix)
+        lines += ["", f"## Scenario {matrix.scenario}", "", *_table(matrix)]
     lines += ["", "O = echo came back, X = connect failed, B = bind failed, E = harness/lab failure, "
               "n/a = not applicable; ≠O = documented O, Δ = changed since baseline.", ""]
     return "\n".join(lines)

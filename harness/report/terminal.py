@@ -12,7 +12,7 @@ from harness.report import cells as words
 
 def cell_text(cell: MatrixCell) -> str:
     out = ("*" if cell.flipped else "") + cell.observed.outcome.value
-    if cell.mismatch:
+    if cell.mismatch and cell.expected is not None:
         out += f"!{cell.expected.value}"
     elif cell.expected is None:
         out += "?"
@@ -21,12 +21,12 @@ def cell_text(cell: MatrixCell) -> str:
 
 def render_matrix(matrix: Matrix) -> list[str]:
     corner = "server:bind \\ client:target"
-    table = [[corner] + matrix.columns]
-    for row in matrix.rows:
-        table.append([row] + ["/".join(cell_text(c) for c in matrix.at(row, col)) or "."
-                              for col in matrix.columns])
+    table = [[corner, *matrix.columns]]
+    for row_key in matrix.rows:
+        table.append([row_key, *("/".join(cell_text(c) for c in matrix.at(row_key, col)) or "."
+                                 for col in matrix.columns)])
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = []
+    lines: list[str] = []
     for index, row in enumerate(table):
         lines.append("  ".join(text.ljust(widths[i]) if i == 0 else text.center(widths[i])
                                for i, text in enumerate(row)).rstrip())
@@ -36,8 +36,9 @@ def render_matrix(matrix: Matrix) -> list[str]:
 
 
 def change_lines(report: MatrixReport) -> list[str]:
-    """Flips first, then mismatches: the lines every output starts with."""
-    lines = []
+    """Flips first, then mismatches: the lines every output starts with (a run that did not finish says so first)."""
+    note = words.incomplete_note(report.run.meta)
+    lines = [note] if note else []
     if report.baseline_label:
         lines.append(f"Changed since baseline {report.baseline_label}: {len(report.flips)}")
         lines += [f"  * {words.change_line(c)}" for c in report.flips]
@@ -49,7 +50,7 @@ def change_lines(report: MatrixReport) -> list[str]:
 def render_terminal(report: MatrixReport) -> str:
     lines = change_lines(report)
     for matrix in report.matrices:
-        lines += ["", f"Scenario {matrix.scenario}"] + render_matrix(matrix)
+        lines += ["", f"Scenario {matrix.scenario}", *render_matrix(matrix)]
     lines += ["", "O echo came back, X connect failed, B bind failed, E harness/lab failure, "
               "n/a not applicable; X!O = documented O, O? = no documented expectation, "
               "* = changed since baseline"]

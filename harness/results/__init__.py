@@ -8,6 +8,7 @@ from harness.results.model import CELL_FIELDS, RUN_ID, SCHEMA, CellResult, Run, 
 from harness.results.reader import MAX_BYTES, load_run, read_json
 from harness.results.recorder import Recorder
 from harness.results.store import (
+    check_output_path,
     history_dir,
     list_history,
     load_history,
@@ -18,6 +19,6 @@ from harness.results.store import (
     write_text_atomic,
 )
 
-__all__ = ["CELL_FIELDS", "MAX_BYTES", "RUN_ID", "SCHEMA", "CellResult", "Recorder", "Run", "counts",
+__all__ = ["CELL_FIELDS", "MAX_BYTES", "RUN_ID", "SCHEMA", "CellResult", "Recorder", "Run", "check_output_path", "counts",
            "history_dir", "list_history", "load_history", "load_run", "new_run_id", "point_latest", "read_json",
            "resolve_run", "run_dir", "utc_now", "write_json_atomic", "write_text_atomic"]

@@ -10,15 +10,16 @@ history/ and runs/, so `../x` never reaches a path). Every refusal is one `Input
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
+from harness import textfile
 from harness.errors import InputError
 from harness.outcome import Observation
 from harness.results.model import RUN_ID, Run
+
+JOURNAL = "journal.jsonl"  # runs/<run-id>/journal.jsonl: the cells of a run not finished (harness/results/journal.py)
 
 MAX_BYTES = 64 * 1024 * 1024  # a 10,000-cell run with its commands is ~15 MB
 MAX_DEPTH = 32  # a results file nests 5 deep (run / cells / cell / observation / extra ...)
@@ -39,9 +40,17 @@ _OBSERVATION_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def load_run(path: Path | str) -> Run:
-    """Read a results file; anything wrong with it is one clear line (InputError)."""
+    """Read a results file (or a killed run's journal); anything wrong with it is one clear line (InputError)."""
     path = Path(path)
-    data = read_json(path, what="results file")
+    if path.name == JOURNAL:
+        from harness.results.journal import load_journal
+
+        return load_journal(path)
+    return run_from_data(read_json(path, what="results file"), path)
+
+
+def run_from_data(data: Any, path: Path) -> Run:
+    """A results file's parsed JSON, every field checked, as a Run (InputError naming `path`)."""
     if not isinstance(data, dict) or "run_id" not in data or not isinstance(data.get("cells"), list):
         raise InputError(str(path), "not an hvsock-matrix results file (no run_id / cells)")
     run_id = data["run_id"]
@@ -65,25 +74,7 @@ def load_run(path: Path | str) -> Run:
 def read_json(path: Path, what: str = "file", max_bytes: int | None = None) -> Any:
     """JSON from a regular file of at most max_bytes (MAX_BYTES), nested at most MAX_DEPTH, in UTF-8."""
     max_bytes = MAX_BYTES if max_bytes is None else max_bytes
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise InputError(str(path), f"{what} not found") from None
-    except OSError as err:
-        raise InputError(str(path), f"cannot read {what}: {err.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise InputError(str(path), f"cannot read {what}: {kind}")
-    if info.st_size > max_bytes:
-        raise InputError(str(path), f"{what} is {info.st_size} bytes, more than the {max_bytes} allowed")
-    try:
-        with open(path, "rb", opener=_no_follow_fifo) as handle:
-            raw = handle.read(max_bytes + 1)
-    except OSError as err:
-        raise InputError(str(path), f"cannot read {what}: {err.strerror}") from None
-    if len(raw) > max_bytes:
-        raise InputError(str(path), f"{what} grew past the {max_bytes} bytes allowed while reading")
-    text = decode_utf8(raw, str(path), what)
+    text = textfile.read_text(path, max_bytes, what)
     _check_nesting(text, str(path))
     try:
         return json.loads(text, parse_constant=_no_constant)
@@ -91,28 +82,6 @@ def read_json(path: Path, what: str = "file", max_bytes: int | None = None) -> A
         raise InputError(f"{path}:{err.lineno}", f"not valid JSON: {err.msg}") from None
     except (ValueError, RecursionError) as err:
         raise InputError(str(path), f"not valid JSON: {_short(err, 120)}") from None
-
-
-def decode_utf8(raw: bytes, where: str, what: str = "file") -> str:
-    """UTF-8 text (a UTF-8 BOM is dropped); UTF-16/32 and other encodings named in one line."""
-    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
-                      (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
-        if raw.startswith(bom):
-            raise InputError(where, f"{what} is {name} text; hvsock-matrix reads UTF-8 only (save it as UTF-8)")
-    if raw[:1] == b"\x00" or raw[1:2] == b"\x00":
-        raise InputError(where, f"{what} looks like UTF-16 text without a BOM; hvsock-matrix reads UTF-8 only")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise InputError(f"{where}:{line}", f"{what} is not UTF-8 (byte 0x{raw[err.start]:02x} at offset "
-                                            f"{err.start}); save it as UTF-8") from None
-    return text[1:] if text.startswith("\ufeff") else text
-
-
-def _no_follow_fifo(path: str, flags: int) -> int:
-    """Open without blocking on a FIFO swapped in after the stat (the read then fails or is empty)."""
-    return os.open(path, flags | os.O_NONBLOCK)
 
 
 def _check_nesting(text: str, where: str) -> None:

@@ -16,13 +16,14 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InputError
-from harness.results.model import Run
-from harness.results.reader import load_run
+from harness.errors import InputError, OutputError
+from harness.results.model import RUN_ID, Run
+from harness.results.reader import JOURNAL, load_run
 
 
 def _readable(fd: int) -> None:
@@ -37,11 +38,22 @@ def write_json_atomic(path: Path, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n", durable=True)
 
 
-def write_text_atomic(path: Path, text: str, durable: bool = False) -> Path:
-    """Temp file in the same folder + os.replace; durable: fsync'd first (results survive a power cut)."""
+def write_text_atomic(path: Path, text: str, durable: bool = False, make_parents: bool = True) -> Path:
+    """Temp file in the same folder + os.replace; durable: fsync'd first (results survive a power cut).
+
+    Only ever replaces a regular file: a folder, a device (/dev/full), a FIFO or a socket at `path`
+    is refused (os.replace would swap a device node for a file when run as root). Missing folders
+    are made, as pytest's --junitxml makes them; make_parents=False refuses them instead.
+    Failures are one line (OutputError).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_output_path(path, parent_must_exist=not make_parents)
+    try:
+        if make_parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise OutputError(path, err.strerror or str(err)) from None
     try:
         _readable(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -50,11 +62,28 @@ def write_text_atomic(path: Path, text: str, durable: bool = False) -> Path:
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise OutputError(path, err.strerror or str(err)) from None
         raise
     return path
+
+
+def check_output_path(path: Path, parent_must_exist: bool = False) -> None:
+    """Refuse to replace anything but a regular file; with parent_must_exist, a missing folder too."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        info = None
+    except OSError as err:
+        raise OutputError(path, err.strerror or str(err)) from None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, FIFO or socket)"
+        raise OutputError(path, f"{kind}; give a file name")
+    if parent_must_exist and not path.parent.is_dir():
+        raise OutputError(path, f"no folder {path.parent}")
 
 
 def history_dir(results_dir: Path) -> Path:
@@ -86,11 +115,16 @@ def resolve_run(ref: str, results_dir: Path | str = "reports") -> Path:
     candidate = Path(ref)
     if candidate.is_dir() and (candidate / "results.json").is_file():
         return candidate / "results.json"
+    if candidate.is_dir() and (candidate / JOURNAL).is_file():
+        return candidate / JOURNAL  # a killed run: its journal (harness/results/journal.py)
     if candidate.is_file():
         return candidate
     by_id = history_dir(results_dir) / f"{ref}.json"
     if by_id.is_file():
         return by_id
+    journal = run_dir(results_dir, ref) / JOURNAL
+    if RUN_ID.fullmatch(ref) and journal.is_file():
+        return journal
     raise InputError(ref, f"no such results file or run id (looked in {history_dir(results_dir)})")
 
 

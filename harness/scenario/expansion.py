@@ -7,10 +7,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, cast
 
 from harness import addresses
-from harness.cell import Cell
+from harness.cell import Cell, SocketType
 from harness.errors import InputError
 from harness.node import Inventory, Node
 from harness.scenario.model import SELECTORS, CellModel, Scenario, _key, _too_many, load_scenario, split_expect
@@ -41,8 +41,10 @@ def match_location(token: str, inventory: Inventory) -> list[Node]:
 
 
 def related(a: Node, b: Node) -> bool:
-    """Same node, parent and child, or siblings (same parent)."""
-    return (a.name == b.name or a.parent == b.name or b.parent == a.name
+    """Same node, parent and child, or siblings (same parent); a network namespace of a node
+    (inventory `of:`) is that node for this question: l1-local0 is related to l1 and to l1's guests."""
+    a_name, b_name = a.machine, b.machine
+    return (a_name == b_name or a.parent == b_name or b.parent == a_name
             or (a.parent is not None and a.parent == b.parent))
 
 
@@ -55,8 +57,8 @@ class _Spec:
     client_on: str
     target: str
     loc: tuple  # where in the YAML, for messages
-    cell: Optional[CellModel] = None
-    socket: Optional[str] = None  # from the axes; explicit cells carry theirs in `cell`
+    cell: CellModel | None = None
+    socket: str | None = None  # from the axes; explicit cells carry theirs in `cell`
 
 
 def _pairs(spec: _Spec, inventory: Inventory | None, pairs_mode: str):
@@ -125,11 +127,12 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
                     raise InputError(defined_at, f"duplicate cell {out[index[key]].id} (also defined at {first})")
                 continue  # the axes produce it again (overlapping selectors) or an explicit cell owns it
             cell_port = c.port if c is not None and c.port is not None else None
-            port_loc = spec.loc + ("port",) if cell_port is not None else None
+            port_loc: tuple[Any, ...] = (*spec.loc, "port")
             if cell_port is None:
                 if m.port is not None:
                     cell_port, port_loc = m.port, ("port",)
                 else:
+                    assert m.port_base is not None  # parse_scenario refuses cells without a port
                     cell_port, port_loc = m.port_base + len(out), ("port_base",)
             families = {n.family for n in (s_node, c_node) if n is not None}
             family = "tcp" if "tcp" in families else None
@@ -142,7 +145,7 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
             out.append(Cell(
                 scenario=m.scenario, server_on=server_name, bind=spec.bind, client_on=client_name,
                 target=spec.target, port=cell_port,
-                expected=expected, expected_errno=expected_errno, socket=sock,
+                expected=expected, expected_errno=expected_errno, socket=cast(SocketType, sock),
                 label=c.label if c is not None else None,
                 source=c.source if c is not None else None,
                 disputed=c.disputed if c is not None else False,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -20,13 +20,14 @@ from pydantic import (
     field_validator,
 )
 
-from harness import addresses, timeouts, yamlfile
-from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Driver
+from harness import addresses, model_errors, timeouts, yamlfile
+from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Driver, DriverKind
 from harness.drivers.command_ready import check_ready_pattern
 from harness.drivers.errnos import known_errno
 from harness.errors import InputError
 from harness.node import NAME_RE, NAME_RULE, check_timeout, seconds, shown
 from harness.outcome import Outcome
+from harness.secrets import credential_in_text
 
 SELECTORS = ("host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm")
 DEFAULT_MAX_CELLS = 20_000  # raise with `max_cells: N` in the scenario (up to HARD_MAX_CELLS)
@@ -72,7 +73,7 @@ def _target(value: Any) -> str:
     return addresses.normalize_token(value, "target")
 
 
-def _expect(value: Any) -> Optional[str]:
+def _expect(value: Any) -> str | None:
     """"O", "X", "X ECONNRESET", "B EADDRNOTAVAIL", "n/a" or None; the errno is an errno or WSA name."""
     if value is None:
         return None
@@ -92,7 +93,7 @@ def _expect(value: Any) -> Optional[str]:
                      f"an errno: 'X ECONNRESET')")
 
 
-def split_expect(text: Optional[str]) -> tuple[Optional[Outcome], Optional[str]]:
+def split_expect(text: str | None) -> tuple[Outcome | None, str | None]:
     """("X", "ECONNRESET") from a validated expectation."""
     if text is None:
         return None, None
@@ -138,6 +139,10 @@ def _service(value: Any) -> str:
 def _check_template(side: str, text: Any) -> str:
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"command driver needs a non-empty {side}: template")
+    if credential_in_text(text):  # never echoed: the template is where the secret is
+        raise ValueError(f"the {side} template carries a password inline (a URL's user:pw@, smbclient's "
+                         f"user%pw, password=, --password, sshpass -p); a scenario holds no secrets: let the node's own configuration "
+                         f"(an ssh key, a credential store) provide it")
     try:
         fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
     except ValueError as err:
@@ -156,8 +161,8 @@ def _driver(value: Any) -> Driver:
     if isinstance(value, Driver):
         return value
     if isinstance(value, str):
-        if value in ("probe", "socat"):
-            return Driver(kind=value)
+        if value == "probe" or value == "socat":
+            return Driver(kind=cast(DriverKind, value))
         if value == "command":
             raise ValueError("a command driver is a mapping {kind: command, server: ..., client: ...}")
         raise ValueError(f"unknown driver {shown(value)} (expected probe, socat or {{kind: command, ...}})")
@@ -201,7 +206,7 @@ Location = Annotated[str, BeforeValidator(check_location)]
 ClientLocation = Annotated[str, BeforeValidator(lambda v: check_location(v, allow_server=True))]
 BindToken = Annotated[str, BeforeValidator(_bind)]
 TargetToken = Annotated[str, BeforeValidator(_target)]
-Expect = Annotated[Optional[str], BeforeValidator(_expect)]
+Expect = Annotated[str | None, BeforeValidator(_expect)]
 Port = Annotated[int, BeforeValidator(_port)]
 Service = Annotated[str, BeforeValidator(_service)]
 DriverField = Annotated[Any, BeforeValidator(_driver)]
@@ -223,19 +228,19 @@ class ClientSide(_Strict):
 
 
 class CellModel(_Strict):
-    label: Annotated[Optional[str], BeforeValidator(lambda v: None if v is None else _label(v))] = None
+    label: Annotated[str | None, BeforeValidator(lambda v: None if v is None else _label(v))] = None
     server: ServerSide
     client: ClientSide
     expect: Expect = None
-    source: Optional[str] = None
+    source: str | None = None
     disputed: StrictBool = False
-    note: Optional[str] = None
-    port: Optional[Port] = None
-    service: Optional[Service] = None
-    payload: Optional[str] = None
-    timeout: Optional[Annotated[float, BeforeValidator(seconds)]] = None
-    driver: Optional[DriverField] = None
-    socket: Optional[SocketField] = None
+    note: str | None = None
+    port: Port | None = None
+    service: Service | None = None
+    payload: str | None = None
+    timeout: Annotated[float, BeforeValidator(seconds)] | None = None
+    driver: DriverField | None = None
+    socket: SocketField | None = None
 
     @field_validator("timeout")
     @classmethod
@@ -248,23 +253,23 @@ class AxesModel(_Strict):
     server_bind: Annotated[list[str], BeforeValidator(_axis(_bind))] = Field(alias="server.bind")
     client_on: Annotated[list[str], BeforeValidator(_axis(lambda v: check_location(v, allow_server=True)))] = Field(alias="client.on")
     client_target: Annotated[list[str], BeforeValidator(_axis(_target))] = Field(alias="client.target")
-    socket: Annotated[Optional[list[str]], BeforeValidator(_axis(_socket))] = None
+    socket: Annotated[list[str] | None, BeforeValidator(_axis(_socket))] = None
 
 
 class ScenarioModel(_Strict):
     scenario: Annotated[str, BeforeValidator(_name)]
-    title: Optional[str] = None
-    source: Optional[str] = None
-    description: Optional[str] = None
-    port: Optional[Port] = None
-    port_base: Optional[Port] = None
+    title: str | None = None
+    source: str | None = None
+    description: str | None = None
+    port: Port | None = None
+    port_base: Port | None = None
     driver: DriverField = Driver()
     payload: str = DEFAULT_PAYLOAD
     timeout: Annotated[float, BeforeValidator(seconds)] = DEFAULT_TIMEOUT
     socket: SocketField = "stream"
     pairs: Literal["related", "any"] = "related"
     max_cells: StrictInt = DEFAULT_MAX_CELLS
-    axes: Optional[AxesModel] = None
+    axes: AxesModel | None = None
     cells: list[CellModel] = []
 
     @field_validator("timeout")
@@ -281,18 +286,18 @@ class ScenarioModel(_Strict):
 
 
 _FIELDS_AT = {
-    "server": yamlfile.keys_of(ServerSide),
-    "client": yamlfile.keys_of(ClientSide),
-    "axes": yamlfile.keys_of(AxesModel),
+    "server": model_errors.keys_of(ServerSide),
+    "client": model_errors.keys_of(ClientSide),
+    "axes": model_errors.keys_of(AxesModel),
 }
 
 
 def _fields_for(loc: tuple) -> list[str]:
     if not loc:
-        return yamlfile.keys_of(ScenarioModel)
+        return model_errors.keys_of(ScenarioModel)
     last = loc[-1]
     if isinstance(last, int):
-        return yamlfile.keys_of(CellModel)
+        return model_errors.keys_of(CellModel)
     return _FIELDS_AT.get(last, [])
 
 
@@ -322,7 +327,7 @@ def parse_scenario(path: str, data: Any) -> Scenario:
     try:
         model = ScenarioModel.model_validate(data)
     except ValidationError as exc:
-        raise yamlfile.input_error_from_pydantic(path, data, exc, fields_for=_fields_for) from None
+        raise model_errors.input_error_from_pydantic(path, data, exc, fields_for=_fields_for) from None
     sc = Scenario(name=model.scenario, path=path, model=model, data=data)
     if model.port is not None and model.port_base is not None:
         raise InputError(sc.where("port_base"), "give port: or port_base:, not both")

@@ -1,4 +1,8 @@
-"""What the register / unregister / doctor commands act on: an inventory and a run's service GUIDs."""
+"""What the register / unregister / doctor commands act on: an inventory and a run's service GUIDs.
+
+Command-line plumbing shared by those three commands (it reads scenario and inventory files and
+asks the lab where its inventory is), so it lives with them, above everything it uses.
+"""
 from __future__ import annotations
 
 import argparse

@@ -1,0 +1,147 @@
+"""`lab up --kernel sid --netns` boots, and scenarios/vsock-netns.yaml runs on it cell by cell.
+
+Runs after test_lab_down.py (tests/conftest.py), in its own lab folder and port, so the shared
+lab's qemus are gone and the CPU is this boot's; kernels/ and apt/ are linked to the shared
+cache, so sid is downloaded and built once. What it proves, against the kernel itself:
+- each namespace node really runs its commands inside its namespace (ns_mode read there), the
+  write-once rules vmtest.sh ns_host_vsock_child_ns_mode_ok checks hold;
+- a guest's CID is taken only in its namespace's view (vmtest.sh ns_*_same_cid_*): asked of
+  /dev/vhost-vsock in each namespace with VHOST_VSOCK_SET_GUEST_CID, no extra qemu;
+- every cell of the namespace matrix ends O, X or B with an errno, never E, and agrees with its
+  documented expectation (the vmtest.sh ns_* cells among them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.qemu
+
+PORT = int(os.environ.get("HVSOCK_MATRIX_NETNS_TEST_PORT", 2241))
+REPO = Path(__file__).resolve().parent.parent
+# VHOST_VSOCK_SET_GUEST_CID = _IOW(VHOST_VIRTIO=0xAF, 0x60, __u64) (include/uapi/linux/vhost.h)
+SET_CID = ("import errno, fcntl, os, struct, sys\n"
+           "fd = os.open('/dev/vhost-vsock', os.O_RDWR)\n"
+           "try:\n"
+           "    fcntl.ioctl(fd, 0x4008AF60, struct.pack('Q', int(sys.argv[1])))\n"
+           "    print('ok')\n"
+           "except OSError as e:\n"
+           "    print(errno.errorcode[e.errno])\n")
+
+
+@pytest.fixture(scope="module")
+def netns_lab():
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 not installed")
+    from harness.lab import lifecycle
+    from tests.qemu_lab import linked_lab_paths
+
+    paths = linked_lab_paths("netns-check")
+    lines: list[str] = []
+    t0 = time.monotonic()
+    try:
+        state = lifecycle.up(guests=3, netns=True, kernel="sid", paths=paths, port=PORT, progress=lines.append)
+    except Exception:
+        print("\n".join(lines[-30:]))
+        lifecycle.down(progress=lambda line: None, paths=paths)
+        raise
+    print(f"\nnetns lab (sid) up in {time.monotonic() - t0:.0f} s: {state['boot_s']}")
+    yield paths, state
+    from harness.transports import close_inventory
+    close_inventory(None)
+    lifecycle.down(progress=lambda line: None, paths=paths)
+
+
+def _inventory(state):
+    from harness.inventory import load_inventory
+    return load_inventory(state["inventory"])
+
+
+def test_status_names_each_guests_namespace(netns_lab):
+    from harness.lab import lifecycle
+
+    paths, _ = netns_lab
+    st = lifecycle.status(paths=paths)
+    assert st["ready"] and st["guests"] == 3
+    assert {n: st["netns"][n]["netns"] for n in ("vm21", "vm22", "vm23")} == \
+        {"vm21": "global0", "vm22": "local0", "vm23": "local1"}
+    console = paths.l1_console.read_text(errors="replace")
+    assert "netns: global0=global global1=global local0=local local1=local" in console
+
+
+def test_each_namespace_node_runs_inside_its_namespace(netns_lab):
+    from harness.transports import close_inventory, open_transport
+
+    _, state = netns_lab
+    inv = _inventory(state)
+    try:
+        seen = {}
+        for name in ("l1", "l1-global0", "l1-global1", "l1-local0", "l1-local1"):
+            res = open_transport(inv.node(name), inv).run(
+                ["sh", "-c", "cat /proc/sys/net/vsock/ns_mode; readlink /proc/self/ns/net"], timeout=60)
+            mode, ns_id = res.stdout.split()
+            seen[name] = (mode, ns_id)
+        assert {n: m for n, (m, _) in seen.items()} == {
+            "l1": "global", "l1-global0": "global", "l1-global1": "global", "l1-local0": "local", "l1-local1": "local"}
+        assert len({ns_id for _, ns_id in seen.values()}) == 5  # five different network namespaces
+        # vmtest.sh ns_host_vsock_child_ns_mode_ok: ns_mode is read-only; a local namespace cannot ask for
+        # global children; child_ns_mode is write-once (the parents were written at boot)
+        local0 = open_transport(inv.node("l1-local0"), inv)
+        res = local0.run(["sh", "-c", "echo global > /proc/sys/net/vsock/ns_mode; echo rc=$?"], timeout=60)
+        assert "rc=0" not in res.stdout, res
+        res = local0.run(["sh", "-c", "echo global > /proc/sys/net/vsock/child_ns_mode; echo rc=$?"], timeout=60)
+        assert "rc=0" not in res.stdout and "not permitted" in res.stderr, res
+        l1 = open_transport(inv.node("l1"), inv)
+        res = l1.run(["sh", "-c", "echo global | ip netns exec local-parent tee /proc/sys/net/vsock/child_ns_mode"],
+                     timeout=60)
+        assert res.rc != 0 and "busy" in res.stderr.lower(), res
+        assert l1.run(["cat", "/proc/sys/net/vsock/child_ns_mode"], timeout=60).stdout.strip() == "global"
+    finally:
+        close_inventory(inv)
+
+
+@pytest.mark.parametrize("node,cid,want,vmtest", [
+    ("l1-global1", 21, "EADDRINUSE", "ns_global_same_cid_fails"),      # vm21 runs in global0
+    ("l1-local1", 22, "ok", "ns_local_same_cid_ok"),                  # vm22 runs in local0
+    ("l1-global1", 22, "ok", "ns_local_global_same_cid_ok"),          # local first, then global
+    ("l1-local1", 21, "ok", "ns_global_local_same_cid_ok"),           # global first, then local
+])
+def test_a_guest_cid_is_taken_only_where_its_namespace_sees_it(netns_lab, node, cid, want, vmtest):
+    from harness.transports import close_inventory, open_transport
+
+    _, state = netns_lab
+    inv = _inventory(state)
+    try:
+        res = open_transport(inv.node(node), inv).run(["python3", "-c", SET_CID, str(cid)], timeout=120)
+    finally:
+        close_inventory(inv)
+    assert res.stdout.strip() == want, (vmtest, res)
+
+
+def test_the_namespace_matrix_runs_every_cell_with_no_e(netns_lab, tmp_path):
+    paths, state = netns_lab
+    env = {**os.environ, "HVSOCK_MATRIX_CACHE": str(paths.root)}
+    env.pop("HVSOCK_MATRIX_LAB_NODE", None)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "scenarios/vsock-netns.yaml", "-p", "no:cacheprovider",
+                           "-q", "--inventory", state["inventory"], "--results-dir", str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    took = time.monotonic() - t0
+    run = json.loads(next(tmp_path.rglob("results.json")).read_text())
+    cells = run["cells"]
+    assert len(cells) == 110
+    def named(obs: dict) -> bool:  # X and B carry their errno
+        return obs["outcome"] == "O" or bool(obs.get("errno_name") or obs.get("bind_errno_name"))
+
+    bad = [(c["label"], c["observation"]["outcome"], c["observation"].get("detail")) for c in cells
+           if c["observation"]["outcome"] not in ("O", "X", "B") or not named(c["observation"])]
+    assert not bad, bad
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    print(f"\nvsock-netns.yaml: {len(cells)} cells in {took:.0f} s")
