@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ class MatrixRun:
         if workerinput is not None:
             info = workerinput.get(WORKERINPUT) or {}
             self.baseline = dict(info.get("baseline") or {})
+            self.owner: str | None = info.get("owner")
         else:
             self._start_recorder()
 
@@ -104,8 +106,12 @@ class MatrixRun:
         return (base / option) if option else Path(self.config.rootpath) / "reports"
 
     def _start_recorder(self) -> None:
-        """A new run id and the baseline; a missing `last` is a warning (first night), a bad FILE stops."""
+        """A new run id and the baseline; a missing `last` is a warning (first night), a bad FILE stops.
+        A results folder that could never be written stops the run now, not after the last cell."""
         results_dir = self._results_dir()
+        problem = results_dir_problem(results_dir)
+        if problem:
+            raise pytest.UsageError(f"--results-dir {results_dir}: {problem}")
         meta: dict[str, Any] = {"run_id": new_run_id(), "started": utc_now(),
                                 "pytest_args": [str(a) for a in self.config.invocation_params.args]}
         ref = self.config.getoption("baseline", None)
@@ -127,8 +133,11 @@ class MatrixRun:
     def pytest_configure_node(self, node: Any) -> None:
         """xdist controller -> worker: what a worker needs to judge a cell as the controller would
         (the baseline's outcome and errnos per cell, never a file path)."""
+        from harness.hyperv.ownership import owner_tag
+
+        # the controller's owner tag: workers register service GUIDs under it, so a killed run's are swept
         node.workerinput[WORKERINPUT] = {"run_id": self.recorder.run_id if self.recorder else None,
-                                         "baseline": self.baseline}
+                                         "baseline": self.baseline, "owner": owner_tag()}
 
     def inventory_path(self) -> Path | None:
         """--inventory (relative to the invocation dir), else inventory/lab-in-a-box.yaml when present."""
@@ -185,7 +194,8 @@ class MatrixRun:
                 raise HarnessError("no inventory: pass --inventory FILE or start the lab (hvsock-matrix lab up)")
             keep = bool(self.config.getoption("keep_registration", False)) or self.worker_id is not None
             self.session = RunSession(inventory, probe_mode=self.config.getoption("probe_mode", None) or "session",
-                                      keep_registration=keep, say=self._say, warm_up=self.worker_id is None)
+                                      keep_registration=keep, say=self._say, warm_up=self.worker_id is None,
+                                      owner=getattr(self, "owner", None))
             self.session.start(cells)
         return self.session
 
@@ -313,6 +323,18 @@ class MatrixRun:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Nodes are closed even when the session never finished (a usage error, an interrupt)."""
         self._close_session()
+
+
+def results_dir_problem(folder: Path) -> str | None:
+    """Why `folder` cannot hold the run's files (its nearest existing part is not a writable folder), or None."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def _add_html_extra(report: pytest.TestReport, commands: list[str]) -> None:
