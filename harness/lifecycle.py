@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from harness.errors import HarnessError, InputError
 from harness.judgement import Judgement, judge
 from harness.node import Inventory
 from harness.outcome import Observation
-from harness.report.pytest_output import PytestHtmlSummary, cell_properties, write_summary
+from harness.report.pytest_output import PytestHtmlSummary, attempt_properties, cell_properties, write_summary
 from harness.results import CellResult, Recorder, new_run_id, resolve_run, utc_now
 from harness.scheduler import CellScheduler
 from harness.session import RunSession, remove_registrations
@@ -86,11 +87,14 @@ class MatrixRun:
         self.registrations: dict[str, set[str]] = {}  # GUIDs xdist workers kept, removed at the end
         self.done: dict[str, Any] = {}  # what sessionfinish wrote (or the error)
         self.cell_data: dict[str, dict[str, Any]] = {}  # nodeid -> REPORT_ATTR data, until its setup report
+        self.attempts: dict[str, list[dict[str, Any]]] = {}  # nodeid -> its attempts so far (pytest --reruns)
+        self.properties_added: dict[str, list[tuple[str, object]]] = {}  # nodeid -> JUnit properties of its last attempt
         self._inventory: tuple[Inventory | None, HarnessError | None] | None = None
         self._say_lock = threading.Lock()
         if workerinput is not None:
             info = workerinput.get(WORKERINPUT) or {}
             self.baseline = dict(info.get("baseline") or {})
+            self.owner: str | None = info.get("owner")
         else:
             self._start_recorder()
 
@@ -102,8 +106,12 @@ class MatrixRun:
         return (base / option) if option else Path(self.config.rootpath) / "reports"
 
     def _start_recorder(self) -> None:
-        """A new run id and the baseline; a missing `last` is a warning (first night), a bad FILE stops."""
+        """A new run id and the baseline; a missing `last` is a warning (first night), a bad FILE stops.
+        A results folder that could never be written stops the run now, not after the last cell."""
         results_dir = self._results_dir()
+        problem = results_dir_problem(results_dir)
+        if problem:
+            raise pytest.UsageError(f"--results-dir {results_dir}: {problem}")
         meta: dict[str, Any] = {"run_id": new_run_id(), "started": utc_now(),
                                 "pytest_args": [str(a) for a in self.config.invocation_params.args]}
         ref = self.config.getoption("baseline", None)
@@ -125,8 +133,11 @@ class MatrixRun:
     def pytest_configure_node(self, node: Any) -> None:
         """xdist controller -> worker: what a worker needs to judge a cell as the controller would
         (the baseline's outcome and errnos per cell, never a file path)."""
+        from harness.hyperv.ownership import owner_tag
+
+        # the controller's owner tag: workers register service GUIDs under it, so a killed run's are swept
         node.workerinput[WORKERINPUT] = {"run_id": self.recorder.run_id if self.recorder else None,
-                                         "baseline": self.baseline}
+                                         "baseline": self.baseline, "owner": owner_tag()}
 
     def inventory_path(self) -> Path | None:
         """--inventory (relative to the invocation dir), else inventory/lab-in-a-box.yaml when present."""
@@ -183,7 +194,8 @@ class MatrixRun:
                 raise HarnessError("no inventory: pass --inventory FILE or start the lab (hvsock-matrix lab up)")
             keep = bool(self.config.getoption("keep_registration", False)) or self.worker_id is not None
             self.session = RunSession(inventory, probe_mode=self.config.getoption("probe_mode", None) or "session",
-                                      keep_registration=keep, say=self._say, warm_up=self.worker_id is None)
+                                      keep_registration=keep, say=self._say, warm_up=self.worker_id is None,
+                                      owner=getattr(self, "owner", None))
             self.session.start(cells)
         return self.session
 
@@ -208,18 +220,28 @@ class MatrixRun:
         """Run the cell, judge it once, and put that one result on the item: JUnit properties, the
         commands section, and the report data the controller records (so every output agrees)."""
         session = self._session_for([cell])
-        if self.in_flight is not None and item.nodeid in self.in_flight:
+        attempts = self.attempts.setdefault(item.nodeid, [])  # earlier ones: this is a rerun
+        if attempts and self.in_flight is not None:  # runs the cell again, never the result in hand
+            observation = self.in_flight.run_again(cell)
+        elif self.in_flight is not None and item.nodeid in self.in_flight:
             observation = self.in_flight.result(item.nodeid)
         else:
             observation = session.run(cell)
         baseline = self.baseline_of(cell)
         judgement = judge(cell, observation, baseline)
-        item.user_properties.extend(cell_properties(cell, observation, baseline, judgement))
+        properties: list[tuple[str, object]] = [*cell_properties(cell, observation, baseline, judgement),
+                                                *attempt_properties(attempts, judgement)]
+        earlier = set(self.properties_added.get(item.nodeid, ()))  # an earlier attempt's, replaced
+        item.user_properties[:] = [p for p in item.user_properties if p not in earlier] + properties
+        self.properties_added[item.nodeid] = properties
         if observation.commands:
             item.add_report_section("setup", "hvsock-matrix commands", "\n".join(observation.commands))
+        result = CellResult.from_cell(cell, observation, baseline=baseline, seq=self.order.get(cell.id),
+                                      judgement=judgement)
+        result.attempts = list(attempts)
+        attempts.append({"observation": observation.to_dict(), **judgement.to_dict()})
         self.cell_data[item.nodeid] = {
-            "cell": CellResult.from_cell(cell, observation, baseline=baseline, seq=self.order.get(cell.id),
-                                         judgement=judgement).to_dict(),
+            "cell": result.to_dict(),
             "facts": session.new_facts(cell, observation),
             "inventory": {"name": session.inventory.name, "path": str(session.inventory.path)},
             "worker": self.worker_id,
@@ -243,11 +265,11 @@ class MatrixRun:
         data = getattr(report, REPORT_ATTR, None)
         if self.recorder is None or not data:
             return
-        self.recorder.add(CellResult.from_dict(data["cell"]), worker=data.get("worker"))
-        for node, facts in (data.get("facts") or {}).items():
-            self.recorder.node_facts.setdefault(node, facts)
         if data.get("inventory"):
             self.recorder.update_meta(inventory=data["inventory"])
+        for node, facts in (data.get("facts") or {}).items():
+            self.recorder.add_facts(node, facts)
+        self.recorder.add(CellResult.from_dict(data["cell"]), worker=data.get("worker"))  # journaled at once
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -301,6 +323,18 @@ class MatrixRun:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Nodes are closed even when the session never finished (a usage error, an interrupt)."""
         self._close_session()
+
+
+def results_dir_problem(folder: Path) -> str | None:
+    """Why `folder` cannot hold the run's files (its nearest existing part is not a writable folder), or None."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def _add_html_extra(report: pytest.TestReport, commands: list[str]) -> None:

@@ -31,6 +31,8 @@ _ASSIGNED = re.compile(rf"(?i)(\b{_KEY}\s*=\s*[\"']?|\"{_KEY}\"\s*:\s*\")([^\s\"
 # DOMAIN\user%password, or -U/--user user%password (smbclient, net), in a command line or an error
 # text; a bare `a%b` is left alone (URL escapes, percentages)
 _SMB_USER = re.compile(r"((?:(?<![\w.-])[\w.-]{1,255}\\{1,2}|(?:-U|--user)[= ]?['\"]?)[\w.$@-]{1,256})%([^\s'\"]{1,256})")
+# a password given as a command-line flag: sshpass -p X, --password X / --password=X, plink's -pw X
+_FLAG = re.compile(r"(?i)((?:\bsshpass\s+-p|(?<![\w-])(?:--password|--passwd|--pass|-pw))(?:\s+|=)['\"]?)([^\s'\"]+)")
 _BEARER = re.compile(r"(?i)\b(authorization\s*[:=]\s*(?:bearer|basic)?\s*)(\S+)")
 
 
@@ -66,6 +68,11 @@ def credential_in_user(user: str) -> bool:
     return any(sep in user for sep in _USER_SECRET_SEPARATORS)
 
 
+def credential_in_text(text: str) -> bool:
+    """True when `text` (a command template, say) carries what scrub() would mask: a password inline."""
+    return scrub(text) != text
+
+
 def register(value: str | None) -> None:
     """Remember a secret value (e.g. read from a password_env variable) so scrub() masks it."""
     if value and len(value) >= 3:
@@ -85,4 +92,5 @@ def scrub(text: object) -> str:
     s = _USERINFO.sub(lambda m: f"{m.group(1)}:{MASK}@", s)
     s = _ASSIGNED.sub(lambda m: m.group(1) + MASK, s)
     s = _SMB_USER.sub(lambda m: f"{m.group(1)}%{MASK}", s)
+    s = _FLAG.sub(lambda m: m.group(1) + MASK, s)
     return _BEARER.sub(lambda m: m.group(1) + MASK, s)

@@ -7,6 +7,7 @@ then costs round-trips only. It knows nothing of pytest: harness/lifecycle.py dr
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Callable
@@ -27,13 +28,16 @@ class RunSession:
     """
 
     def __init__(self, inventory: Inventory, *, probe_mode: str = "session", keep_registration: bool = False,
-                 say: Callable[[str], None] | None = None, warm_up: bool = True):
+                 say: Callable[[str], None] | None = None, warm_up: bool = True, owner: str | None = None):
         self.inventory = inventory
         self.probe_mode = probe_mode
         self.keep_registration = keep_registration
+        self.owner = owner  # the owner tag service GUIDs are registered under (xdist: the controller's)
         self._say = say or log.info
         self._pool = None
+        self._exit = contextlib.ExitStack()  # what session setup entered, left in reverse at close()
         self._registration = None
+        self.vm_id_errors: dict[str, str] = {}
         self._registration_error: str | None = None
         self._lab_error: str | None = None
         self._facts: dict[str, dict] = {}
@@ -56,6 +60,7 @@ class RunSession:
         _ = self.pool  # built once, here: cells in flight share it from their threads
         if self._warm_up_all:
             self._warm_up(cells)
+        self._fill_vm_ids(cells)
         self._register_services(cells)
 
     def _ensure_lab(self) -> None:
@@ -100,26 +105,49 @@ class RunSession:
         self._say(f"[run] probes ready in {time.monotonic() - t0:.0f} s"
                   + (f" (no probe on {', '.join(failed)}: its cells will say why)" if failed else ""))
 
+    def _fill_vm_ids(self, cells: list[Cell]) -> None:
+        """VM nodes the cells use and the inventory gives no vm_id: from the VM's own probe facts
+        (Windows registry, Linux KVP pool), else its Hyper-V host's Get-VM (harness/hyperv/vmids.py).
+        An inventory value is never replaced; the doctor reports a disagreement."""
+        from harness.hyperv import vmids
+
+        used = {name for c in cells for name in (c.server_on, c.client_on)}
+        missing = [n.name for n in self.inventory.nodes.values() if n.role == "vm" and not n.vm_id and n.name in used]
+        if not missing:
+            return
+        for name in missing:
+            if name not in self._facts:
+                try:
+                    self._facts[name] = self.pool.agent(name).info()
+                except HarnessError as err:
+                    self._facts[name] = {"error": str(err)}
+        views, self.vm_id_errors = vmids.gather_views(self.inventory, self._facts,
+                                                      lambda node: self.pool.transport(node.name), only=missing)
+        self.inventory = vmids.fill_vm_ids(self.inventory, views)
+        self.pool.inventory = self.inventory
+        found = {n: self.inventory.nodes[n].vm_id for n in missing if self.inventory.nodes[n].vm_id}
+        if found:
+            self._say("[run] VM IDs from the nodes: " + ", ".join(f"{n} {v}" for n, v in sorted(found.items())))
+
     def _register_services(self, cells: list[Cell]) -> None:
         """Register every service GUID the run's cells use on each Hyper-V host, once.
 
         Keeps them (keep=True) when asked to, or when this process is one of several xdist
         workers: the others may still need the GUIDs; the controller removes what every worker
-        added at the end (remove_registrations).
+        added at the end (remove_registrations). Workers register under the controller's owner
+        tag, so a killed run's GUIDs are swept by the next run either way.
         """
         hosts = [n for n in self.inventory.nodes.values() if n.os == "windows" and n.role == "host"]
         if not hosts:
             return
         from harness.hyperv.registration import RegistrationGuard
 
-        guard = RegistrationGuard(self.inventory, cells=cells, keep=self.keep_registration,
-                                  transport_for=lambda node: self.pool.transport(node.name), strict=False)
+        guard = RegistrationGuard(self.inventory, agent_for=lambda node: self.pool.agent(node.name), cells=cells,
+                                  keep=self.keep_registration, strict=False, owner=self.owner)
         try:
-            guard.__enter__()
+            self._registration = self._exit.enter_context(guard)
         except HarnessError as err:
             self._registration_error = str(err)
-            return
-        self._registration = guard
 
     @property
     def registrations_added(self) -> dict[str, list[str]]:
@@ -173,8 +201,7 @@ class RunSession:
 
     def close(self) -> None:
         try:
-            if self._registration:
-                self._registration.__exit__(None, None, None)
+            self._exit.close()  # the registration guard removes what this run added (unless kept)
         finally:
             self._registration = None
             if self._pool is not None:
@@ -183,24 +210,18 @@ class RunSession:
 
 
 def remove_registrations(inventory: Inventory, added: dict[str, set[str]], keep: bool) -> list[str]:
-    """Controller side of an xdist run: remove every GUID the workers registered and kept.
-
-    Returns one line per problem (printed by the caller); nothing is removed with keep.
-    """
+    """Controller side of an xdist run: remove every GUID the workers registered (under this
+    process's owner tag) and kept. Returns one line per problem; nothing is removed with keep."""
+    from harness.agents import AgentPool
     from harness.hyperv.registration import unregister_guids
-    from harness.transports import open_transport
 
-    if keep:
+    if keep or not added:
         return []
     problems = []
-    for host, guids in added.items():
-        transport = None
-        try:
-            transport = open_transport(inventory.nodes[host], inventory)
-            unregister_guids(transport, sorted(guids))
-        except (HarnessError, KeyError) as err:
-            problems.append(f"hvsock-matrix: could not remove service registrations on {host}: {err}")
-        finally:
-            if transport is not None:
-                transport.close()
+    with AgentPool(inventory, mode="oneshot") as pool:
+        for host, guids in added.items():
+            try:
+                unregister_guids(pool.agent(host), sorted(guids))
+            except (HarnessError, KeyError) as err:
+                problems.append(f"hvsock-matrix: could not remove service registrations on {host}: {err}")
     return problems

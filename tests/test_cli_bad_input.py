@@ -83,3 +83,17 @@ def test_lab_port_out_of_range_never_reaches_the_lab(port, capsys, monkeypatch):
         cli.main(["lab", "up", "--port", port])
     assert exit_.value.code == 2
     assert "argument --port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["afile", "afile/below", "fifo"])
+def test_pytest_results_dir_that_cannot_be_written_stops_before_any_cell(tmp_path, where):
+    """A nightly run must not find out after its last cell that its results have nowhere to go."""
+    from tests.loopback_project import make_project, run_pytest
+
+    project = make_project(tmp_path / "p")
+    (project / "afile").write_text("x")
+    os.mkfifo(project / "fifo")
+    proc = run_pytest(project, "--collect-only", "-q", "--results-dir", where)  # the later flag wins
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert f"--results-dir {project / where}: " in proc.stderr and "is not a folder" in proc.stderr

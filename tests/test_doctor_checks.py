@@ -8,9 +8,9 @@ from rich.console import Console
 
 from harness.doctor import checks, facts as doctor_facts
 from harness.doctor.checks import FAIL, OK, SKIP, WARN
-from harness.doctor.parse import hyperv_raw_entry, parse_proc_modules, parse_version, parse_winsock_catalog
+from harness.doctor.parse import parse_proc_modules, parse_version
 from harness.doctor.table import render
-from tests.fakes.fake_windows import HYPERV_RAW_CATALOG, fake_lab_inventory
+from tests.fakes.fake_windows import fake_lab_inventory
 
 G19000 = "00004a38-facb-11e6-bd58-64006a7986d3"
 G19001 = "00004a39-facb-11e6-bd58-64006a7986d3"
@@ -90,17 +90,16 @@ def test_python_version(version, state):
     assert checks.python_check(version, "linux").state == state
 
 
-WINDOWS_VM = {"python": "3.12.1", "vm_id": "B50F20E6-CF19-1796-BA60-D9CFE2D8FE29", "gcs_root": False,
-              "registered": [], "winsock_catalog": HYPERV_RAW_CATALOG}
+WINDOWS_VM = {"python": "3.12.1", "vm_id": "B50F20E6-CF19-1796-BA60-D9CFE2D8FE29", "af_hyperv": True}
 WINDOWS_HOST = {"python": "3.12.1", "vm_id": None, "gcs_root": True, "registered": [G19000.upper()],
-                "winsock_catalog": HYPERV_RAW_CATALOG}
+                "af_hyperv": True}
 
 
 def test_a_healthy_windows_vm():
     rows = by_what(checks.windows_checks(WINDOWS_VM, "vm", "b50f20e6-cf19-1796-ba60-d9cfe2d8fe29"))
     assert {k: r.state for k, r in rows.items()} == {
         "Python for the probe": OK, 'Winsock provider "Hyper-V RAW"': OK, "integration services (VirtualMachineId)": OK}
-    assert rows['Winsock provider "Hyper-V RAW"'].detail == "address family 34, service flags 0x20026"
+    assert "socket(AF_HYPERV" in rows['Winsock provider "Hyper-V RAW"'].detail
 
 
 def test_a_windows_vm_without_integration_services():
@@ -115,8 +114,8 @@ def test_a_windows_vm_whose_id_disagrees_with_the_inventory():
 
 
 def test_a_windows_node_without_the_hyperv_raw_provider():
-    tcp_only = HYPERV_RAW_CATALOG.split("\n\n", 1)[1]
-    row = by_what(checks.windows_checks(dict(WINDOWS_VM, winsock_catalog=tcp_only), "vm"))['Winsock provider "Hyper-V RAW"']
+    """The probe's af_hyperv fact is Winsock's answer (socket() fails), whatever language netsh speaks."""
+    row = by_what(checks.windows_checks(dict(WINDOWS_VM, af_hyperv=False), "vm"))['Winsock provider "Hyper-V RAW"']
     assert row.state == FAIL
 
 
@@ -134,14 +133,6 @@ def test_host_without_hyperv():
     rows = by_what(checks.windows_checks(dict(WINDOWS_HOST, gcs_root=False), "host", run_guids={G19000}))
     assert rows["Hyper-V role"].state == FAIL and "Microsoft-Hyper-V" in rows["Hyper-V role"].fix
     assert "service GUIDs registered" not in rows
-
-
-def test_parse_winsock_catalog():
-    entries = parse_winsock_catalog(HYPERV_RAW_CATALOG.replace("\n", "\r\n"))
-    assert [e["Description"] for e in entries] == ["Hyper-V RAW", "MSAFD Tcpip [TCP/IP]"]
-    assert hyperv_raw_entry(HYPERV_RAW_CATALOG)["Max Address Length"] == "36"
-    assert hyperv_raw_entry(HYPERV_RAW_CATALOG.replace("Address Family:                     34",
-                                                       "Address Family:                     2")) is None
 
 
 def test_parse_versions_and_modules():

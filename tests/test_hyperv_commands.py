@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.hyperv import ownership
 from harness.hyperv.registration import service_guid
 from harness.transports import psexec
 from tests.fakes.fake_psexec import FakePsexecClient
@@ -55,10 +56,16 @@ def test_register_then_unregister_a_port_range(lab, tmp_path, capsys):
     assert sorted(lab.machine(FAKE_HOST).gcs) == sorted(service_guid(p) for p in range(19000, 19005))
     assert cli.main(["register", "--inventory", inv, "--ports", "19003-19005"]) == 0
     assert capsys.readouterr().out == "hv-host: 1 added, 2 already registered\n"
-    lab.machine(FAKE_HOST).gcs["9866c7bc-0c89-4cb0-9427-5b526d1ae83b"] = "MyGcs"
-    assert cli.main(["unregister", "--inventory", inv]) == 0  # everything hvsock-matrix registered
-    assert capsys.readouterr().out == "hv-host: 6 removed, 0 kept (not registered by hvsock-matrix), 0 not registered\n"
-    assert lab.machine(FAKE_HOST).gcs == {"9866c7bc-0c89-4cb0-9427-5b526d1ae83b": "MyGcs"}
+    host = lab.machine(FAKE_HOST)
+    host.gcs["9866c7bc-0c89-4cb0-9427-5b526d1ae83b"] = "MyGcs"
+    live = service_guid(19500)
+    host.gcs[live], host.gcs_owner[live] = "hvsock-matrix", ownership.owner_tag()  # a run still going
+    untagged = service_guid(19600)
+    host.gcs[untagged] = "hvsock-matrix"  # no owner tag: not provably ours
+    assert cli.main(["unregister", "--inventory", inv]) == 0  # what `register` made here, and dead runs'
+    assert capsys.readouterr().out == ("hv-host: 6 removed, 3 kept (a live run's, another user's or controller's, "
+                                       "untagged, or not registered by hvsock-matrix)\n")
+    assert set(host.gcs) == {"9866c7bc-0c89-4cb0-9427-5b526d1ae83b", live, untagged}
     assert not any("cleanup" in c.names() for c in FakePsexecClient.created)
 
 
@@ -93,7 +100,7 @@ def test_doctor_over_the_fake_lab(lab, tmp_path, capsys, monkeypatch):
     assert rc == 0, out
     assert "hv-host  (windows host, psexec)" in out and "win-vm  (windows vm, psexec)" in out
     assert "1 of 2 missing" in out
-    assert "address family 34" in out and FAKE_VM_ID in out
+    assert "socket(AF_HYPERV, SOCK_STREAM, HV_PROTOCOL_RAW) works" in out and FAKE_VM_ID in out
     assert "doctor: 2 node(s), 0 failing check(s), 1 warning(s)" in out
 
 

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from harness.agents import AgentPool
 from harness.hyperv import ownership, registration
 from harness.transports import psexec
 from harness.transports.psexec import clients as psexec_clients
@@ -30,6 +31,7 @@ G_KILLED = [f"{p:08x}{registration.VSOCK_TEMPLATE_SUFFIX}" for p in (19000, 1900
 G_LIVE = f"{19500:08x}{registration.VSOCK_TEMPLATE_SUFFIX}"
 G_OTHER_HOST = f"{19600:08x}{registration.VSOCK_TEMPLATE_SUFFIX}"
 G_UNTAGGED = f"{19700:08x}{registration.VSOCK_TEMPLATE_SUFFIX}"
+G_MANUAL = f"{19800:08x}{registration.VSOCK_TEMPLATE_SUFFIX}"
 G_FOREIGN = "9866c7bc-0c89-4cb0-9427-5b526d1ae83b"  # someone else's, ElementName not ours
 
 
@@ -76,23 +78,24 @@ def test_the_next_run_removes_a_killed_runs_registrations_only(lab, dead_pid, li
     host.gcs[G_FOREIGN] = "Docker"
     before = dict(host.gcs)
     inventory = fake_lab_inventory()
-    transport = psexec.PsexecTransport(inventory.nodes["hv-host"], inventory)
+    pool = AgentPool(inventory)
+    agent = pool.agent("hv-host")
     try:
-        registration.register_guids(transport, G_KILLED, owner=dead_pid[1])  # the run that will be killed
-        registration.register_guids(transport, [G_LIVE], owner=live_pid[1])  # a run still going
-        registration.register_guids(transport, [G_OTHER_HOST], owner=f"other-controller.invalid:{dead_pid[0]}:1")
-        registration.register_guids(transport, [G_UNTAGGED])  # `hvsock-matrix register`, or an older harness
-        assert G_UNTAGGED not in host.gcs_owner
-        survivors = {g: host.gcs[g] for g in (G_LIVE, G_OTHER_HOST, G_UNTAGGED)}
+        registration.register_guids(agent, G_KILLED, owner=dead_pid[1])  # the run that will be killed
+        registration.register_guids(agent, [G_LIVE], owner=live_pid[1])  # a run still going
+        registration.register_guids(agent, [G_OTHER_HOST], owner=f"other-controller.invalid:{dead_pid[0]}:1")
+        registration.register_guids(agent, [G_MANUAL], owner=registration.manual_owner())  # `hvsock-matrix register`
+        host.gcs[G_UNTAGGED] = "hvsock-matrix"  # an older harness's entry: no owner tag
+        survivors = {g: host.gcs[g] for g in (G_LIVE, G_OTHER_HOST, G_UNTAGGED, G_MANUAL)}
 
-        guard = registration.RegistrationGuard(inventory, guids=G_KILLED, transport_for=lambda n: transport)
+        guard = registration.RegistrationGuard(inventory, agent_for=lambda n: agent, guids=G_KILLED)
         with guard:
             assert sorted(guard.swept["hv-host"]) == sorted(G_KILLED)
             assert sorted(guard.reports["hv-host"].added) == sorted(G_KILLED)  # ours now, not "present"
             assert host.gcs_owner[G_KILLED[0]] == ownership.owner_tag()
         assert host.gcs == {**before, **survivors}
     finally:
-        transport.close()
+        pool.close()
 
 
 def test_the_next_run_removes_a_killed_runs_paexec_services_only(lab, dead_pid, live_pid):
@@ -121,14 +124,37 @@ def test_the_next_run_removes_a_killed_runs_paexec_services_only(lab, dead_pid, 
 
 
 def test_kept_registrations_are_not_swept_by_the_next_run(lab):
-    """--keep-registration: the entries outlive their run on purpose, so they carry no owner tag."""
+    """--keep-registration: the entries outlive their run on purpose, tagged as `hvsock-matrix register`
+    tags them (manual:<user>@<host>): no run sweeps them, `hvsock-matrix unregister` removes them."""
     inventory = fake_lab_inventory()
-    transport = PsexecTransport(inventory.nodes["hv-host"], inventory)
+    pool = AgentPool(inventory)
+    agent = pool.agent("hv-host")
     try:
-        with registration.RegistrationGuard(inventory, guids=G_KILLED, keep=True, transport_for=lambda n: transport):
+        with registration.RegistrationGuard(inventory, agent_for=lambda n: agent, guids=G_KILLED, keep=True):
             pass
-        with registration.RegistrationGuard(inventory, guids=[G_LIVE], transport_for=lambda n: transport) as guard:
+        with registration.RegistrationGuard(inventory, agent_for=lambda n: agent, guids=[G_LIVE]) as guard:
             assert guard.swept["hv-host"] == []
         assert sorted(lab.machine(FAKE_HOST).gcs) == sorted(G_KILLED)
+        assert set(lab.machine(FAKE_HOST).gcs_owner.values()) == {registration.manual_owner()}
     finally:
-        transport.close()
+        pool.close()
+
+
+def test_a_killed_xdist_runs_guids_are_swept(lab, dead_pid):
+    """Issue 18 defect 4: xdist workers registered with keep=True and no owner tag, so a killed xdist
+    run's GUIDs stayed forever. Workers now register under the controller's tag (keep: the controller
+    removes them at the end); when the controller was killed, the next run sweeps them."""
+    inventory = fake_lab_inventory()
+    pool = AgentPool(inventory)
+    agent = pool.agent("hv-host")
+    try:
+        # what a worker of the (then killed) controller dead_pid did
+        with registration.RegistrationGuard(inventory, agent_for=lambda n: agent, guids=G_KILLED, keep=True,
+                                            owner=dead_pid[1]):
+            pass
+        assert set(lab.machine(FAKE_HOST).gcs_owner.values()) == {dead_pid[1]}
+        with registration.RegistrationGuard(inventory, agent_for=lambda n: agent, guids=[G_LIVE]) as guard:
+            assert sorted(guard.swept["hv-host"]) == sorted(G_KILLED)
+        assert lab.machine(FAKE_HOST).gcs == {}
+    finally:
+        pool.close()

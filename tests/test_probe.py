@@ -424,8 +424,8 @@ def test_session_listeners_release_their_descriptors():
 
 
 def test_the_protocol_is_defined_once_and_the_agents_use_it():
-    """harness/agents.py builds and reads lines with the probe's own definition."""
-    from harness import agents
+    """harness/agents/session.py builds and reads lines with the probe's own definition."""
+    from harness.agents import session as agents
 
     assert agents.request_line is protocol.request_line and agents.parse_line is protocol.parse_line
     line = protocol.request_line(7, "connect", family="tcp", addr="127.0.0.1", port=1, service=None, payload="x",
@@ -447,3 +447,49 @@ def test_a_session_answers_a_request_outside_the_protocol_with_an_error():
     answers = [protocol.parse_line(line) for line in out.getvalue().splitlines()]
     assert answers == [{"id": 3, "event": "error", "message": "listen needs port"},
                        {"id": 4, "event": "error", "message": "unknown op 'launch'"}]
+
+
+# -- ending a one-shot server without a kill ------------------------------------------------------------
+def test_serve_stops_on_stdin_eof_and_says_done():
+    """`serve --stop-on-eof`: closing its stdin (the SSH channel's EOF) ends it, with its count of clients."""
+    proc = subprocess.Popen([sys.executable, PROBE, "serve", "--family", "tcp", "--addr", "127.0.0.1", "--port", "0",
+                             "--count", "0", "--timeout", "60", "--stop-on-eof"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV)
+    first = json.loads(proc.stdout.readline())
+    assert first["event"] == "listening"
+    start = time.monotonic()
+    proc.stdin.close()
+    assert proc.wait(10) == 0 and time.monotonic() - start < 5
+    assert json.loads(proc.stdout.read().decode().splitlines()[-1])["event"] == "done"
+
+
+def test_serve_stops_when_its_stop_file_appears(tmp_path):
+    """`serve --stop-file F`: the controller writes F over SMB where it holds no stdin (psexec)."""
+    stop = tmp_path / "stop-P1"
+    proc = subprocess.Popen([sys.executable, PROBE, "serve", "--family", "tcp", "--addr", "127.0.0.1", "--port", "0",
+                             "--count", "0", "--timeout", "60", "--stop-file", str(stop)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV)
+    assert json.loads(proc.stdout.readline())["event"] == "listening"
+    time.sleep(0.5)
+    assert proc.poll() is None  # stdin at EOF from the start (DEVNULL) does not stop it
+    stop.write_bytes(b"stop\n")
+    assert proc.wait(10) == 0
+    assert json.loads(proc.stdout.read().decode().splitlines()[-1])["event"] == "done"
+
+
+def test_services_off_windows_is_one_error_line():
+    rc, out = run_probe("services", "list")
+    assert rc == 1 and out == [{"event": "error", "message": out[0]["message"]}]
+    assert "no Windows registry" in out[0]["message"]
+
+
+def test_payload_hex_carries_any_text_through_a_command_line():
+    port = free_port()
+    proc, first = start_serve("--family", "tcp", "--addr", "127.0.0.1", "--port", str(port), "--timeout", "20")
+    try:
+        text = 'a "quoted" 50% & <é> $HOME!'
+        rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(port),
+                            "--payload-hex", text.encode().hex(), "--timeout", "5")
+        assert (rc, out[-1]["reply"]) == (0, "Hello: " + text)
+    finally:
+        proc.wait(10)

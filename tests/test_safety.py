@@ -176,3 +176,32 @@ def test_unwritable_results_fail_the_run(tmp_path):
     assert "1 passed" in result.stdout, result.stdout[-2000:]
     assert "could not write the results" in result.stdout
     assert result.returncode != 0
+
+
+@pytest.mark.parametrize("text", ["sshpass -p Hunter2Secret ssh h", "tool --password=Hunter2Secret", "tool --password Hunter2Secret",
+                                  "plink -pw Hunter2Secret h"])
+def test_password_flags_are_scrubbed(text):
+    assert "Hunter2Secret" not in secrets.scrub(text)
+
+
+@pytest.mark.parametrize("text", ["ssh -p 22 h", "socat -p 5 x", "tool --passphrase-file f", "ConsoleApp1.exe /server {bind}",
+                                  "socat VSOCK-LISTEN:{port},reuseaddr,fork TCP:localhost:22"])
+def test_ordinary_command_lines_carry_no_credential(text):
+    assert not secrets.credential_in_text(text) and secrets.scrub(text) == text
+
+
+def test_no_driver_opens_a_hybrid_vsock_socket_off_a_lab_node():
+    """A hybrid host's Unix sockets are a vhost-user backend's: lab nodes only, like AF_VSOCK."""
+    me = Node(name="me", role="host", os="linux", family="hybrid", access=Access(kind="local"))
+    guest = Node(name="g", role="vm", os="linux", family="vsock", parent="me", cid=31,
+                 hybrid_uds="/run/hvlab/hybrid/g.vsock", access=Access(kind="local"))
+    inv = Inventory(name="ctl", path="<ctl>", nodes={"me": me, "g": guest})
+    opened: list[str] = []
+    pool = AgentPool(inv, transport_factory=lambda node, inventory: opened.append(node.name))
+    try:
+        obs = run_cell(Cell(scenario="S", server_on="me", bind="wildcard", client_on="me", target="node:g",
+                            port=19000), inv, pool)
+    finally:
+        pool.close()
+    assert obs.outcome is Outcome.E and obs.detail.startswith("refused: probe hybrid vsock UDS (server) on me")
+    assert opened == []

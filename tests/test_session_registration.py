@@ -10,6 +10,7 @@ import pytest
 
 from harness import session
 from harness.cell import Cell
+from harness.hyperv import ownership
 from harness.hyperv.registration import service_guid
 from harness.transports import psexec
 from harness.transports.psexec import process as psexec_process
@@ -27,8 +28,9 @@ def lab(monkeypatch):
 
 
 def _worker_registers(inventory, ports):
-    """What one xdist worker's RunSession does: register, keep, hand the GUIDs on (workeroutput)."""
-    run = session.RunSession(inventory, keep_registration=True)
+    """What one xdist worker's RunSession does: register under the controller's owner tag (workerinput;
+    the controller is this process here), keep, hand the GUIDs on (workeroutput)."""
+    run = session.RunSession(inventory, keep_registration=True, owner=ownership.owner_tag())
     run.start([Cell("A", "hv-host", "wildcard", "win-vm", "parent", port=p) for p in ports])
     added = run.registrations_added
     run.close()

@@ -39,7 +39,7 @@ def test_probe_is_used_in_place_or_copied_to_a_workdir(tmp_path):
     assert LocalTransport(local_node()).probe_command()[1] == str(bundle.probe_file())
     t = LocalTransport(local_node(workdir=str(tmp_path / "w")))
     cmd = t.probe_command()
-    run_dir = Path(cmd[1]).parent  # a fresh mktemp -d per run, owner-only
+    run_dir = Path(cmd[1]).parent  # a fresh random folder per run (one exclusive mkdir), owner-only
     assert run_dir.parent == tmp_path / "w" and run_dir.name.startswith("hvsock-matrix.")
     assert run_dir.stat().st_mode & 0o777 == 0o700
     assert Path(cmd[1]).read_bytes() == bundle.probe_bytes()
@@ -67,12 +67,12 @@ def test_netns_prefix_runs_inside_the_namespace(netns_lab):
 
 def test_a_probe_copy_that_does_not_match_is_never_run(tmp_path):
     t = LocalTransport(local_node(workdir=str(tmp_path / "w")))
-    real_put = t.put
+    real_write = t.write_file
 
-    def tampering_put(local_path, remote_path):
-        real_put(local_path, remote_path)
+    def tampering_write(remote_path, data):  # what lands on the node is not what was sent
+        real_write(remote_path, data)
         Path(remote_path).write_text("import os  # planted\n")
 
-    t.put = tampering_put
+    t.write_file = tampering_write
     with pytest.raises(NodeError, match="does not match ours"):
         t.probe_command()

@@ -3,7 +3,8 @@
     hvsock-matrix register --inventory F [--scenario S ...] [--ports A-B ...]
 
 A pytest run does this itself (RegistrationGuard) and removes what it added afterwards; this
-command leaves the entries in place until `hvsock-matrix unregister`. Needs an administrator.
+command leaves the entries in place, tagged `manual:<user>@<host>`, until `hvsock-matrix unregister`
+from the same user and controller. The host's probe writes them (winreg); needs an administrator.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.hyperv.registration import hyperv_hosts, register_guids
-    from harness.transports import close_inventory, open_transport
+    from harness.agents import AgentPool
+    from harness.hyperv.registration import hyperv_hosts, manual_owner, register_guids
 
     inventory = load_selected_inventory(args.inventory)
     guids = selected_guids(inventory, args.scenario, args.ports)
@@ -31,15 +32,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"no Windows host (role host, os windows) in {inventory.path}: nothing to do")
         return 0
     failed = 0
-    try:
+    with AgentPool(inventory, mode="oneshot") as pool:
         for node in hosts:
             try:
-                report = register_guids(open_transport(node, inventory), guids)
+                report = register_guids(pool.agent(node.name), guids, manual_owner())
             except NodeError as err:
                 print(f"hvsock-matrix: {err}", file=sys.stderr)
                 failed += 1
                 continue
             print(f"{node.name}: {len(report.added)} added, {len(report.present)} already registered")
-    finally:
-        close_inventory(inventory)
     return 1 if failed else 0

@@ -2,8 +2,10 @@
 
     hvsock-matrix unregister --inventory F [--scenario S ...] [--ports A-B ...]
 
-Without --scenario/--ports every entry whose ElementName is "hvsock-matrix" goes (e.g. after a
-run was killed before it could clean up). Entries someone else made are never removed.
+Only what is provably ours goes: entries named "hvsock-matrix" that `hvsock-matrix register` made
+for this user on this controller, or that a run of this controller left when it was killed (its
+process is gone). A live run's entries, another controller's, untagged ones (an older harness, or
+made by hand) and anyone else's are never touched; --scenario/--ports narrow the selection.
 """
 from __future__ import annotations
 
@@ -19,24 +21,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.hyperv.registration import ELEMENT_NAME, hyperv_hosts, list_registered, unregister_guids
-    from harness.transports import close_inventory, open_transport
+    from harness.agents import AgentPool
+    from harness.hyperv.registration import hyperv_hosts, list_registered, removable_owners, unregister_guids
 
     inventory = load_selected_inventory(args.inventory)
     chosen = selected_guids(inventory, args.scenario, args.ports)
     failed = 0
-    try:
+    with AgentPool(inventory, mode="oneshot") as pool:
         for node in hyperv_hosts(inventory):
+            agent = pool.agent(node.name)
             try:
-                transport = open_transport(node, inventory)
-                guids = chosen or {g for g, name in list_registered(transport).items() if name == ELEMENT_NAME}
-                states = unregister_guids(transport, guids) if guids else {"removed": [], "absent": [], "foreign": []}
+                entries = list_registered(agent)
+                owners = removable_owners(entries, set(chosen) if chosen else None)
+                removed: list[str] = []
+                for owner, guids in sorted(owners.items()):
+                    removed += unregister_guids(agent, guids, owner)["removed"]
             except NodeError as err:
                 print(f"hvsock-matrix: {err}", file=sys.stderr)
                 failed += 1
                 continue
-            print(f"{node.name}: {len(states['removed'])} removed, {len(states['foreign'])} kept "
-                  f"(not registered by hvsock-matrix), {len(states['absent'])} not registered")
-    finally:
-        close_inventory(inventory)
+            kept = [e for e in entries if (not chosen or e["guid"] in chosen) and e["guid"] not in removed]
+            print(f"{node.name}: {len(removed)} removed, {len(kept)} kept (a live run's, another user's or "
+                  f"controller's, untagged, or not registered by hvsock-matrix)")
     return 1 if failed else 0

@@ -1,14 +1,14 @@
 """Doctor checks: pure functions from a node's facts to rows (what, needed for, state, detail, fix).
 
-Facts are plain dicts (the probe's `info` answer on Linux; PowerShell's answer plus the probe's on
-Windows), so every check is testable against sample facts without a lab.
+Facts are plain dicts (the probe's `info` answer, and on a Windows host its `services list`), so
+every check is testable against sample facts without a lab.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from harness import addresses
-from harness.doctor.parse import hyperv_raw_entry, parse_version
+from harness.doctor.parse import parse_version
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 VMADDR_CID_ANY = addresses.VMADDR_CID_ANY
@@ -127,17 +127,16 @@ def _socat_check(version: str | None, needs_socat: bool) -> Check:
 
 def windows_checks(facts: dict, role: str, inventory_vm_id: str | None = None,
                    run_guids: set[str] | None = None) -> list[Check]:
-    """Rows for a Windows node from its facts: python, vm_id, gcs_root, registered, winsock_catalog."""
+    """Rows for a Windows node from its probe facts: python, af_hyperv, vm_id; a host's gcs_root, registered."""
     rows = [python_check(facts.get("python"), "windows")]
-    entry = hyperv_raw_entry(facts.get("winsock_catalog") or "")
-    if entry is not None:
+    if facts.get("af_hyperv"):
         rows.append(Check('Winsock provider "Hyper-V RAW"', "every hyperv cell (AF_HYPERV 34)", OK,
-                          f"address family 34, service flags {entry.get('Service Flags', '?')}"))
+                          "socket(AF_HYPERV, SOCK_STREAM, HV_PROTOCOL_RAW) works"))
     else:
         rows.append(Check('Winsock provider "Hyper-V RAW"', "every hyperv cell (AF_HYPERV 34)", FAIL,
-                          "not in `netsh winsock show catalog`",
+                          facts.get("python_problem") or "socket(AF_HYPERV) fails: no provider for address family 34",
                           "enable Hyper-V (host) or the Hyper-V integration services (VM); Windows 10 1709+ / "
-                          "Server 2016+; non-English Windows: check the catalog by hand"))
+                          "Server 2016+"))
     if role == "vm":
         rows.append(_integration_check(facts.get("vm_id"), inventory_vm_id))
     else:

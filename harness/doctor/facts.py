@@ -1,36 +1,18 @@
-"""Gathering a node's facts for the doctor: through the probe agents and, on Windows, PowerShell.
+"""Gathering a node's facts for the doctor: the probe's own `info` (and, on a Windows host, its
+`services list`), the same facts a run reads at its start -- nothing is derived a second way.
 
 Safety: the controller itself (an `access: local` node that is not a lab node) is never asked
 through the probe: its facts are read here without touching AF_VSOCK or the /dev/vsock ioctl.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
 
 from harness.doctor.parse import parse_proc_modules
 from harness.errors import NodeError
-from harness.hyperv.clixml import first_error_line
-from harness.hyperv.powershell import powershell_argv, ps_quote
-from harness.hyperv.registration import GCS_ROOT
-from harness.hyperv.vmids import GUEST_PARAMETERS_KEY
 from harness import timeouts
-
-WINDOWS_FACTS_SCRIPT = "\n".join([
-    "$ErrorActionPreference = 'Continue'",
-    f"$root = {ps_quote(GCS_ROOT)}",
-    "$f = [ordered]@{}",
-    f"$p = Get-ItemProperty -LiteralPath {ps_quote(GUEST_PARAMETERS_KEY)} -Name 'VirtualMachineId' -ErrorAction SilentlyContinue",
-    "if ($p) { $f.vm_id = [string]$p.VirtualMachineId } else { $f.vm_id = $null }",
-    "$f.gcs_root = [bool](Test-Path -LiteralPath $root)",
-    "if ($f.gcs_root) { $f.registered = @(Get-ChildItem -LiteralPath $root | ForEach-Object { $_.PSChildName }) } else { $f.registered = @() }",
-    "$f.hyperv_role = [bool](Get-Command Get-VM -ErrorAction SilentlyContinue)",
-    "$f.winsock_catalog = (netsh winsock show catalog | Out-String)",
-    "$f.build = [System.Environment]::OSVersion.Version.ToString()",
-    "ConvertTo-Json -InputObject $f -Compress",
-]) + "\n"
 
 VSOCK_MODULE_NAMES = ("hv_sock", "vmw_vmci")
 
@@ -68,24 +50,21 @@ def linux_facts(node, pool) -> dict:
 
 
 def windows_facts(node, pool) -> dict:
-    """The probe's info (Python, VM ID) merged with PowerShell's (registry, Winsock catalog)."""
-    facts: dict = {}
-    try:
-        info = pool.agent(node.name).info()
-        facts["python"] = info.get("python")
-        facts["probe_vm_id"] = info.get("vm_id")
-    except NodeError as err:
-        facts["python"] = None
-        facts["probe_error"] = err.message
-    result = pool.transport(node.name).run(powershell_argv(WINDOWS_FACTS_SCRIPT), timeout=timeouts.WINDOWS_FACTS_SCRIPT)
-    lines = [line for line in result.stdout.splitlines() if line.strip().startswith("{")]
-    if not lines:
-        raise NodeError(node.name, f"facts script failed (rc {result.rc}): "
-                                   f"{first_error_line(result.stderr, result.stdout)}")
-    try:
-        facts.update(json.loads(lines[-1]))
-    except json.JSONDecodeError as err:
-        raise NodeError(node.name, f"facts script printed bad JSON: {err.msg}") from None
-    if isinstance(facts.get("registered"), str):  # one entry: PowerShell may print it bare
-        facts["registered"] = [facts["registered"]]
+    """The probe's info (Python, AF_HYPERV, VM ID); on a host, the registered services it lists.
+
+    `af_hyperv` is Winsock's own answer (socket(AF_HYPERV) works), not a reading of
+    `netsh winsock show catalog`, whose labels a localised Windows translates.
+    """
+    from harness.hyperv.registration import list_registered
+
+    agent = pool.agent(node.name)
+    facts = dict(agent.info())
+    if node.role == "host":
+        try:
+            facts["registered"] = [entry["guid"] for entry in list_registered(agent)]
+            facts["gcs_root"] = True
+        except NodeError as err:
+            facts["registered"] = []
+            facts["gcs_root"] = False
+            facts["gcs_error"] = err.message
     return facts

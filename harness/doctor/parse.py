@@ -1,38 +1,7 @@
-"""Reading what tools print on the nodes: netsh's Winsock catalog, version strings, /proc/modules."""
+"""Reading what tools print: version strings, /proc/modules."""
 from __future__ import annotations
 
 import re
-
-AF_HYPERV = 34
-
-
-def parse_winsock_catalog(text: str) -> list[dict[str, str]]:
-    """`netsh winsock show catalog` -> one dict per provider entry ("Address Family" -> "34", ...).
-
-    Entries are blocks of `Key:   value` lines separated by blank lines (English Windows)."""
-    entries: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    for raw in text.replace("\r\n", "\n").split("\n"):
-        line = raw.strip()
-        if not line:
-            if current:
-                entries.append(current)
-                current = {}
-            continue
-        key, sep, value = line.partition(":")
-        if sep and value.strip() and not line.startswith("-"):
-            current[key.strip()] = value.strip()
-    if current:
-        entries.append(current)
-    return entries
-
-
-def hyperv_raw_entry(text: str) -> dict[str, str] | None:
-    """The "Hyper-V RAW" provider with address family 34, if the catalog lists it."""
-    for entry in parse_winsock_catalog(text):
-        if "Hyper-V RAW" in entry.get("Description", "") and entry.get("Address Family") == str(AF_HYPERV):
-            return entry
-    return None
 
 
 def parse_version(text: str | None) -> tuple[int, ...] | None:

@@ -20,18 +20,71 @@ def local_cid():
         return struct.unpack("I", bytes(buf))[0]
 
 
+GUEST_PARAMETERS_KEY = r"SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters"  # under HKLM (document 001)
+
+
 def windows_vm_id():
     """VirtualMachineId from the 64-bit registry view: a 32-bit Python on 64-bit Windows would
     otherwise be redirected to WOW6432Node, where the integration services write nothing."""
     try:
         import uuid
         import winreg
-        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Virtual Machine\Guest\Parameters",
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, GUEST_PARAMETERS_KEY,
                             0, winreg.KEY_READ | winreg.KEY_WOW64_64KEY) as key:
             value, _ = winreg.QueryValueEx(key, "VirtualMachineId")
         return str(uuid.UUID(str(value)))
     except Exception:
         return None
+
+
+# hv_kvp_daemon's pools (torvalds/linux tools/hv/hv_kvp_daemon.c: KVP_CONFIG_LOC "/var/lib/hyperv",
+# "%s/.kvp_pool_%d", struct kvp_record { char key[HV_KVP_EXCHANGE_MAX_KEY_SIZE];
+# char value[HV_KVP_EXCHANGE_MAX_VALUE_SIZE]; } = 512 + 2048 bytes, NUL-padded UTF-8). Microsoft's
+# "Data Exchange: Using key-value pairs" maps pool 3 to the Windows guest's
+# Virtual Machine\Guest\Parameter key, which holds VirtualMachineId.
+KVP_POOL = "/var/lib/hyperv/.kvp_pool_%d"
+KVP_PARAMETER_POOL = 3
+KVP_KEY_SIZE, KVP_VALUE_SIZE = 512, 2048
+KVP_MAX_BYTES = 4 * 1024 * 1024  # bounded read whatever the file holds
+
+
+def kvp_records(path):
+    """(key, value) pairs of one pool file; [] when it does not exist or cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            try:  # a shared lock, as Microsoft's sample reader takes, never waiting long for the daemon
+                import fcntl
+                for _ in range(20):
+                    try:
+                        fcntl.lockf(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                        break
+                    except OSError:
+                        import time
+                        time.sleep(0.05)
+            except ImportError:
+                pass
+            data = f.read(KVP_MAX_BYTES)
+    except OSError:
+        return []
+    size = KVP_KEY_SIZE + KVP_VALUE_SIZE
+    out = []
+    for offset in range(0, len(data) - size + 1, size):
+        key = data[offset:offset + KVP_KEY_SIZE].split(b"\0", 1)[0].decode("utf-8", "replace")
+        value = data[offset + KVP_KEY_SIZE:offset + size].split(b"\0", 1)[0].decode("utf-8", "replace")
+        out.append((key, value))
+    return out
+
+
+def kvp_vm_id(pool_path=None):
+    """VirtualMachineId as a Linux guest on Hyper-V has it from the host (hv_kvp_daemon's pool 3), or None."""
+    import uuid
+    for key, value in kvp_records(pool_path or KVP_POOL % KVP_PARAMETER_POOL):
+        if key == "VirtualMachineId":
+            try:
+                return str(uuid.UUID(value.strip()))
+            except ValueError:
+                return None
+    return None
 
 
 VSOCK_SYSCTL = "/proc/sys/net/vsock"  # Linux >= 7.0: ns_mode (read-only), child_ns_mode (write-once)
@@ -87,6 +140,9 @@ def info_facts(lab_node=False):
         pass
     if common.IS_WINDOWS:
         facts["vm_id"] = windows_vm_id()
+        facts["vm_id_source"] = "registry" if facts["vm_id"] else None
     else:
+        facts["vm_id"] = kvp_vm_id()
+        facts["vm_id_source"] = "kvp" if facts["vm_id"] else None
         facts.update(vsock_ns_facts())
     return facts

@@ -245,3 +245,4 @@ class Listener(object):
                 sock.close()
             except OSError:
                 pass
+

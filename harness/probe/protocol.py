@@ -22,6 +22,7 @@ class Op(object):
     INFO = "info"
     PING = "ping"
     BYE = "bye"
+    SERVICES = "services"  # Hyper-V service GUID registration (Windows hosts)
 
 
 class Event(object):
@@ -40,6 +41,7 @@ class Event(object):
     ACCEPTED = "accepted"  # a listener answered a client (unasked in a session)
     DONE = "done"  # a one-shot `serve` ended
     IDLE_TIMEOUT = "idle_timeout"  # a session ended itself (unasked)
+    SERVICES = "services"  # what a services request did, or the listing
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -47,7 +49,7 @@ class Event(object):
 class ListenRequest(TypedDict, total=False):
     id: int
     op: str  # Op.LISTEN
-    family: str  # tcp, vsock, hyperv
+    family: str  # tcp, vsock, hyperv, hybrid (the host side of hybrid vsock: AF_UNIX, probe/hybrid.py)
     addr: str
     port: int
     service: Optional[str]  # Hyper-V service GUID; default: the vsock template with the port
@@ -80,12 +82,20 @@ class StopRequest(TypedDict, total=False):
     listener: str
 
 
+class ServicesRequest(TypedDict, total=False):
+    id: int
+    op: str  # Op.SERVICES
+    action: str  # register, unregister, list
+    items: List[str]  # GUIDs, vsock ports, port ranges ("19000-19099")
+    owner: Optional[str]  # the controller run's owner tag (harness/hyperv/ownership.py)
+
+
 class PlainRequest(TypedDict, total=False):
     id: int
     op: str  # Op.INFO, Op.PING, Op.BYE
 
 
-Request = Union[ListenRequest, ConnectRequest, StopRequest, PlainRequest]
+Request = Union[ListenRequest, ConnectRequest, StopRequest, ServicesRequest, PlainRequest]
 
 # -- answers --------------------------------------------------------------------------------------
 
@@ -109,6 +119,7 @@ class Listening(TypedDict, total=False):
     listener: str  # the name to stop it by
     phase: str  # bound, none, closed when asked (absent: listening)
     unprivileged: bool
+    paths: List[str]  # hybrid: the <uds>_<port> paths bound
 
 
 class BindFailed(TypedDict, total=False):
@@ -138,6 +149,7 @@ class Result(TypedDict, total=False):
     elapsed_ms: float
     connect_ms: float
     first: Dict[str, Any]  # retry / bound / second-cid: what the step before the connect saw
+    answer: str  # hybrid: the backend's answer to CONNECT <port> ("OK 1024\n", or what came instead)
 
 
 class Accepted(TypedDict, total=False):
@@ -180,6 +192,24 @@ class Facts(TypedDict, total=False):
     vsock_child_ns_mode: Optional[str]  # what namespaces made from this one get
 
 
+class ServiceEntry(TypedDict):
+    guid: str
+    key: str  # the subkey's own name (braced or not)
+    element: str  # ElementName
+    owner: str  # the owner tag, "" when untagged
+
+
+class Services(TypedDict, total=False):
+    id: Optional[int]
+    event: str  # Event.SERVICES
+    added: List[str]
+    present: List[str]  # found registered already: never ours
+    removed: List[str]
+    absent: List[str]
+    foreign: List[str]  # another name or owner, or untagged: left alone
+    services: List[ServiceEntry]  # action list
+
+
 class Failure(TypedDict, total=False):
     id: Optional[int]
     event: str  # Event.ERROR or Event.REFUSED
@@ -195,7 +225,7 @@ class Other(TypedDict, total=False):
     idle_s: float
 
 
-Answer = Union[Ready, Listening, BindFailed, Result, Accepted, Stopped, Facts, Failure, Other]
+Answer = Union[Ready, Listening, BindFailed, Result, Accepted, Stopped, Facts, Services, Failure, Other]
 
 # -- the tables -----------------------------------------------------------------------------------
 
@@ -207,9 +237,10 @@ REQUEST_FIELDS = {
     Op.INFO: (),
     Op.PING: (),
     Op.BYE: (),
+    Op.SERVICES: ("action", "items", "owner"),
 }
 REQUIRED_FIELDS = {Op.LISTEN: ("family", "addr", "port"), Op.CONNECT: ("family", "addr", "port"),
-                   Op.STOP: ("listener",)}
+                   Op.STOP: ("listener",), Op.SERVICES: ("action",)}
 ANSWER_EVENTS = {
     Op.LISTEN: (Event.LISTENING, Event.BIND_FAILED, Event.REFUSED, Event.ERROR),
     Op.CONNECT: (Event.RESULT, Event.REFUSED, Event.ERROR),
@@ -217,6 +248,7 @@ ANSWER_EVENTS = {
     Op.INFO: (Event.INFO, Event.ERROR),
     Op.PING: (Event.PONG,),
     Op.BYE: (Event.BYE,),
+    Op.SERVICES: (Event.SERVICES, Event.ERROR),
 }
 UNASKED_EVENTS = (Event.READY, Event.ACCEPTED, Event.IDLE_TIMEOUT, Event.ERROR)
 
@@ -287,6 +319,14 @@ def is_accepted(answer: Any) -> bool:
 
 def is_done(answer: Any) -> bool:
     return event_of(answer) == Event.DONE
+
+
+def is_services(answer: Any) -> bool:
+    return event_of(answer) == Event.SERVICES
+
+
+def is_error(answer: Any) -> bool:
+    return event_of(answer) in (Event.ERROR, Event.REFUSED)
 
 
 def error(message: str, rid: Optional[int] = None, refused: bool = False) -> Failure:

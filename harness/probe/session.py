@@ -12,8 +12,9 @@ from . import common
 from .client import connect_once
 from .common import Refused, lab_allowed
 from .facts import info_facts
-from .listener import Listener
+from .hybrid import make_listener
 from .protocol import Event, Op, answer_line, is_listening, request_problem
+from .registry import services_answer
 from .sockets import load_libc
 
 
@@ -98,6 +99,8 @@ class Session(object):
             return listener.stop()
         if op == Op.INFO:
             return info_facts(self.lab_node)
+        if op == Op.SERVICES:
+            return services_answer(req.get("action"), req.get("items") or [], req.get("owner"))
         if op == Op.PING:
             return {"event": Event.PONG, "listeners": sorted(self.listeners)}
         return {"event": Event.ERROR, "message": "unknown op %r" % (op,)}
@@ -106,7 +109,7 @@ class Session(object):
         with self.lock:
             self.next_listener += 1
             name = "L%d" % self.next_listener
-        listener = Listener(req["family"], req["addr"], req["port"], req.get("service"), req.get("count", 1),
+        listener = make_listener(req["family"], req["addr"], req["port"], req.get("service"), req.get("count", 1),
                             req.get("timeout", 30.0), self.lab_node,
                             emit=lambda event: self.write(dict(event, listener=name)),
                             kind=req.get("socket") or "stream", phase=req.get("phase") or "listening",

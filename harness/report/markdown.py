@@ -24,6 +24,8 @@ def cell_text(cell: MatrixCell) -> str:
         out += " (exp ?)"
     if cell.flipped:
         out += f" Δ{cell.flip}"
+    if cell.result.flaky:
+        out += " ~flaky (first " + ", ".join(cell.result.attempt_summaries()) + ")"
     short = words.short(cell)
     if short and cell.observed.outcome.value in ("X", "B"):
         out += f" {short}"
@@ -45,7 +47,8 @@ def render_markdown(report: MatrixReport) -> str:
     inventory = meta.get("inventory")
     if isinstance(inventory, dict):
         inventory = " ".join(str(v) for v in (inventory.get("name"), inventory.get("path")) if v)
-    for key, value in (("started", meta.get("started")), ("finished", meta.get("finished")),
+    for key, value in (("incomplete", words.incomplete_note(meta)),
+                       ("started", meta.get("started")), ("finished", meta.get("finished")),
                        ("inventory", inventory), ("baseline", report.baseline_label or "none"),
                        ("harness", meta.get("harness_version"))):
         if value:
@@ -58,6 +61,9 @@ def render_markdown(report: MatrixReport) -> str:
     lines += ["", f"## Changed since baseline: {len(report.flips)}", ""]
     lines += [f"- Δ {_esc(words.change_line(c))}" for c in report.flips] or (
         ["- (none)"] if report.baseline_label else ["- (no baseline)"])
+    if report.flaky:
+        lines += ["", f"## Flaky in this run (agreed only on a rerun): {len(report.flaky)}", ""]
+        lines += [f"- ~ {_esc(words.flaky_line(c))}" for c in report.flaky]
     lines += ["", f"## Differs from the documented expectation: {len(report.mismatches)}", ""]
     lines += [f"- ≠ {_esc(words.change_line(c))}" for c in report.mismatches] or ["- (none)"]
     for matrix in report.matrices:

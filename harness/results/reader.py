@@ -19,6 +19,8 @@ from harness.errors import InputError
 from harness.outcome import Observation
 from harness.results.model import RUN_ID, Run
 
+JOURNAL = "journal.jsonl"  # runs/<run-id>/journal.jsonl: the cells of a run not finished (harness/results/journal.py)
+
 MAX_BYTES = 64 * 1024 * 1024  # a 10,000-cell run with its commands is ~15 MB
 MAX_DEPTH = 32  # a results file nests 5 deep (run / cells / cell / observation / extra ...)
 MAX_NUMBER_DIGITS = 40
@@ -38,9 +40,17 @@ _OBSERVATION_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def load_run(path: Path | str) -> Run:
-    """Read a results file; anything wrong with it is one clear line (InputError)."""
+    """Read a results file (or a killed run's journal); anything wrong with it is one clear line (InputError)."""
     path = Path(path)
-    data = read_json(path, what="results file")
+    if path.name == JOURNAL:
+        from harness.results.journal import load_journal
+
+        return load_journal(path)
+    return run_from_data(read_json(path, what="results file"), path)
+
+
+def run_from_data(data: Any, path: Path) -> Run:
+    """A results file's parsed JSON, every field checked, as a Run (InputError naming `path`)."""
     if not isinstance(data, dict) or "run_id" not in data or not isinstance(data.get("cells"), list):
         raise InputError(str(path), "not an hvsock-matrix results file (no run_id / cells)")
     run_id = data["run_id"]

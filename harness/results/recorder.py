@@ -8,6 +8,7 @@ from harness import __version__
 from harness.cell import Cell
 from harness.judgement import Judgement, baseline_for_worker
 from harness.outcome import Observation
+from harness.results.journal import Journal
 from harness.results.model import CellResult, Run, counts, new_run_id, utc_now
 from harness.results.reader import load_run
 from harness.results.store import history_dir, point_latest, run_dir, write_json_atomic
@@ -39,6 +40,8 @@ class Recorder:
         if baseline_path:
             self.baseline = load_run(baseline_path)
             self.meta["baseline"] = {"run_id": self.baseline.run_id, "path": str(baseline_path)}
+        # every cell as it is recorded, so a killed controller keeps them (harness/results/journal.py)
+        self.journal = Journal(self.run_dir, self.meta)
 
     @property
     def run_dir(self) -> Path:
@@ -59,6 +62,12 @@ class Recorder:
 
     def set_node_facts(self, node: str, facts: dict[str, Any]) -> None:
         self.node_facts[node] = dict(facts)
+        self.journal.facts(node, self.node_facts[node])
+
+    def add_facts(self, node: str, facts: dict[str, Any]) -> None:
+        """A node's facts as a cell's report brings them; the first ones of a node win."""
+        if node not in self.node_facts:
+            self.set_node_facts(node, facts)
 
     def update_meta(self, **values: Any) -> None:
         """E.g. inventory={"name":..., "path":...}; the first value of a key wins."""
@@ -80,6 +89,7 @@ class Recorder:
         self.cells[result.id] = result
         if worker:
             self.workers.add(worker)
+        self.journal.cell(result)
         return result
 
     def has_results(self) -> bool:
@@ -101,6 +111,7 @@ class Recorder:
         run.path = path
         write_json_atomic(history_dir(self.results_dir) / f"{self.run_id}.json", run.to_dict())
         point_latest(self.results_dir, self.run_id)
+        self.journal.remove()
         self.run = run
         return path
 

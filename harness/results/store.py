@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError, OutputError
-from harness.results.model import Run
-from harness.results.reader import load_run
+from harness.results.model import RUN_ID, Run
+from harness.results.reader import JOURNAL, load_run
 
 
 def _readable(fd: int) -> None:
@@ -115,11 +115,16 @@ def resolve_run(ref: str, results_dir: Path | str = "reports") -> Path:
     candidate = Path(ref)
     if candidate.is_dir() and (candidate / "results.json").is_file():
         return candidate / "results.json"
+    if candidate.is_dir() and (candidate / JOURNAL).is_file():
+        return candidate / JOURNAL  # a killed run: its journal (harness/results/journal.py)
     if candidate.is_file():
         return candidate
     by_id = history_dir(results_dir) / f"{ref}.json"
     if by_id.is_file():
         return by_id
+    journal = run_dir(results_dir, ref) / JOURNAL
+    if RUN_ID.fullmatch(ref) and journal.is_file():
+        return journal
     raise InputError(ref, f"no such results file or run id (looked in {history_dir(results_dir)})")
 
 

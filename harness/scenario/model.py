@@ -27,6 +27,7 @@ from harness.drivers.errnos import known_errno
 from harness.errors import InputError
 from harness.node import NAME_RE, NAME_RULE, check_timeout, seconds, shown
 from harness.outcome import Outcome
+from harness.secrets import credential_in_text
 
 SELECTORS = ("host", "vm", "linux-host", "windows-host", "linux-vm", "windows-vm")
 DEFAULT_MAX_CELLS = 20_000  # raise with `max_cells: N` in the scenario (up to HARD_MAX_CELLS)
@@ -138,6 +139,10 @@ def _service(value: Any) -> str:
 def _check_template(side: str, text: Any) -> str:
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"command driver needs a non-empty {side}: template")
+    if credential_in_text(text):  # never echoed: the template is where the secret is
+        raise ValueError(f"the {side} template carries a password inline (a URL's user:pw@, smbclient's "
+                         f"user%pw, password=, --password, sshpass -p); a scenario holds no secrets: let the node's own configuration "
+                         f"(an ssh key, a credential store) provide it")
     try:
         fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text) if f is not None]
     except ValueError as err:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import abc
 import collections
+import hashlib
+import re
+import secrets
 import queue
 import threading
 import time
@@ -26,11 +29,8 @@ from harness import timeouts
 from harness.probe import bundle
 
 PROBE_NAME = bundle.FILE_NAME  # the probe package as one zipapp file (harness/probe/bundle.py)
-DEFAULT_POSIX_WORKDIR = "/tmp"  # the base; each run's probe lives in a fresh mktemp -d below it
-RUN_DIR_TEMPLATE = "hvsock-matrix.XXXXXXXXXX"
-_MAKE_RUN_DIR = 'umask 077 && mkdir -p -- "$1" && exec mktemp -d -- "$1/$2"'
-_SHA256 = ('sha256sum -- "$2" 2>/dev/null || exec "$1" -c '
-           '"import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],\'rb\').read()).hexdigest())" "$2"')
+DEFAULT_POSIX_WORKDIR = "/tmp"  # the base on POSIX nodes; each run's probe lives in a fresh folder below it
+RUN_DIR_PREFIX = "hvsock-matrix."  # + 16 random hex digits
 DEFAULT_DEADLINE = timeouts.HOUSEKEEPING  # housekeeping calls (mkdir, put) that have no timeout of their own
 
 
@@ -133,11 +133,41 @@ def one_line(text: object, limit: int = 300) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
+# Characters every shell a transport may hand a command line to leaves alone: sh (POSIX sshd: $SHELL -c),
+# cmd.exe (Win32-OpenSSH, contrib/win32/win32compat/w32-doexec.c do_exec_windows: `cmd.exe /c "<command>"`)
+# and CommandLineToArgvW (PAExec's CreateProcess). An argument with a space or a backslash (sh reads
+# an unquoted one as an escape) is double-quoted, which all three read alike as long as it holds no
+# quote, no `\\` (sh halves it inside quotes) and does not end in a backslash (CommandLineToArgvW
+# would read `\"` as an escaped quote).
+_PLAIN_ARG = re.compile(r"^[A-Za-z0-9_./:=,+-]+$")
+_QUOTABLE_ARG = re.compile(r"^[A-Za-z0-9_./:\\=,+ -]+$")
+
+
+def portable_command_line(argv: list[str]) -> str:
+    """The one command line that sh, `cmd.exe /c` and CommandLineToArgvW all split back into `argv`.
+
+    ValueError for an argument that has no such form (a quote, `%`, `!`, `&`, `$`, ...): such text
+    travels inside the probe's JSON requests, never on a command line.
+    """
+    words = []
+    for arg in (str(a) for a in argv):
+        if _PLAIN_ARG.match(arg):
+            words.append(arg)
+        elif _QUOTABLE_ARG.match(arg) and "\\\\" not in arg and not arg.endswith("\\"):
+            words.append(f'"{arg}"')
+        else:
+            raise ValueError(f"argument {arg!r} cannot be passed alike to sh, cmd.exe and CommandLineToArgvW")
+    return " ".join(words)
+
+
 CMD_EXE_LIMIT = 8191  # cmd.exe's longest command line (Microsoft: "Command prompt line string limitation")
 
 
 class Transport(abc.ABC):
     """How the controller reaches one node."""
+
+    # spawn()'s process reads a stdin the controller holds (closing it is an EOF the probe acts on)
+    spawn_keeps_stdin = True
 
     def __init__(self, node: Node, inventory: Inventory | None = None):
         self.node = node
@@ -181,48 +211,109 @@ class Transport(abc.ABC):
         return "py" if self.node.os == "windows" else "python3"
 
     def workdir(self) -> str:
-        """The base directory under which each run makes its own directory."""
-        return self.node.access.workdir or DEFAULT_POSIX_WORKDIR
+        """The base folder (as the file channel names it) under which each run makes its own folder."""
+        if self.node.access.workdir:
+            return self.file_path(self.node.access.workdir)
+        return self.default_workdir()
 
-    def make_run_dir(self) -> str:
-        """A new owner-only directory for this run on the node (mktemp -d), its path."""
-        base = self.workdir().rstrip("/") or "/"
-        result = self.run(["sh", "-c", _MAKE_RUN_DIR, "hvsock-matrix", base, RUN_DIR_TEMPLATE], timeout=DEFAULT_DEADLINE)
-        path = result.stdout.strip()
-        if result.rc != 0 or not path.startswith(base.rstrip("/") + "/hvsock-matrix.") or "\n" in path:
-            raise self.fail(f"cannot make a run directory under {base}: {result.stderr.strip() or path or result.rc}")
-        self._run_dir = path
+    def default_workdir(self) -> str:
+        return DEFAULT_POSIX_WORKDIR
+
+    # -- the file channel (SFTP, SMB, the local filesystem): no command runs for any of it --
+    def file_path(self, path: str) -> str:
+        """A node path as the file channel names it (SFTP on Windows: /C:/Users/x)."""
         return path
 
-    def remove_run_dir(self) -> None:
-        """The node is left as it was found: the run's own directory goes when the transport closes.
+    def node_path(self, path: str) -> str:
+        """A file-channel path as a program on the node names it (Windows: C:\\Users\\x)."""
+        return path
 
-        Only the directory make_run_dir created (checked there) is removed; best effort, since a
-        node that is gone keeps it (owner-only, under its temp folder).
+    def run_folder(self) -> str | None:
+        """This run's folder on the node, as a program there names it (None before the probe is deployed)."""
+        return self.node_path(self._run_dir) if self._run_dir else None
+
+    def put_bytes(self, node_path: str, data: bytes) -> None:
+        """Write a small file on the node (a path as a program there names it), over the file channel."""
+        try:
+            self.write_file(self.file_path(node_path), data)
+        except OSError as exc:
+            raise self.fail(f"cannot write {node_path}: {exc}") from None
+
+    def make_private_dir(self, path: str) -> None:
+        """Create exactly `path`, owner-only where the node has modes; FileExistsError if it exists."""
+        raise NotImplementedError
+
+    def write_file(self, path: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read_file(self, path: str) -> bytes:
+        raise NotImplementedError
+
+    def remove_file(self, path: str) -> None:
+        raise NotImplementedError
+
+    def remove_dir(self, path: str) -> None:
+        """Remove an empty folder."""
+        raise NotImplementedError
+
+    def make_run_dir(self) -> str:
+        """A new folder for this run on the node: a random name (never a fixed path another local user
+        could create first and fill with their own probe), made by one exclusive mkdir, owner-only."""
+        base = self.workdir().rstrip("/") or "/"
+        last: Exception | None = None
+        try:  # a workdir the inventory names may not exist yet: made owner-only, like the run folder
+            self.make_private_dir(base)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise self.fail(f"cannot make the workdir {self.node_path(base)}: {exc}") from None
+        for _ in range(5):
+            path = f"{base}/{RUN_DIR_PREFIX}{secrets.token_hex(8)}"
+            try:
+                self.make_private_dir(path)
+            except FileExistsError as exc:  # never reuse a folder we did not make
+                last = exc
+                continue
+            except OSError as exc:
+                raise self.fail(f"cannot make a run folder under {self.node_path(base)}: {exc}") from None
+            self._run_dir = path
+            return path
+        raise self.fail(f"cannot make a run folder under {self.node_path(base)}: {last}")
+
+    def remove_run_dir(self) -> None:
+        """The node is left as it was found: the run's own folder goes when the transport closes.
+
+        Only what deploy_probe put there, in the folder make_run_dir created: the probe file, then the
+        (then empty) folder, over the file channel. Best effort: a node that is gone keeps it.
         """
         with self._deploy_lock:
             path, self._run_dir, self._probe_path = self._run_dir, None, None
         if path is None:
             return
-        try:
-            self.run(["rm", "-rf", "--", path], timeout=DEFAULT_DEADLINE)
-        except Exception:  # closing never fails a run
-            pass
+        for step in (lambda: self.remove_file(f"{path}/{PROBE_NAME}"), lambda: self.remove_dir(path)):
+            try:
+                step()
+            except Exception:  # closing never fails a run
+                pass
 
     def deploy_probe(self) -> str:
-        remote = self.make_run_dir() + "/" + PROBE_NAME
-        self.put(str(bundle.probe_file()), remote)
-        self.verify_copy(remote)
-        return remote
+        """Make the run folder, put the probe, read it back and compare its sha256 here, on the controller.
 
-    def verify_copy(self, remote: str) -> None:
-        """The probe on the node is byte for byte ours, or it is never run."""
-        want = bundle.probe_sha256()
-        result = self.run(["sh", "-c", _SHA256, "sha256", self.python(), remote], timeout=DEFAULT_DEADLINE)
-        got = result.stdout.split()[0] if result.stdout.split() else ""
-        if got != want:
-            raise self.fail(f"the probe copied to {remote} does not match ours (sha256 {got[:12] or 'unknown'}, "
-                            f"expected {want[:12]}); not running it")
+        The read-back is checked before the probe ever runs: a probe that reported its own hash would
+        already have run. The file channel moves bytes only, so this is one code path on every OS.
+        """
+        remote = self.make_run_dir() + "/" + PROBE_NAME
+        data = bundle.probe_bytes()
+        try:
+            self.write_file(remote, data)
+            copied = self.read_file(remote)
+        except OSError as exc:
+            raise self.fail(f"cannot copy the probe to {self.node_path(remote)}: {exc}") from None
+        got = hashlib.sha256(copied).hexdigest()
+        if got != bundle.probe_sha256():
+            raise self.fail(f"the probe copied to {self.node_path(remote)} does not match ours (sha256 {got[:12]}, "
+                            f"expected {bundle.probe_sha256()[:12]}); not running it")
+        return self.node_path(remote)
 
     def fail(self, message: object) -> NodeError:
         return NodeError(self.node.name, one_line(message))

@@ -122,10 +122,30 @@ class LocalTransport(Transport):
         return self.node.access.python or sys.executable
 
     def deploy_probe(self) -> str:
-        """Same filesystem: the zipapp built for this run is used in place, no copy."""
+        """Same filesystem: the zipapp built for this run is used in place, no copy (unless a workdir is set)."""
         if self.node.access.workdir:
             return super().deploy_probe()
         return str(bundle.probe_file())
+
+    # -- the file channel: this machine's own filesystem ----------------------------------------
+    def make_private_dir(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        os.mkdir(path, 0o700)  # exclusive: FileExistsError if anyone made it first
+
+    def write_file(self, path: str, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+
+    def read_file(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def remove_file(self, path: str) -> None:
+        os.unlink(path)
+
+    def remove_dir(self, path: str) -> None:
+        os.rmdir(path)
 
     def close(self) -> None:
         self.remove_run_dir()

@@ -5,9 +5,15 @@ inventory jump hosts (another node: a direct-tcpip channel through the jump's ow
 connection), ssh-agent and key files. Host keys are checked against known_hosts with
 RejectPolicy unless the inventory says `accept-new` (learn and save) or `ignore`.
 
-POSIX commands run as `sh -c 'echo <marker> $$; exec "$@"'` so the remote pid is known and a
-command that outlives its timeout is killed on the node, not merely abandoned. A node that is a
-network namespace of another (inventory `of:`) prefixes them with `ip netns exec <ns>`.
+The probe is deployed over SFTP (transports/base.py deploy_probe: an exclusive mkdir of a random
+folder, put, read back, sha256 compared here) and started as one plain command line that sh and
+Win32-OpenSSH's `cmd.exe /c` read alike (base.portable_command_line): no shell tool ever runs for
+it, on any OS. It is ended by its own stdin reaching EOF (the channel closed), never by a remote
+`kill`. Other programs (the socat and command drivers) on POSIX nodes still run as
+`sh -c 'echo <marker> $$; exec "$@"'`, so one that outlives its timeout is killed on the node;
+on Windows nodes they run as their list2cmdline command line and are abandoned with the channel.
+A node that is a network namespace of another (inventory `of:`) prefixes every command, the
+probe's too, with `ip netns exec <ns>`.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from harness.secrets import register as register_secret
 from harness import timeouts
 from harness.transports.base import (
     DEFAULT_DEADLINE,
+    portable_command_line,
     CommandResult,
     CommandTimeout,
     LineQueue,
@@ -64,7 +71,11 @@ def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
 
 
 class SSHProcess(Process):
-    """A command on one session channel: stdout lines, stdin lines, kill by remote pid."""
+    """A command on one session channel: stdout lines, stdin lines.
+
+    kill(): a wrapped POSIX program by its remote pid; the probe (posix=False here) by EOF on its
+    stdin and the channel's close, which ends its session (probe/session.py read_lines).
+    """
 
     def __init__(self, transport: "SSHTransport", chan: paramiko.Channel, posix: bool):
         self._transport = transport
@@ -119,6 +130,15 @@ class SSHProcess(Process):
                     self._transport.run(["kill", "-KILL", str(self.pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
                 except Exception:  # the node may be gone: closing the channel is all that is left
                     pass
+        elif not self._posix and self.wait(0) is None:
+            self.close_stdin()  # the probe ends itself on EOF
+            if self.wait(timeouts.PROCESS_EXIT) is None and self._transport.posix() and self.pid:
+                # a probe that cannot read its EOF (frozen, stopped) on a POSIX node: its own pid (from its
+                # ready line). Never on Windows: there the channel's close is all (the probe's idle timeout)
+                try:
+                    self._transport.run(["kill", "-KILL", str(self.pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
+                except Exception:
+                    pass
         self._chan.close()
 
     def wait(self, timeout: float) -> int | None:
@@ -147,6 +167,10 @@ class SSHTransport(Transport):
         self._closed = False
         self.connects = 0  # how many connections this transport opened (rebuilds are visible)
         self._private_jump: SSHTransport | None = None
+        self._sftp: paramiko.SFTPClient | None = None  # one per connection: a subsystem start costs an exec
+        self._sftp_lock = threading.Lock()
+        self._sftp_client: paramiko.SSHClient | None = None
+        self._home: str | None = None
 
     # -- connection --------------------------------------------------------------------
     def settings(self) -> dict:
@@ -294,7 +318,16 @@ class SSHTransport(Transport):
     def posix(self) -> bool:
         return self.node.os != "windows"
 
+    def is_probe(self, argv: list[str]) -> bool:
+        """True for `<python> <this run's probe> ...`: the one program every OS starts alike."""
+        return self._probe_path is not None and len(argv) >= 2 and str(argv[1]) == self._probe_path
+
     def command_line(self, argv: list[str], wrap: bool = True) -> str:
+        if self.is_probe(argv):
+            try:
+                return portable_command_line(self.netns_prefix() + list(argv))
+            except ValueError as exc:
+                raise self.fail(f"probe command line: {exc}") from None
         if not self.posix():
             return subprocess.list2cmdline([str(a) for a in argv])
         argv = self.netns_prefix() + list(argv)
@@ -309,12 +342,95 @@ class SSHTransport(Transport):
         ns = self.node.access.netns
         return ["ip", "netns", "exec", ns] if ns else []
 
+    # -- the file channel (SFTP) ---------------------------------------------------------
+    def sftp(self) -> paramiko.SFTPClient:
+        """This connection's SFTP session (opened once: on a nested guest a subsystem start costs seconds)."""
+        with self._sftp_lock:
+            client = self.client()
+            if self._sftp is not None and self._sftp_client is client:
+                return self._sftp
+            for attempt in range(2):
+                try:
+                    self._sftp = client.open_sftp()
+                    break
+                except _CONNECTION_ERRORS as exc:
+                    if attempt:
+                        raise self.fail(f"cannot open sftp: {exc}") from None
+                    with self._lock:
+                        if self._client is client:
+                            self._drop()
+                    client = self.client()
+            self._sftp_client = client
+            self._sftp.get_channel().settimeout(DEFAULT_DEADLINE)
+            return self._sftp
+
+    def _sftp_call(self, what: str, fn):
+        try:
+            return fn(self.sftp())
+        except (FileExistsError, FileNotFoundError, PermissionError):
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise OSError(f"sftp {what}: {exc or exc.__class__.__name__}") from None
+
+    def default_workdir(self) -> str:
+        """POSIX: /tmp. Windows: the login's own profile folder, where SFTP starts (Win32-OpenSSH
+        sftp-server realpath("."): `/C:/Users/<name>`), private to that user by its default ACL."""
+        if self.posix():
+            return super().default_workdir()
+        if self._home is None:
+            self._home = self._sftp_call("realpath .", lambda s: s.normalize("."))
+        return self._home
+
+    def file_path(self, path: str) -> str:
+        """`C:\\hv` -> `/C:/hv`: the form Win32-OpenSSH's sftp-server takes (misc.c realpath skips the
+        leading slash of `/x:`); POSIX paths as they are."""
+        if self.posix():
+            return path
+        p = path.replace("\\", "/")
+        return "/" + p if len(p) >= 2 and p[1] == ":" else p
+
+    def node_path(self, path: str) -> str:
+        """`/C:/Users/x/f` -> `C:\\Users\\x\\f` for the command line on a Windows node."""
+        if self.posix():
+            return path
+        p = path[1:] if len(path) >= 3 and path[0] == "/" and path[2] == ":" else path
+        return p.replace("/", "\\")
+
+    def make_private_dir(self, path: str) -> None:
+        def mkdir(s: paramiko.SFTPClient) -> None:
+            try:
+                s.stat(path)
+            except FileNotFoundError:
+                pass
+            else:
+                raise FileExistsError(path)
+            s.mkdir(path, 0o700)  # exclusive: fails if it exists (sftp-server process_mkdir: mkdir(2))
+        self._sftp_call("mkdir", mkdir)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        def write(s: paramiko.SFTPClient) -> None:
+            with s.open(path, "wb") as f:
+                f.write(data)
+        self._sftp_call("put", write)
+
+    def read_file(self, path: str) -> bytes:
+        def read(s: paramiko.SFTPClient) -> bytes:
+            with s.open(path, "rb") as f:
+                return f.read()
+        return self._sftp_call("read", read)
+
+    def remove_file(self, path: str) -> None:
+        self._sftp_call("remove", lambda s: s.remove(path))
+
+    def remove_dir(self, path: str) -> None:
+        self._sftp_call("rmdir", lambda s: s.rmdir(path))
+
     # -- the contract ------------------------------------------------------------------
     def run(self, argv: list[str], timeout: float, stdin: bytes | None = None, wrap: bool = True) -> CommandResult:
         start = time.monotonic()
         deadline = start + timeout
         chan = self._open_session(timeout)
-        wrap = wrap and self.posix()
+        wrap = wrap and self.posix() and not self.is_probe(argv)
         out: list[bytes] = []
         err: list[bytes] = []
         try:
@@ -384,7 +500,7 @@ class SSHTransport(Transport):
             chan.close()
             raise self.fail(f"cannot start {argv[0]}: {exc}") from None
         chan.settimeout(None)
-        return SSHProcess(self, chan, self.posix())
+        return SSHProcess(self, chan, self.posix() and not self.is_probe(argv))
 
     def put(self, local_path: str, remote_path: str) -> None:
         for attempt in range(2):
@@ -419,6 +535,13 @@ class SSHTransport(Transport):
     def close(self) -> None:
         if self.alive() and not self._closed:  # tidy up over the live connection; never reconnect for it
             self.remove_run_dir()
+        with self._sftp_lock:
+            sftp, self._sftp = self._sftp, None
+        if sftp is not None:
+            try:
+                sftp.close()
+            except Exception:
+                pass
         with self._lock:
             self._closed = True
             self._drop()

@@ -1,10 +1,22 @@
-"""FakeHyperVLab: Windows machines and Hyper-V sockets as documents 000/001 describe them.
+"""FakeHyperVLab: Windows machines and Hyper-V sockets, for the harness's Windows paths in CI.
 
-Why: there is no Windows or Hyper-V on these machines, yet the whole path -- registration
-scripts, probe command lines sent through the psexec transport, background servers read back over
-SMB, observations -- must run in CI. This fake answers exactly what a Windows node would receive:
-PAExec runs of powershell.exe -EncodedCommand (decoded and recognised), taskkill.exe, and the probe
-(parsed with the probe's own argument parser). Hyper-V socket reachability follows matrix A:
+Why: there is no Windows or Hyper-V on these machines, yet the whole path -- the probe deployed
+over SMB (or SFTP, tests/fakes/fake_openssh_windows.py), probe command lines, background servers
+read back over SMB, service registration, VM IDs, observations -- must run in CI. What each piece
+mirrors:
+
+- PAExec runs (tests/fakes/fake_psexec.py: pypsexec client.py run_executable, PAExec's
+  CreateProcess): the executable and its arguments split by CommandLineToArgvW's rules.
+- powershell.exe -EncodedCommand: the script decoded (base64 of UTF-16LE, as `powershell.exe -?`
+  documents) and recognised by its text; output written in the console's code page unless the
+  script sets [Console]::OutputEncoding (issue 18 defect 9), errors as the script itself prints them.
+- the probe: parsed with the probe's own argument parser (harness/probe/cli.py); `services` runs the
+  probe's own registry code against tests/fakes/fake_winreg.py (CPython PC/winreg.c behaviour);
+  CPython < 3.12 refuses as harness/probe/cli.py main does (no socket.AF_HYPERV).
+- `serve --stop-file`: the server stops once the file appears, as probe/cli.py stop_on_file polls.
+
+Hyper-V socket reachability is NOT mirrored from anything that runs: it restates the documents'
+matrix A (documents 000/001), nothing more:
 
     target LOOPBACK  -> listeners on the same machine bound WILDCARD, LOOPBACK or CHILDREN
     target PARENT    -> (VM client) listeners on its host bound WILDCARD, LOOPBACK or CHILDREN
@@ -12,7 +24,9 @@ PAExec runs of powershell.exe -EncodedCommand (decoded and recognised), taskkill
     anything crossing the VM boundary needs the service GUID registered on the host;
     everything else is X with WSAECONNREFUSED (10061).
 
-The X error code is the fake's choice (the documents name none); O/X follow the documents.
+So a test on this fake shows that the harness carries a documented outcome through to the matrix
+when Windows behaves as documented; it is never evidence of how Windows behaves. The X error code
+is the fake's choice (the documents name none).
 """
 from __future__ import annotations
 
@@ -20,8 +34,12 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
+from collections.abc import Callable
 
-from harness.probe import cli, sockets
+import sys
+import threading
+
+from harness.probe import cli, registry, sockets
 from harness.hyperv.powershell import decode_command
 from harness.transports import psexec
 from harness.transports.psexec import clients as psexec_clients
@@ -100,7 +118,8 @@ class FakeWindowsMachine:
     python: str = "3.12.1"
     integration_services: bool = True
     winsock_catalog: str = HYPERV_RAW_CATALOG
-    gcs: dict[str, str] = field(default_factory=dict)  # registered service GUID -> ElementName
+    oem_codepage: str = "cp437"  # the console code page PAExec's child gets (949 on a Korean Windows)
+    gcs: dict[str, str] = field(default_factory=dict)  # GuestCommunicationServices subkey -> ElementName
     gcs_owner: dict[str, str] = field(default_factory=dict)  # GUID -> HvsockMatrixOwner value, when written
 
     @property
@@ -119,15 +138,36 @@ class FakeListener:
     service: str
     port: int
     count: int
-    base: str  # wrapper's file base (Windows path)
+    base: str | None  # wrapper's file base (Windows path); None for a probe session's listener
     pids: tuple[int, int]  # (child, wrapper)
     accepted: int = 0
+    stop_file: str | None = None  # `serve --stop-file`: the probe stops once this file exists (probe/cli.py)
+    on_accept: Callable | None = None  # a session's listener: (peer, payload) -> its "accepted" line
 
 
 def _ps_literal(script: str, pattern: str) -> str:
     match = re.search(pattern + r" = '((?:[^']|'')*)'", script)
     assert match, f"FakeHyperVLab: no {pattern} in script"
     return match.group(1).replace("''", "'")
+
+
+_WINREG_LOCK = threading.Lock()
+
+
+def with_winreg(machine: "FakeWindowsMachine", fn):
+    """Run `fn` with `import winreg` giving the machine's registry (tests/fakes/fake_winreg.py)."""
+    from tests.fakes import fake_winreg
+
+    with _WINREG_LOCK:
+        saved = sys.modules.get("winreg")
+        sys.modules["winreg"] = fake_winreg.module_for(machine)
+        try:
+            return fn()
+        finally:
+            if saved is None:
+                sys.modules.pop("winreg", None)
+            else:
+                sys.modules["winreg"] = saved
 
 
 def _out(line_obj: dict) -> bytes:
@@ -140,11 +180,21 @@ class FakeHyperVLab:
     def __init__(self, machines: list[FakeWindowsMachine]):
         self.machines = {m.address.lower(): m for m in machines}
         self.share = FakeSmbShare()
+        written = self.share.write_bytes
+
+        def write_bytes(unc: str, data: bytes) -> None:  # a stop file appearing stops its server, as the probe polls
+            written(unc, data)
+            for listener in list(self.listeners):
+                if listener.stop_file and unc.lower() == psexec.admin_share_path(
+                        listener.machine.address, listener.stop_file).lower():
+                    self._finish(listener, 0)
+        self.share.write_bytes = write_bytes
         self.listeners: list[FakeListener] = []
         self.pids = itertools.count(4100, 2)
         self.scripts: list[tuple[str, str]] = []  # (address, decoded PowerShell) in order
         self.commands: list[tuple[str, list[str]]] = []  # (address, argv) of everything run
         self.connects: list[dict] = []
+        self.file_views: list[Callable] = []  # (machine, windows path) -> bool: files another channel (SFTP) wrote
 
     # --- wiring -----------------------------------------------------------------------------
     def client(self, server, username, password, port, encrypt):
@@ -179,61 +229,11 @@ class FakeHyperVLab:
         return b"", f"'{exe}' is not recognized as an internal or external command\r\n".encode(), 9009
 
     # --- PowerShell scripts the harness sends ---------------------------------------------------
-    def _guids(self, script: str) -> list[str]:
-        guids = []
-        for lo, hi, suffix in re.findall(
-                r"for \(\[long\]\$p = (\d+); \$p -le (\d+); \$p\+\+\) \{ \$guids\.Add\(\('\{0:x8\}([-0-9a-f]+)' -f \$p\)\) \}",
-                script):
-            guids += [f"{p:08x}{suffix}" for p in range(int(lo), int(hi) + 1)]
-        guids += re.findall(r"\$guids\.Add\('([-0-9a-f]+)'\)", script)
-        return guids
-
     def _powershell(self, machine: FakeWindowsMachine, script: str, asynchronous: bool):
         if "System.Diagnostics.ProcessStartInfo" in script:
             assert asynchronous, "background wrapper must run asynchronously"
             return self._spawn(machine, script)
         assert not asynchronous
-        if "netsh winsock show catalog" in script:
-            facts = {"vm_id": machine.vm_id.upper() if (machine.role == "vm" and machine.integration_services) else None,
-                     "gcs_root": machine.hyperv_role, "registered": sorted(machine.gcs),
-                     "hyperv_role": machine.hyperv_role, "winsock_catalog": machine.winsock_catalog,
-                     "build": "10.0.20348.0"}
-            return (json.dumps(facts, separators=(",", ":")) + "\r\n").encode(), b"", 0
-        if "GuestCommunicationServices" in script and "'added '" in script:
-            if not machine.hyperv_role:
-                return b"missing-root\r\n", b"", 3
-            name = _ps_literal(script, r"\$name")
-            owner = _ps_literal(script, r"\$runowner") if "$runowner = " in script else None
-            lines = []
-            for g in self._guids(script):
-                if g in machine.gcs:
-                    lines.append(f"present {g}")
-                else:
-                    machine.gcs[g] = name
-                    if owner is not None:
-                        machine.gcs_owner[g] = owner
-                    lines.append(f"added {g}")
-            return ("\r\n".join(lines) + "\r\n").encode(), b"", 0
-        if "GuestCommunicationServices" in script and "'removed '" in script:
-            if not machine.hyperv_role:
-                return b"missing-root\r\n", b"", 3
-            name = _ps_literal(script, r"\$name")
-            owner = _ps_literal(script, r"\$runowner") if "$runowner = " in script else None
-            lines = []
-            for g in self._guids(script):
-                if g not in machine.gcs:
-                    lines.append(f"absent {g}")
-                elif machine.gcs[g] != name or (owner is not None and machine.gcs_owner.get(g) != owner):
-                    lines.append(f"foreign {g}")
-                else:
-                    del machine.gcs[g]
-                    machine.gcs_owner.pop(g, None)
-                    lines.append(f"removed {g}")
-            return ("\r\n".join(lines) + "\r\n").encode(), b"", 0
-        if "Get-ChildItem -LiteralPath $root" in script:
-            if not machine.hyperv_role:
-                return b"missing-root\r\n", b"", 3
-            return "".join(f"{g}\t{n}\t{machine.gcs_owner.get(g, '')}\r\n" for g, n in machine.gcs.items()).encode(), b"", 0
         if "Get-Service -Name 'PAExec-*'" in script:  # harness/transports/psexec/paexec_sweep.py LIST_SCRIPT
             scm = FakeServiceManager.of(machine.address)
             lines = [f"service {n}" for n in scm.services] + [f"exe {e[:-4]}" for e in scm.exes]
@@ -244,28 +244,40 @@ class FakeHyperVLab:
             for name in names:
                 scm.delete(name)
             return "".join(f"removed {n}\r\n" for n in names).encode(), b"", 0
-        if "Get-VM" in script and "ConvertTo-Json" in script and "netsh" not in script:
-            if not machine.hyperv_role:
-                return b"", GET_VM_NOT_RECOGNIZED_CLIXML.encode(), 1
+        if "Get-VM" in script and "ConvertTo-Json" in script:
+            return self._get_vm(machine, script)
+        return b"", b"FakeHyperVLab: unrecognised script\r\n", 1
+
+    def _get_vm(self, machine: FakeWindowsMachine, script: str):
+        """harness/hyperv/vmids.py GET_VM_SCRIPT as powershell.exe 5.1 would answer it under PAExec.
+
+        The child gets a new console (issue 18, defect 9, from PAExec's Remote.cpp), whose output code page
+        is the OEM one (`oem_codepage`, 949 on a Korean Windows): powershell.exe encodes what it writes
+        with [Console]::OutputEncoding, i.e. that code page, unless the script sets it. The script's
+        Out-Ascii turns every non-ASCII character into a \\uXXXX escape (as json.dumps' ensure_ascii).
+        """
+        if not machine.hyperv_role:
+            data = {"error": "The term 'Get-VM' is not recognized as the name of a cmdlet, function, script file, "
+                             "or operable program."}
+            rc = 1
+        else:
             vms = [{"Name": m.vm_name or m.address, "Id": m.vm_id} for m in self.machines.values()
                    if m.parent and m.parent.lower() == machine.address.lower()]
-            data = vms[0] if len(vms) == 1 else vms  # ConvertTo-Json: one object is not a list
-            return (json.dumps(data, separators=(",", ":")) + "\r\n").encode() if vms else b"", b"", 0
-        if "VirtualMachineId" in script:
-            if machine.role == "vm" and machine.integration_services:
-                return f"{machine.vm_id.upper()}\r\n".encode(), b"", 0
-            return b"none\r\n", b"", 0
-        return b"", b"FakeHyperVLab: unrecognised script\r\n", 1
+            data, rc = {"vms": vms}, 0
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii="Out-Ascii" in script) + "\r\n"
+        utf8 = "[Console]::OutputEncoding = New-Object System.Text.UTF8Encoding" in script
+        return text.encode("utf-8" if utf8 else machine.oem_codepage, "replace"), b"", rc
 
     # --- the probe ------------------------------------------------------------------------------
     def _probe_args(self, machine: FakeWindowsMachine, args: list[str]):
         path = args[0]
-        if not self.share.exists(psexec.admin_share_path(machine.address, path)):
+        if not (self.share.exists(psexec.admin_share_path(machine.address, path))
+                or any(exists(machine, path) for exists in self.file_views)):
             return None, (b"", f"python: can't open file '{path}': [Errno 2] No such file or directory\r\n".encode(), 2)
         if args[1:] == []:
             return None, (b"", b"usage: probe.py\r\n", 2)
         try:
-            parsed = cli.build_parser().parse_args(args[1:])
+            parsed = cli.parse_args(args[1:])  # the probe's own parser (--payload-hex decoded)
         except SystemExit:
             return None, (b"", b"probe.py: error: bad arguments\r\n", 2)
         if machine.python_version < (3, 12) and parsed.command in ("serve", "connect", "session"):
@@ -284,9 +296,14 @@ class FakeHyperVLab:
             vm_id = machine.vm_id if (machine.role == "vm" and machine.integration_services) else None
             facts = {"event": "info", "hostname": machine.address.split(".")[0].upper(), "os": "windows",
                      "kernel": "10", "python": machine.python, "local_cid": None, "dev_vsock": False,
-                     "vsock_modules": [], "socat_version": None, "vm_id": vm_id, "lab_node": parsed.lab_node,
+                     "vsock_modules": [], "socat_version": None, "vm_id": vm_id,
+                     "vm_id_source": "registry" if vm_id else None, "lab_node": parsed.lab_node,
                      "af_hyperv": machine.python_version >= (3, 12) and "Hyper-V RAW" in machine.winsock_catalog}
             return _out(facts), b"", 0
+        if parsed.command == "services":
+            # the probe's own registry code (harness/probe/registry.py) against this machine's registry
+            answer = with_winreg(machine, lambda: registry.services_answer(parsed.action, parsed.items, parsed.owner))
+            return _out(answer), b"", 0 if answer["event"] == "services" else 1
         if parsed.command == "connect":
             result = self._connect(machine, parsed)
             return _out(result), b"", 0 if result["outcome"] == "O" else 1
@@ -321,12 +338,14 @@ class FakeHyperVLab:
             share.write_bytes(unc(".rc"), b"1")
             return None, None, wrapper_pid
         self.listeners.append(FakeListener(machine, bind, service, parsed.port, parsed.count, base,
-                                           (child_pid, wrapper_pid)))
+                                           (child_pid, wrapper_pid), stop_file=parsed.stop_file))
         share.write_bytes(unc(".out"), _out({"event": "listening", "family": parsed.family, "addr": parsed.addr,
                                              "port": parsed.port, "service": service}))
         return None, None, wrapper_pid  # pypsexec: async runs return (None, None, pid)
 
     def _finish(self, listener: FakeListener, rc: int) -> None:
+        if listener.base is None:  # a session's: it stays the session's until stopped
+            return
         unc = lambda suffix: psexec.admin_share_path(listener.machine.address, listener.base + suffix)  # noqa: E731
         if rc == 0:
             self.share.append(unc(".out"), _out({"event": "done", "accepted": listener.accepted, "peers": []}))
@@ -365,9 +384,12 @@ class FakeHyperVLab:
         for listener in self.listeners:
             if listener.service == service and self._reaches(listener, client, target):
                 listener.accepted += 1
-                self.share.append(psexec.admin_share_path(listener.machine.address, listener.base + ".out"),
-                                  _out({"event": "accepted", "peer": client.vm_id or PARENT,
-                                        "received": parsed.payload}))
+                if listener.on_accept is not None:
+                    listener.on_accept(client.vm_id or PARENT, parsed.payload)
+                else:
+                    self.share.append(psexec.admin_share_path(listener.machine.address, listener.base + ".out"),
+                                      _out({"event": "accepted", "peer": client.vm_id or PARENT,
+                                            "received": parsed.payload}))
                 if listener.count and listener.accepted >= listener.count:
                     self._finish(listener, 0)
                 return {**base, "outcome": "O", "phase": "reply", "errno": None, "errno_name": None,

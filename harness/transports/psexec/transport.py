@@ -57,6 +57,8 @@ def _text(data: bytes | None) -> str:
 class PsexecTransport(Transport):
     """Transport contract over pypsexec: run / spawn / put / close / probe_command."""
 
+    spawn_keeps_stdin = False  # a background PAExec child's stdin is not the controller's (no EOF to send)
+
     def __init__(self, node, inventory=None):
         super().__init__(node, inventory)
         access = node.access
@@ -147,6 +149,15 @@ class PsexecTransport(Transport):
         except (OSError, ValueError) as exc:
             raise NodeError(self.node.name, f"put {local_path} -> {remote_path}: {one_line(exc)}") from None
         log.debug("psexec %s: put %s -> %s (%d bytes)", self.node.name, local_path, unc, len(data))
+        self._files_call(lambda f: f.write_bytes(unc, data))
+
+    def run_folder(self) -> str:
+        return self.windows_workdir
+
+    def put_bytes(self, node_path: str, data: bytes) -> None:
+        """A small file on the node over SMB (the admin share): e.g. a one-shot server's stop file."""
+        unc = admin_share_path(self.node.access.host or "", node_path)
+        log.debug("psexec %s: put %d bytes -> %s", self.node.name, len(data), unc)
         self._files_call(lambda f: f.write_bytes(unc, data))
 
     def command_line_limit(self) -> int:
