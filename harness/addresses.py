@@ -85,9 +85,10 @@ CID_MIN, CID_MAX = 0, 4294967295
 PORT_RANGES: dict[str, tuple[int, int]] = {
     "vsock": (1, 4294967294),
     "hyperv": (1, 4294967294),
+    "hybrid": (1, 4294967294),  # the guest's vsock port: CONNECT <port> / <uds>_<port>
     "tcp": (1, 65535),
 }
-FAMILIES = ("hyperv", "vsock", "tcp")
+FAMILIES = ("hyperv", "vsock", "hybrid", "tcp")
 
 # --- GUIDs ----------------------------------------------------------------------------------
 # The one owner of GUID text and the port <-> service GUID rule: every other module (scenario and
@@ -345,6 +346,11 @@ def _resolve(token: object, kind: str, me: Node, server: Node | None,
              inventory: Inventory | None) -> Resolution:
     family = me.family
     tok = normalize_token(token, kind)
+    if family == "hybrid":  # the host side of hybrid vsock: the guests' Unix sockets
+        from harness import hybrid_addresses
+
+        addr, text = hybrid_addresses.resolve(tok, kind, me, server, inventory)
+        return Resolution(token=tok, family=family, addr=addr, display=text) if addr else _na(tok, family, text)
     if tok in WELL_KNOWN:
         if family == "tcp" and tok == "parent":
             if kind == "bind":

@@ -13,6 +13,9 @@ nodes:                             # a list; order is kept (selectors expand in 
     vm_id: null                    # Hyper-V VM ID (GUID, any case, braces allowed) of a VM
     cid: null                      # vsock CID of the node (3..4294967294; 2 = a host)
     address: null                  # IPv4, used by the tcp family (and parent targets in tcp)
+    hybrid_uds: null               # a vm with a hybrid vsock device (Firecracker, Cloud Hypervisor,
+                                   # vhost-device-vsock): its Unix socket on the host, the address of
+                                   # the vm from a `family: hybrid` host node (absolute path)
     lab_node: false                # true: a lab machine where AF_VSOCK may be opened
     note: free text                # optional
     access:                        # how to reach it; default {kind: local}
@@ -45,7 +48,8 @@ nodes:                             # a list; order is kept (selectors expand in 
 ```
 
 Rules: credentials only by reference — a `password:`, `secret:`, `token:` or `passphrase:` key
-anywhere is rejected; a Windows node speaks hyperv or tcp, a Linux node vsock or tcp;
+anywhere is rejected; a Windows node speaks hyperv or tcp, a Linux node vsock, hybrid (the host side
+of hybrid vsock: AF_UNIX through each guest's `hybrid_uds`) or tcp;
 `lab_node: true` on an `access: local` node is refused unless HVSOCK_MATRIX_LAB_NODE=1
 (the controller itself must never open AF_VSOCK). Only a vm has a parent. A namespace node
 (`of:`) writes only name, netns, of, facts and note; it cannot be the namespace of another
@@ -75,7 +79,8 @@ USER_RE = re.compile(r"[^\s:]{1,256}")  # tester, LAB\tester, tester@lab.local
 LAB_NODE_ENV = "HVSOCK_MATRIX_LAB_NODE"  # the probe's own variable (harness/probe/common.py LAB_ENV): one name
 MIN_VM_CID = 3  # 0, 1, 2 are the hypervisor, local and host CIDs; a VM's own CID is 3 or more
 DEFAULT_FAMILY = {"windows": "hyperv", "linux": "vsock"}
-FAMILIES_FOR_OS = {"windows": ("hyperv", "tcp"), "linux": ("vsock", "tcp")}
+FAMILIES_FOR_OS = {"windows": ("hyperv", "tcp"), "linux": ("vsock", "hybrid", "tcp")}
+HYBRID_UDS_MAX = 96  # sun_path holds 107 bytes; the host listens on <uds>_<port> (up to 11 more)
 RESERVED_CIDS = {addresses.VMADDR_CID_HYPERVISOR: "VMADDR_CID_HYPERVISOR",
                  addresses.VMADDR_CID_LOCAL: "VMADDR_CID_LOCAL",
                  addresses.VMADDR_CID_ANY: "VMADDR_CID_ANY"}
@@ -155,11 +160,12 @@ class NodeModel(_Strict):
     os: Literal["linux", "windows"] | None = None
     netns: str | None = None
     of: str | None = None
-    family: Literal["hyperv", "vsock", "tcp"] | None = None
+    family: Literal["hyperv", "vsock", "hybrid", "tcp"] | None = None
     parent: str | None = None
     vm_id: str | None = None
     cid: StrictInt | None = None
     address: str | None = None
+    hybrid_uds: str | None = None
     lab_node: StrictBool = False
     note: str | None = None
     facts: dict[str, Any] = {}
@@ -207,6 +213,17 @@ class NodeModel(_Strict):
             return str(ipaddress.IPv4Address(v))
         except ValueError:
             raise ValueError(f"address must be an IPv4 address, not {v!r}") from None
+
+
+    @field_validator("hybrid_uds")
+    @classmethod
+    def _hybrid_uds(cls, v):
+        if v is None:
+            return v
+        if not v.startswith("/") or "\0" in v or len(v.encode()) > HYBRID_UDS_MAX or any(c.isspace() for c in v):
+            raise ValueError(f"hybrid_uds must be an absolute path of at most {HYBRID_UDS_MAX} bytes without "
+                             f"spaces, not {shown(v)}")
+        return v
 
 
 class InventoryModel(_Strict):
@@ -305,7 +322,7 @@ def parse_inventory(path: str, data: Any) -> Inventory:
                              f"AF_VSOCK on this controller; refused unless {LAB_NODE_ENV}=1")
         nodes[n.name] = Node(
             name=n.name, role=role, os=os_name, family=family, parent=n.parent, vm_id=n.vm_id, cid=n.cid,
-            address=n.address, lab_node=n.lab_node, facts=dict(n.facts), source=at(i),
+            address=n.address, hybrid_uds=n.hybrid_uds, lab_node=n.lab_node, facts=dict(n.facts), source=at(i),
             access=Access(**a.model_dump()),
         )
     for i, n in namespaces:

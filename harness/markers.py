@@ -1,7 +1,7 @@
 """The markers every cell carries, so `-m` selects by family, driver and scenario, and
 `--dist loadgroup` keeps one server node's cells on one xdist worker.
 
-    hyperv / vsock / tcp     a family one of the cell's two nodes speaks (B1 has hyperv and vsock)
+    hyperv / vsock / hybrid / tcp   a family one of the cell's two nodes speaks (B1 has hyperv and vsock)
     probe / socat / command  the cell's driver:  pytest scenarios/ -m "not socat"
     scenario(name=...)       the cell's scenario: pytest scenarios/ -m "scenario(name='A')"
     xdist_group(name=<server node>)   pytest-xdist's own marker (--dist loadgroup)
@@ -17,7 +17,7 @@ import pytest
 from harness.cell import Cell
 from harness.node import Inventory
 
-FAMILIES = ("hyperv", "vsock", "tcp")
+FAMILIES = ("hyperv", "vsock", "hybrid", "tcp")
 DRIVERS = ("probe", "socat", "command")
 LINES = [f"{name}: hvsock-matrix cells with a {name} side" for name in FAMILIES] + \
         [f"{name}: hvsock-matrix cells run by the {name} driver" for name in DRIVERS] + \

@@ -14,7 +14,7 @@ from harness import timeouts
 
 Role = Literal["host", "vm"]
 OS = Literal["linux", "windows"]
-Family = Literal["hyperv", "vsock", "tcp"]
+Family = Literal["hyperv", "vsock", "hybrid", "tcp"]  # hybrid: the host side of hybrid vsock (AF_UNIX)
 AccessKind = Literal["local", "ssh", "psexec"]
 HostKeyPolicy = Literal["reject", "accept-new", "ignore"]
 
@@ -76,6 +76,7 @@ class Node:
     vm_id: str | None = None  # canonical lowercase GUID (Hyper-V VM ID)
     cid: int | None = None  # vsock CID of this node (guest-cid), if known
     address: str | None = None  # IP address for the tcp family
+    hybrid_uds: str | None = None  # a hybrid vsock guest's Unix socket on its host (family hybrid's address)
     lab_node: bool = False  # True: a real lab node or a lab guest; AF_VSOCK allowed there
     facts: dict = field(default_factory=dict, compare=False, hash=False)
     source: str = ""  # "file:line" where the node was defined, for error messages

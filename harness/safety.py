@@ -36,7 +36,9 @@ def _side_opens_vsock(plan: CellPlan, side: str, node: Node) -> str | None:
         template = plan.cell.driver.server if side == "server" else plan.cell.driver.client
         if template_opens_vsock(template):
             return f"command template VSOCK ({side})"
-        return f"command driver on vsock node ({side})" if node.family == "vsock" else None
+        return f"command driver on {node.family} node ({side})" if node.family in ("vsock", "hybrid") else None
+    if node.family == "hybrid":  # a vhost-user backend's UDS: lab nodes only, like AF_VSOCK
+        return f"{kind} hybrid vsock UDS ({side})"
     if node.family != "vsock":
         return None
     return "socat VSOCK" if kind == "socat" else f"{kind} AF_VSOCK ({side})"

@@ -3,7 +3,8 @@
 The qemu tests share one booted lab (tests/qemu_lab.py); running them after every other test
 keeps the lab's CPU load (TCG on two cores) off the fast tests; test_lab_down.py, which stops
 the lab, runs after them, and the boots of other labs (test_lab_kernel_boot.py: an L1-only second
-kernel; test_lab_netns_boot.py: sid with vsock namespaces) last.
+kernel; test_lab_netns_boot.py: sid with vsock namespaces; test_lab_hybrid_boot.py: hybrid vsock
+guests behind vhost-device-vsock, its own folder and port) last.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def pytest_collection_modifyitems(config, items):
     def rank(item) -> int:
         if item.get_closest_marker("qemu") is None:
             return 0
-        return {"test_lab_down.py": 2, "test_lab_kernel_boot.py": 3, "test_lab_netns_boot.py": 3}.get(item.path.name, 1)
+        return {"test_lab_down.py": 2, "test_lab_kernel_boot.py": 3, "test_lab_netns_boot.py": 3,
+                "test_lab_hybrid_boot.py": 3}.get(item.path.name, 1)
 
     items.sort(key=rank)  # stable: file order kept within each group

@@ -39,7 +39,7 @@ def probe_cells() -> str:
     return "\n".join(lines) + "\n"
 
 
-SERVER = "sh -c 'echo ready; exec sleep 300'"  # ready at its first line (ready: ^ready$); killed when the cell ends
+SERVER = "sh -c 'echo ready; exec sleep 300'"  # ready at its `ready` line; killed when the cell ends
 
 
 def command_cells(client: str, count: int, scenario: str = "K") -> str:

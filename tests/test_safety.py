@@ -188,3 +188,20 @@ def test_password_flags_are_scrubbed(text):
                                   "socat VSOCK-LISTEN:{port},reuseaddr,fork TCP:localhost:22"])
 def test_ordinary_command_lines_carry_no_credential(text):
     assert not secrets.credential_in_text(text) and secrets.scrub(text) == text
+
+
+def test_no_driver_opens_a_hybrid_vsock_socket_off_a_lab_node():
+    """A hybrid host's Unix sockets are a vhost-user backend's: lab nodes only, like AF_VSOCK."""
+    me = Node(name="me", role="host", os="linux", family="hybrid", access=Access(kind="local"))
+    guest = Node(name="g", role="vm", os="linux", family="vsock", parent="me", cid=31,
+                 hybrid_uds="/run/hvlab/hybrid/g.vsock", access=Access(kind="local"))
+    inv = Inventory(name="ctl", path="<ctl>", nodes={"me": me, "g": guest})
+    opened: list[str] = []
+    pool = AgentPool(inv, transport_factory=lambda node, inventory: opened.append(node.name))
+    try:
+        obs = run_cell(Cell(scenario="S", server_on="me", bind="wildcard", client_on="me", target="node:g",
+                            port=19000), inv, pool)
+    finally:
+        pool.close()
+    assert obs.outcome is Outcome.E and obs.detail.startswith("refused: probe hybrid vsock UDS (server) on me")
+    assert opened == []

@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--netns", action="store_true",
                     help="vsock network namespaces in l1 (global0/1, local0/1, as the kernel's vmtest.sh) with "
                          "vm21, vm22, vm23 started in global0, local0, local1; needs a kernel >= 7.0 (--kernel sid)")
+    up.add_argument("--hybrid", type=int, default=0, metavar="N",
+                    help="also N hybrid vsock guests vm31.. (vhost-user-vsock-device + vhost-device-vsock in l1; 0..2)")
+    up.add_argument("--hybrid-backend", choices=("shared", "per-guest"), default="shared",
+                    help="one vhost-device-vsock for every hybrid guest (default; sibling routing) or one each")
     st = sub.add_parser("status", help="is the lab running, its port, boot times, inventory")
     st.add_argument("--json", action="store_true", help="print the status as one JSON object")
     down = sub.add_parser("down", help="stop the lab's qemu (by its pid file) and remove its run folder")
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.lab_action == "up":
         guests = args.guests if args.guests is not None else (lab_netns.MAX_GUESTS if args.netns else 2)
         state = lifecycle.up(guests=guests, port=args.port, kernel=args.kernel, guest_kernel=args.guest_kernel,
-                             netns=args.netns)
+                             netns=args.netns, hybrid=args.hybrid, hybrid_mode=args.hybrid_backend)
         times = ", ".join(f"{k} {v:.0f}s" for k, v in state["boot_s"].items())
         print(f"lab up: inventory {state['inventory']} ({lifecycle.kernels_text(state)}; ready after: {times})")
         return 0
@@ -67,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             for node, place in places.items():
                 if node not in st["kernels"]:
                     print(f"  {node}: l1{_place(place)}")
+            for node, kind in (st.get("vsock") or {}).items():
+                print(f"  {node}: vsock {kind}")
         return 0 if st["running"] else 1
     lifecycle.down(purge=args.purge)
     return 0

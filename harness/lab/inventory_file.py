@@ -8,14 +8,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.lab import netns as lab_netns
+from harness.lab.backend import uds_path
 from harness.lab.paths import LabPaths
 
 L1 = "l1"
+L1_HYBRID = "l1-hybrid"  # l1 seen as the host of the hybrid guests (its vsock side is a UDS per guest)
 GUEST_PORT_BASE = 22000  # vmNN's sshd is forwarded to 127.0.0.1:(22000 + NN) inside L1
 
 
 def guest_names(guests: int) -> list[str]:
     return [f"vm{20 + i}" for i in range(1, guests + 1)]
+
+
+def hybrid_names(hybrid: int) -> list[str]:
+    """The hybrid vsock guests (vhost-user device, backend in l1): vm31, vm32, ..."""
+    return [f"vm{30 + i}" for i in range(1, hybrid + 1)]
+
+
+def kernel_twin(name: str) -> str:
+    """vm31 <-> vm21: the kernel-host guest a hybrid guest mirrors (same loopback, same place)."""
+    return f"vm{guest_cid(name) - 10}"
 
 
 def guest_cid(name: str) -> int:
@@ -24,7 +36,7 @@ def guest_cid(name: str) -> int:
 
 def guest_has_loopback(name: str) -> bool:
     """Only the first guest loads vsock_loopback (B3 runs there); the others are bare, as in the recipe."""
-    return name == "vm21"
+    return name in ("vm21", "vm31")
 
 
 def _tilde(path: Path) -> str:
@@ -50,7 +62,8 @@ def _netns_nodes() -> list[str]:
     return out
 
 
-def inventory_text(paths: LabPaths, port: int, guests: int, netns: bool = False) -> str:
+def inventory_text(paths: LabPaths, port: int, guests: int, netns: bool = False, hybrid: int = 0,
+                   hybrid_mode: str = "shared", backend_version: str = "") -> str:
     key, kh = _tilde(paths.client_key), _tilde(paths.known_hosts)
     out = [
         "# Lab-in-a-box: a real Linux vsock lab booted under qemu (TCG) by `hvsock-matrix lab up`.",
@@ -84,16 +97,19 @@ def inventory_text(paths: LabPaths, port: int, guests: int, netns: bool = False)
     if netns:
         out += _netns_nodes()
     placed = guest_netns(guests, netns)
-    for name in guest_names(guests):
+    for name in guest_names(guests) + hybrid_names(hybrid):
         ns_facts = (f", host_netns: {placed[name]}, host_ns_mode: {lab_netns.NAMESPACES[placed[name]]}"
                     if name in placed else "")
+        if name not in guest_names(guests):
+            ns_facts += ", vsock_device: vhost-user-vsock"  # served by vhost-device-vsock in l1
         out += [
             f"  - name: {name}",
             "    role: vm",
-            f"    parent: {L1}",
+            f"    parent: {L1 if name in guest_names(guests) else L1_HYBRID}",
             "    os: linux",
             "    family: vsock",
             f"    cid: {guest_cid(name)}",
+        ] + ([] if name in guest_names(guests) else [f"    hybrid_uds: {uds_path(name)}"]) + [
             "    lab_node: true",
             f"    facts: {{vsock_loopback: {str(guest_has_loopback(name)).lower()}{ns_facts}}}",
             "    access:",
@@ -110,18 +126,52 @@ def inventory_text(paths: LabPaths, port: int, guests: int, netns: bool = False)
             "      python: /usr/bin/python3",
             "      workdir: /tmp/hvsock-matrix",
         ]
+    if hybrid:
+        out[out.index("nodes:") + 1:out.index("nodes:") + 1] = _hybrid_host(port, key, kh, hybrid, hybrid_mode,
+                                                                             backend_version)
     return "\n".join(out) + "\n"
 
 
-def endpoints(port: int, guests: int) -> dict[str, tuple[str, int]]:
+def _hybrid_host(port: int, key: str, kh: str, hybrid: int, mode: str, version: str) -> list[str]:
+    """l1 again, as the host side of the hybrid guests: the same machine, reached the same way, whose
+    vsock side is a Unix socket per guest (family hybrid; each guest's UDS is its hybrid address)."""
+    from harness.lab import backend
+
+    lines = [
+        f"  - name: {L1_HYBRID}",
+        "    role: host",
+        "    os: linux",
+        "    family: hybrid",
+        "    cid: 2                          # what the hybrid guests connect to (VMADDR_CID_HOST)",
+        "    lab_node: true",
+        f"    facts: {{hybrid_backend: '{version or backend.NAME}', hybrid_mode: {mode}, "
+        f"hybrid_run_dir: {backend.HYBRID_RUN_DIR}, twin: {L1}}}",
+        "    access:",
+        "      kind: ssh",
+        "      host: 127.0.0.1",
+        f"      port: {port}",
+        "      user: root",
+        f"      key_file: {key}",
+        f"      known_hosts: {kh}",
+        "      host_key_policy: reject",
+        "      use_ssh_config: false",
+        "      connect_timeout: 60",
+        "      python: /usr/bin/python3",
+        "      workdir: /tmp/hvsock-matrix",
+    ]
+    return lines
+
+
+def endpoints(port: int, guests: int, hybrid: int = 0) -> dict[str, tuple[str, int]]:
     eps = {L1: ("127.0.0.1", port)}
-    for name in guest_names(guests):
+    for name in guest_names(guests) + hybrid_names(hybrid):
         eps[name] = ("127.0.0.1", GUEST_PORT_BASE + guest_cid(name))
     return eps
 
 
-def write_inventory(paths: LabPaths, port: int, guests: int, netns: bool = False) -> Path:
+def write_inventory(paths: LabPaths, port: int, guests: int, netns: bool = False, hybrid: int = 0,
+                    hybrid_mode: str = "shared", backend_version: str = "") -> Path:
     tmp = paths.inventory.with_suffix(".tmp")
-    tmp.write_text(inventory_text(paths, port, guests, netns))
+    tmp.write_text(inventory_text(paths, port, guests, netns, hybrid, hybrid_mode, backend_version))
     tmp.replace(paths.inventory)
     return paths.inventory

@@ -35,6 +35,7 @@ L1_TIMEOUT = 180.0  # recipe: L1 ssh at 7-8 s; generous for a loaded machine
 # other labs needs longer (measured: 520 s at load 11): HVSOCK_MATRIX_LAB_GUESTS_TIMEOUT.
 GUESTS_TIMEOUT = float(os.environ.get("HVSOCK_MATRIX_LAB_GUESTS_TIMEOUT", 540))
 MAX_GUESTS = 2  # 2 cores: an idle L2 takes 60-100% of an L1 vCPU
+MAX_HYBRID = 2  # hybrid guests (vm31..) on top; more than two nested guests in all crawl on 2 cores
 
 
 @contextlib.contextmanager
@@ -82,7 +83,7 @@ def _free_port(preferred: int) -> int:
 
 def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = None,
        paths: LabPaths | None = None, kernel: str | None = None, guest_kernel: str | None = None,
-       netns: bool = False) -> dict:
+       netns: bool = False, hybrid: int = 0, hybrid_mode: str = "shared") -> dict:
     """Boot (or reuse) the lab; returns its state dict (inventory path, port, kernels, boot times).
 
     kernel / guest_kernel are SPECs (stable, backports, sid, a Debian version); the guests run
@@ -90,6 +91,8 @@ def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = 
     whatever kernels it runs (what the pytest plugin wants), and a new one boots `stable`.
     netns: vsock network namespaces in l1 and each guest's qemu in one (harness/lab/netns.py);
     refused on a kernel without them, before it boots.
+    hybrid: that many hybrid vsock guests (vm31..: vhost-user device, vhost-device-vsock in l1),
+    hybrid_mode: one backend for all of them (`shared`) or one each (`per-guest`).
     """
     paths = paths or LabPaths.default()
     most = lab_netns.MAX_GUESTS if netns else MAX_GUESTS
@@ -97,6 +100,15 @@ def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = 
         raise HarnessError(f"lab: --guests {guests}: 0..{most}"
                            + (f" with --netns ({', '.join(lab_netns.GUEST_NETNS)})" if netns else
                               " (2 cores; an idle L2 takes most of a vCPU)"))
+    if not 0 <= hybrid <= MAX_HYBRID:
+        raise HarnessError(f"lab: --hybrid {hybrid}: 0..{MAX_HYBRID} (2 cores; an idle L2 takes most of a vCPU)")
+    backend_version = ""
+    if hybrid:
+        from harness.lab import backend
+
+        if hybrid_mode not in backend.MODES:
+            raise HarnessError(f"lab: --hybrid-backend {hybrid_mode}: one of {', '.join(backend.MODES)}")
+        backend_version = backend.check_binary()
     for spec in (kernel, guest_kernel):
         if spec is not None:
             check_spec(spec)
@@ -104,16 +116,28 @@ def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = 
         state = read_state(paths)
         if state and qemu.running_pid(paths):
             same_kernels = kernel is None and guest_kernel is None or _runs_kernels(paths, state, kernel, guest_kernel)
-            if state.get("ready") and state["guests"] == guests and same_kernels and \
+            same_hybrid = _hybrid_of(state) == (hybrid, hybrid_mode if hybrid else None)
+            if state.get("ready") and state["guests"] == guests and same_kernels and same_hybrid and \
                     bool(state.get("netns")) == netns and tcp_banner("127.0.0.1", state["port"]):
                 progress(f"lab is up (pid {state['pid']}, {guests} guests, {kernels_text(state)}): reusing it")
                 return state
-            raise HarnessError(f"lab: a lab is running with {state['guests']} guests on {kernels_text(state)}"
-                               f"{' with --netns' if state.get('netns') else ''} "
+            raise HarnessError(f"lab: a lab is running with {state['guests']} guests{_hybrid_text(state)} on "
+                               f"{kernels_text(state)}{' with --netns' if state.get('netns') else ''} "
                                f"(ready: {state.get('ready')}); run `hvsock-matrix lab down` first")
         _remove_run(paths)
         host_spec = kernel or "stable"
-        return _boot(paths, guests, progress, port or DEFAULT_PORT, host_spec, guest_kernel or host_spec, netns)
+        return _boot(paths, guests, progress, port or DEFAULT_PORT, host_spec, guest_kernel or host_spec, netns,
+                     {"guests": hybrid, "mode": hybrid_mode, "backend": backend_version} if hybrid else None)
+
+
+def _hybrid_of(state: dict) -> tuple[int, str | None]:
+    h = state.get("hybrid") or {}
+    return (h.get("guests") or 0, h.get("mode") if h.get("guests") else None)
+
+
+def _hybrid_text(state: dict) -> str:
+    h = state.get("hybrid") or {}
+    return f" + {h['guests']} hybrid ({h.get('backend')}, {h.get('mode')})" if h.get("guests") else ""
 
 
 def _runs_kernels(paths: LabPaths, state: dict, kernel: str | None, guest_kernel: str | None) -> bool:
@@ -141,18 +165,19 @@ def kernels_text(state: dict) -> str:
 
 
 def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec: str, guest_spec: str,
-          netns: bool = False) -> dict:
+          netns: bool = False, hybrid: dict | None = None) -> dict:
     t0 = time.monotonic()
     host: Kernel = ensure_kernel(paths, host_spec, progress)
     if netns:
         lab_netns.check_kernel(host.paths, host.release, f"{host.spec} {host.version}")
     guest: Kernel = host if guest_spec == host_spec else ensure_kernel(paths, guest_spec, progress)
-    names = [inv.L1] + inv.guest_names(guests)
+    nhybrid = hybrid["guests"] if hybrid else 0
+    names = [inv.L1] + inv.guest_names(guests) + inv.hybrid_names(nhybrid)
     ensure_keys(paths, names)
-    for k in dict.fromkeys(x.paths for x in (host, guest) if x is host or guests):
+    for k in dict.fromkeys(x.paths for x in (host, guest) if x is host or guests or nhybrid):
         ensure_initramfs(k, progress)
     port = _free_port(port)
-    write_known_hosts(paths, inv.endpoints(port, guests))
+    write_known_hosts(paths, inv.endpoints(port, guests, nhybrid))
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     consoles = [paths.l1_console] + [paths.guest_console(n) for n in names[1:]]
     tail = ConsoleTail(consoles, progress, time.monotonic())
@@ -160,10 +185,11 @@ def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec
     state: dict[str, Any] = {"pid": None, "port": port, "guests": guests, "kernel": host.release, "kernels": kernels, "ready": False,
              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "build_s": round(tail.started - t0, 1), "boot_s": {}, "inventory": str(paths.inventory),
-             "netns": netns, "guest_netns": inv.guest_netns(guests, netns)}
-    tail.say(f"starting l1 ({kernels_text(state)}, {guests} guests{', vsock netns' if netns else ''}, "
-             f"ssh on 127.0.0.1:{port})")
-    proc = qemu.start_l1(paths, port, guests, host.paths, guest.paths, netns=netns)
+             "netns": netns, "guest_netns": inv.guest_netns(guests, netns), "hybrid": hybrid}
+    tail.say(f"starting l1 ({kernels_text(state)}, {guests} guests{', vsock netns' if netns else ''}"
+             f"{_hybrid_text(state)}, ssh on 127.0.0.1:{port})")
+    proc = qemu.start_l1(paths, port, guests, host.paths, guest.paths, netns=netns, hybrid=nhybrid,
+                         hybrid_mode=hybrid["mode"] if hybrid else "shared")
     client = None
     try:
         state["pid"] = _wait_pid(paths, proc)
@@ -171,11 +197,13 @@ def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec
         _wait_l1(paths, proc, tail, port)
         state["boot_s"][inv.L1] = round(time.monotonic() - tail.started, 1)
         tail.say(f"l1 answers on 127.0.0.1:{port}")
-        if guests:
+        if guests or nhybrid:
             client = L1Client(paths, port)
             _wait_guests(paths, proc, tail, client, names[1:], state)
         state["ready"] = True
-        state["inventory"] = str(inv.write_inventory(paths, port, guests, netns))
+        state["inventory"] = str(inv.write_inventory(paths, port, guests, netns, nhybrid,
+                                                     hybrid["mode"] if hybrid else "shared",
+                                                     hybrid["backend"] if hybrid else ""))
         _write_state(paths, state)
         tail.say(f"lab ready: inventory {state['inventory']}")
         return state
@@ -303,6 +331,7 @@ def status(paths: LabPaths | None = None) -> dict:
         "port": state.get("port"), "guests": state.get("guests"), "kernel": state.get("kernel"),
         "kernels": node_kernels(state) if pid else {},
         "netns": node_netns(state) if pid else {},
+        "vsock": node_vsock_kinds(state) if pid else {}, "hybrid": state.get("hybrid"),
         "boot_s": state.get("boot_s"), "started_at": state.get("started_at"),
         "inventory": state.get("inventory") if pid else None, "cache": str(paths.root),
     }
@@ -312,7 +341,7 @@ def node_kernels(state: dict) -> dict[str, dict]:
     """node -> {spec, version, release} of the kernel it boots (l1: the host's, vmNN: the guests')."""
     kernels = state.get("kernels") or {}
     out = {inv.L1: kernels.get("host") or {"release": state.get("kernel")}}
-    for name in inv.guest_names(state.get("guests") or 0):
+    for name in inv.guest_names(state.get("guests") or 0) + inv.hybrid_names(_hybrid_of(state)[0]):
         out[name] = kernels.get("guests") or out[inv.L1]
     return out
 
@@ -327,6 +356,20 @@ def node_netns(state: dict) -> dict[str, dict]:
         out[lab_netns.node_name(inv.L1, ns)] = {"netns": ns, "mode": mode}
     for guest, ns in placed.items():
         out[guest] = {"netns": ns, "mode": lab_netns.NAMESPACES[ns]}
+    return out
+
+
+def node_vsock_kinds(state: dict) -> dict[str, str]:
+    """node -> how its vsock is provided: the kernel's vhost_vsock, or the vhost-user backend."""
+    nhybrid, mode = _hybrid_of(state)
+    backend = (state.get("hybrid") or {}).get("backend") or "vhost-device-vsock"
+    out = {inv.L1: "host: vhost_vsock + vsock_loopback (kernel, CID 2)"}
+    if nhybrid:
+        out[inv.L1_HYBRID] = f"host: hybrid, a Unix socket per guest ({backend}, {mode} backend)"
+    for name in inv.guest_names(state.get("guests") or 0):
+        out[name] = f"guest: vhost-vsock-device (kernel vhost), cid {inv.guest_cid(name)}"
+    for name in inv.hybrid_names(nhybrid):
+        out[name] = f"guest: vhost-user-vsock-device ({backend}), cid {inv.guest_cid(name)}"
     return out
 
 

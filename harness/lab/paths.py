@@ -108,3 +108,11 @@ class LabPaths:
     @property
     def lock(self) -> Path:
         return self.root / "lab.lock"
+
+
+def tools_root() -> Path:
+    """Tools the lab builds once and every lab cache reuses (vhost-device-vsock): $HVSOCK_MATRIX_TOOLS
+    or ~/.cache/hvsock-matrix/tools. Under / as every path the guests see, so l1 runs them over 9p."""
+    env = os.environ.get("HVSOCK_MATRIX_TOOLS")
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "hvsock-matrix" / "tools"
+    return base.resolve()

@@ -36,18 +36,21 @@ def host_tsc_khz() -> int:
 
 
 def l1_argv(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: KernelPaths,
-            ttl: int = DEFAULT_TTL, memory_mb: int | None = None, netns: bool = False) -> list[str]:
+            ttl: int = DEFAULT_TTL, memory_mb: int | None = None, netns: bool = False, hybrid: int = 0,
+            hybrid_mode: str = "shared") -> list[str]:
     """L1 boots `host`; its init starts the guests on `guest` (vmlinux + initramfs paths, seen over 9p).
 
     netns: l1's init lays out the vsock network namespaces and starts each guest's qemu in its
-    own (harness/lab/netns.py).
+    own (harness/lab/netns.py). hybrid > 0: l1 also runs the vhost-device-vsock backend
+    (harness/lab/backend.py) and that many hybrid guests (vm31..) whose vsock device is vhost-user.
     """
-    memory_mb = memory_mb or 1536 + 768 * guests
+    memory_mb = memory_mb or 1536 + 768 * (guests + hybrid)
     append = " ".join([
         "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable mitigations=off", f"tsc_early_khz={host_tsc_khz()}",
         "hvlab.name=l1 hvlab.level=1", f"hvlab.cache={paths.root}", f"hvlab.guests={guests}",
         f"hvlab.ttl={ttl}", f"hvlab.gkernel={guest.vmlinux}", f"hvlab.ginitrd={guest.initramfs}",
         *(lab_netns.cmdline(guests) if netns else []),
+        *_hybrid_words(hybrid, hybrid_mode),
     ])
     if any(c.isspace() for c in str(guest.dir)):
         raise HarnessError(f"lab: the kernel cache path {guest.dir} has a space (the kernel command line splits it)")
@@ -70,9 +73,19 @@ def l1_argv(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: K
     ]
 
 
+def _hybrid_words(hybrid: int, mode: str) -> list[str]:
+    if not hybrid:
+        return []
+    from harness.lab import backend
+
+    if mode not in backend.MODES:
+        raise HarnessError(f"lab: hybrid backend mode {mode!r}: one of {', '.join(backend.MODES)}")
+    return [f"hvlab.hybrid={hybrid}", f"hvlab.vdv={backend.binary()}", f"hvlab.hmode={mode}"]
+
+
 def start_l1(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: KernelPaths,
-             netns: bool = False) -> subprocess.Popen:
-    argv = l1_argv(paths, port, guests, host, guest, netns=netns)
+             netns: bool = False, hybrid: int = 0, hybrid_mode: str = "shared") -> subprocess.Popen:
+    argv = l1_argv(paths, port, guests, host, guest, netns=netns, hybrid=hybrid, hybrid_mode=hybrid_mode)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     log = open(paths.run_dir / "l1.qemu.log", "wb")
     try:

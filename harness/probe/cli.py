@@ -8,7 +8,7 @@ import sys
 from .client import connect_once
 from .common import EXIT_REFUSED, Refused
 from .facts import info_facts
-from .listener import Listener
+from .hybrid import make_listener
 from .protocol import Event, answer_line, is_listening, is_services
 from .registry import services_answer
 from .session import run_session
@@ -28,7 +28,7 @@ def build_parser():
     def common(sp, with_target=True):
         sp.add_argument("--lab-node", action="store_true", help="allow AF_VSOCK (lab nodes only)")
         if with_target:
-            sp.add_argument("--family", required=True, choices=["tcp", "vsock", "hyperv"])
+            sp.add_argument("--family", required=True, choices=["tcp", "vsock", "hyperv", "hybrid"])
             sp.add_argument("--addr", required=True, help="CID integer, GUID or IPv4")
             sp.add_argument("--port", required=True, type=int)
             sp.add_argument("--service", default=None, help="Hyper-V service GUID (default: vsock template)")
@@ -138,7 +138,7 @@ def main(argv=None):
         return 2
     try:
         if args.command == "serve":
-            listener = Listener(args.family, args.addr, args.port, args.service, args.count, args.timeout,
+            listener = make_listener(args.family, args.addr, args.port, args.service, args.count, args.timeout,
                                 args.lab_node, emit=emit, kind=args.socket)
             event = listener.open()
             emit(event)

@@ -50,6 +50,14 @@ def connect_once(family, addr, port, service=None, payload="World!", timeout=10.
             result.update({"outcome": "X", "phase": "connect", "elapsed_ms": now_ms(start)})
             result.update(os_error_fields(exc))
             return result
+        if family == "hybrid":  # the UDS is the backend's: CONNECT <port> reaches the guest (hybrid.py)
+            from . import hybrid
+            try:
+                result["answer"] = hybrid.handshake(sock, port, connect_timeout) + "\n"
+            except hybrid.HybridRefused as exc:
+                result.update(hybrid.refused_fields(exc))
+                result["elapsed_ms"] = now_ms(start)
+                return result
         connected_ms = now_ms(start)
         result["connect_ms"] = connected_ms
         if kind != "stream":

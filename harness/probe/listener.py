@@ -194,3 +194,4 @@ class Listener(object):
                 sock.close()
             except OSError:
                 pass
+

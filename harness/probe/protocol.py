@@ -49,7 +49,7 @@ class Event(object):
 class ListenRequest(TypedDict, total=False):
     id: int
     op: str  # Op.LISTEN
-    family: str  # tcp, vsock, hyperv
+    family: str  # tcp, vsock, hyperv, hybrid (the host side of hybrid vsock: AF_UNIX, probe/hybrid.py)
     addr: str
     port: int
     service: Optional[str]  # Hyper-V service GUID; default: the vsock template with the port
@@ -112,6 +112,7 @@ class Listening(TypedDict, total=False):
     service: str  # hyperv: the service GUID bound
     socket: str
     listener: str  # the name to stop it by
+    paths: List[str]  # hybrid: the <uds>_<port> paths bound
 
 
 class BindFailed(TypedDict, total=False):
@@ -140,6 +141,7 @@ class Result(TypedDict, total=False):
     message: str
     elapsed_ms: float
     connect_ms: float
+    answer: str  # hybrid: the backend's answer to CONNECT <port> ("OK 1024\n", or what came instead)
 
 
 class Accepted(TypedDict, total=False):

@@ -12,7 +12,7 @@ from . import common
 from .client import connect_once
 from .common import Refused, lab_allowed
 from .facts import info_facts
-from .listener import Listener
+from .hybrid import make_listener
 from .protocol import Event, Op, answer_line, is_listening, request_problem
 from .registry import services_answer
 from .sockets import load_libc
@@ -108,7 +108,7 @@ class Session(object):
         with self.lock:
             self.next_listener += 1
             name = "L%d" % self.next_listener
-        listener = Listener(req["family"], req["addr"], req["port"], req.get("service"), req.get("count", 1),
+        listener = make_listener(req["family"], req["addr"], req["port"], req.get("service"), req.get("count", 1),
                             req.get("timeout", 30.0), self.lab_node,
                             emit=lambda event: self.write(dict(event, listener=name)),
                             kind=req.get("socket") or "stream")

@@ -68,8 +68,8 @@ def hyperv_available():
 # ---------------------------------------------------------------- sockets per family
 
 def check_family(family, lab_node):
-    if family not in ("tcp", "vsock", "hyperv"):
-        raise ValueError("unknown family %r (expected tcp, vsock or hyperv)" % (family,))
+    if family not in ("tcp", "vsock", "hyperv", "hybrid"):
+        raise ValueError("unknown family %r (expected tcp, vsock, hyperv or hybrid)" % (family,))
     if family == "vsock" and not lab_allowed(lab_node):
         raise Refused("AF_VSOCK refused: not a lab node (pass --lab-node, set %s=1, or create %s on a lab guest)"
                       % (LAB_ENV, LAB_MARKER))
@@ -94,6 +94,10 @@ def make_socket(family, addr, lab_node, kind="stream"):
         return socket.socket(socket.AF_INET6 if ":" in str(addr) else socket.AF_INET, sock_type)
     if family == "vsock":
         return socket.socket(AF_VSOCK, sock_type)
+    if family == "hybrid":  # the host side of hybrid vsock: the guest's UDS (hybrid.py), lab paths only
+        from .hybrid_paths import check_paths, uds_paths
+        check_paths(uds_paths(addr), lab_node)
+        return socket.socket(socket.AF_UNIX, sock_type)
     if not hasattr(socket, "AF_HYPERV"):
         raise OSError(_errno.EAFNOSUPPORT, windows_python_problem() or "AF_HYPERV exists only on Windows")
     return socket.socket(socket.AF_HYPERV, sock_type, HV_PROTOCOL_RAW)
@@ -104,6 +108,8 @@ def sock_address(family, addr, port, service):
         return (str(addr), int(port))
     if family == "vsock":
         return (int(addr), int(port))
+    if family == "hybrid":  # a client connects to the UDS itself; the port goes in its CONNECT line
+        return str(addr)
     import uuid
     return (str(uuid.UUID(str(addr))), str(uuid.UUID(service or service_for_port(port))))
 

@@ -4,6 +4,11 @@ A cell differs when its outcome, its connect errno or its bind errno changed, or
 only one of the runs. Times are shown but never make a cell differ (they are noise under TCG).
 Differing cells come first, in the runs' own cell order; the nodes' kernels (from the node
 facts each run keeps) head the comparison, since a kernel pair is what a nightly diff is about.
+
+Twins (`compare_twins`): two matrices of the same bind/target tokens on different nodes -- the
+kernel vsock host l1 with vm21/vm22 and the hybrid vsock host l1-hybrid with vm31/vm32 -- are
+paired cell by cell through a node map (B's node -> A's node), not by id: a cell of B and its
+twin in A have the same bind, target, socket type and driver, and mapped server/client nodes.
 """
 from __future__ import annotations
 
@@ -45,7 +50,7 @@ class Side:
 
 @dataclass(frozen=True)
 class CellPair:
-    id: str
+    id: str  # the cell's id; for twins "<A's id> ~ <B's id>"
     scenario: str
     a: CellResult | None
     b: CellResult | None
@@ -113,4 +118,44 @@ def compare_runs(a: Run, b: Run) -> RunDiff:
         ca, cb = a.cell(cell_id), b.cell(cell_id)
         present = cb or ca
         pairs.append(CellPair(cell_id, str(present.scenario or "") if present else "", ca, cb))
+    return RunDiff(a, b, [p for p in pairs if p.differs] + [p for p in pairs if not p.differs])
+
+
+# the lab-in-a-box: each hybrid node (B) and the kernel node it mirrors (A): harness/lab/inventory_file.py
+LAB_TWINS = {"l1-hybrid": "l1", "vm31": "vm21", "vm32": "vm22"}
+
+
+def parse_twins(text: str) -> dict[str, str]:
+    """`lab` or `B1=A1,B2=A2`: B's node -> A's node; ValueError names what is wrong."""
+    if text.strip() == "lab":
+        return dict(LAB_TWINS)
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        b, sep, a = part.strip().partition("=")
+        if not sep or not b.strip() or not a.strip():
+            raise ValueError(f"--twins {text!r}: expected 'lab' or B_NODE=A_NODE[,B_NODE=A_NODE...], not {part!r}")
+        if b.strip() in out:
+            raise ValueError(f"--twins {text!r}: {b.strip()} is mapped twice")
+        out[b.strip()] = a.strip()
+    return out
+
+
+def twin_key(cell: CellResult, nodes: dict[str, str] | None = None) -> tuple:
+    """What a cell measures, with its nodes mapped: (server, bind, client, target, socket, driver)."""
+    nodes = nodes or {}
+    server, client = str(cell.server_on or ""), str(cell.client_on or "")
+    return (nodes.get(server, server), cell.bind, nodes.get(client, client), cell.target,
+            cell.socket or "stream", cell.driver)
+
+
+def compare_twins(a: Run, b: Run, twins: dict[str, str]) -> RunDiff:
+    """Each cell of B next to its twin in A (see the module docstring); B's cells without one stay
+    alone ("only in B"). A's cells that no B cell mirrors are left out: A is the reference matrix."""
+    in_a: dict[tuple, CellResult] = {}
+    for cell in sorted(a.cells, key=CellResult.sort_key):
+        in_a.setdefault(twin_key(cell), cell)
+    pairs = []
+    for cell in sorted(b.cells, key=CellResult.sort_key):
+        twin = in_a.get(twin_key(cell, twins))
+        pairs.append(CellPair(f"{twin.id} ~ {cell.id}" if twin else cell.id, str(cell.scenario or ""), twin, cell))
     return RunDiff(a, b, [p for p in pairs if p.differs] + [p for p in pairs if not p.differs])

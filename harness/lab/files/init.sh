@@ -7,6 +7,8 @@
 #   the guests may run another kernel than L1)
 #   hvlab.netns=1 hvlab.gnetns=global0,local0,local1 (L1 only, `lab up --netns`: vsock network
 #   namespaces as harness/lab/netns.py lays them out, and the namespace of each guest's qemu)
+#   hvlab.hybrid=N hvlab.vdv=<vhost-device-vsock binary> hvlab.hmode=shared|per-guest (L1 only: N
+#   hybrid vsock guests vm31.. whose vsock device is vhost-user, served by the backend in L1)
 # Lines starting with "hvlab:" on the console are the progress the controller shows.
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -15,12 +17,14 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 
 name=guest; level=2; cache=; guests=0; cid=; loopback=0; ttl=14400; gkernel=; ginitrd=; netns=0; gnetns=
+hybrid=0; vdv=; hmode=shared
 for w in $(cat /proc/cmdline); do
   case "$w" in
     hvlab.name=*) name=${w#*=};; hvlab.level=*) level=${w#*=};; hvlab.cache=*) cache=${w#*=};;
     hvlab.guests=*) guests=${w#*=};; hvlab.cid=*) cid=${w#*=};; hvlab.loopback=*) loopback=${w#*=};;
     hvlab.ttl=*) ttl=${w#*=};; hvlab.gkernel=*) gkernel=${w#*=};; hvlab.ginitrd=*) ginitrd=${w#*=};;
     hvlab.netns=*) netns=${w#*=};; hvlab.gnetns=*) gnetns=${w#*=};;
+    hvlab.hybrid=*) hybrid=${w#*=};; hvlab.vdv=*) vdv=${w#*=};; hvlab.hmode=*) hmode=${w#*=};;
   esac
 done
 say() { echo "hvlab: $name: $*" > /dev/console; }
@@ -166,6 +170,61 @@ if [ "$level" = 1 ] && [ "$guests" -gt 0 ]; then
       chroot /newroot /usr/bin/socat "TCP-LISTEN:$gport,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$sock" \
         >> "/newroot$cache/run/$gname.bridge.log" 2>&1 &
     fi
+    i=$((i + 1))
+  done
+fi
+
+# Hybrid vsock guests (issue 22): vm31.. get QEMU's vhost-user-vsock-device, served by rust-vmm's
+# vhost-device-vsock running here in l1 (never on the controller). Their control sockets and hybrid
+# UDS live in l1's own /run tmpfs (harness/lab/backend.py HYBRID_RUN_DIR). hmode=shared: one backend
+# process for every hybrid guest, all in group "lab", plus a device in group "other" (CID 39) that
+# no guest attaches to, so a sibling connect across groups is measured; per-guest: one process each.
+if [ "$level" = 1 ] && [ "$hybrid" -gt 0 ]; then
+  khz=$(awk -F': ' '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+  hdir=/run/hvlab/hybrid
+  mkdir -p "/newroot$hdir"
+  chmod 700 "/newroot$hdir"
+  vdv_log="$cache/run/vhost-device-vsock.log"
+  say "hybrid backend: $(chroot /newroot "$vdv" --version 2>&1 | head -1) ($hmode)"
+  vms=""
+  i=1
+  while [ "$i" -le "$hybrid" ]; do
+    hcid=$((30 + i)); hname="vm$hcid"
+    vm="guest-cid=$hcid,socket=$hdir/$hname.vhost,uds-path=$hdir/$hname.vsock,groups=lab"
+    if [ "$hmode" = per-guest ]; then
+      chroot /newroot env RUST_LOG=info timeout -k 10 "$ttl" "$vdv" --vm "$vm" >> "/newroot$vdv_log.$hname" 2>&1 &
+    else
+      vms="$vms --vm $vm"
+    fi
+    i=$((i + 1))
+  done
+  if [ "$hmode" != per-guest ]; then
+    # shellcheck disable=SC2086  # $vms is a list of --vm arguments without spaces inside
+    chroot /newroot env RUST_LOG=info timeout -k 10 "$ttl" "$vdv" $vms \
+      --vm "guest-cid=39,socket=$hdir/vm39.vhost,uds-path=$hdir/vm39.vsock,groups=other" >> "/newroot$vdv_log" 2>&1 &
+  fi
+  i=1
+  while [ "$i" -le "$hybrid" ]; do
+    hcid=$((30 + i)); hname="vm$hcid"; lb=0; [ "$i" = 1 ] && lb=1  # vm31 is vm21's twin: vsock_loopback
+    n=0
+    while [ ! -S "/newroot$hdir/$hname.vhost" ] && [ "$n" -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+    [ -S "/newroot$hdir/$hname.vhost" ] || say "FAILED: no vhost-user socket for $hname ($(tail -c 300 "/newroot$vdv_log"* 2>/dev/null | tr '\n' ' '))"
+    say "starting $hname (cid $hcid, vhost-user-vsock-device)"
+    chroot /newroot timeout -k 10 "$ttl" qemu-system-x86_64 \
+      -M microvm,x-option-roms=off,rtc=on,memory-backend=hmem -accel tcg -m 512 -smp 1 \
+      -object memory-backend-memfd,id=hmem,size=512M,share=on \
+      -nodefaults -no-user-config -display none \
+      -serial "file:$cache/run/$hname.console.log" \
+      -kernel "$gkernel" -initrd "$ginitrd" \
+      -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable mitigations=off tsc_early_khz=$khz hvlab.name=$hname hvlab.level=2 hvlab.cache=$cache hvlab.cid=$hcid hvlab.loopback=$lb" \
+      -fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
+      -device virtio-9p-device,fsdev=root,mount_tag=root \
+      -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$((22000 + hcid))-:22" \
+      -device virtio-net-device,netdev=n0 \
+      -chardev "socket,id=vsock0,path=$hdir/$hname.vhost" \
+      -device vhost-user-vsock-device,chardev=vsock0 \
+      -pidfile "/run/hvlab/$hname.pid" \
+      > "/newroot$cache/run/$hname.qemu.log" 2>&1 &
     i=$((i + 1))
   done
 fi
