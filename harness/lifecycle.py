@@ -43,7 +43,7 @@ from harness.errors import HarnessError, InputError
 from harness.judgement import Judgement, judge
 from harness.node import Inventory
 from harness.outcome import Observation
-from harness.report.pytest_output import PytestHtmlSummary, cell_properties, write_summary
+from harness.report.pytest_output import PytestHtmlSummary, attempt_properties, cell_properties, write_summary
 from harness.results import CellResult, Recorder, new_run_id, resolve_run, utc_now
 from harness.scheduler import CellScheduler
 from harness.session import RunSession, remove_registrations
@@ -87,6 +87,8 @@ class MatrixRun:
         self.registrations: dict[str, set[str]] = {}  # GUIDs xdist workers kept, removed at the end
         self.done: dict[str, Any] = {}  # what sessionfinish wrote (or the error)
         self.cell_data: dict[str, dict[str, Any]] = {}  # nodeid -> REPORT_ATTR data, until its setup report
+        self.attempts: dict[str, list[dict[str, Any]]] = {}  # nodeid -> its attempts so far (pytest --reruns)
+        self.properties_added: dict[str, list[tuple[str, object]]] = {}  # nodeid -> JUnit properties of its last attempt
         self._inventory: tuple[Inventory | None, HarnessError | None] | None = None
         self._say_lock = threading.Lock()
         if workerinput is not None:
@@ -218,18 +220,28 @@ class MatrixRun:
         """Run the cell, judge it once, and put that one result on the item: JUnit properties, the
         commands section, and the report data the controller records (so every output agrees)."""
         session = self._session_for([cell])
-        if self.in_flight is not None and item.nodeid in self.in_flight:
+        attempts = self.attempts.setdefault(item.nodeid, [])  # earlier ones: this is a rerun
+        if attempts and self.in_flight is not None:  # runs the cell again, never the result in hand
+            observation = self.in_flight.run_again(cell)
+        elif self.in_flight is not None and item.nodeid in self.in_flight:
             observation = self.in_flight.result(item.nodeid)
         else:
             observation = session.run(cell)
         baseline = self.baseline_of(cell)
         judgement = judge(cell, observation, baseline)
-        item.user_properties.extend(cell_properties(cell, observation, baseline, judgement))
+        properties: list[tuple[str, object]] = [*cell_properties(cell, observation, baseline, judgement),
+                                                *attempt_properties(attempts, judgement)]
+        earlier = set(self.properties_added.get(item.nodeid, ()))  # an earlier attempt's, replaced
+        item.user_properties[:] = [p for p in item.user_properties if p not in earlier] + properties
+        self.properties_added[item.nodeid] = properties
         if observation.commands:
             item.add_report_section("setup", "hvsock-matrix commands", "\n".join(observation.commands))
+        result = CellResult.from_cell(cell, observation, baseline=baseline, seq=self.order.get(cell.id),
+                                      judgement=judgement)
+        result.attempts = list(attempts)
+        attempts.append({"observation": observation.to_dict(), **judgement.to_dict()})
         self.cell_data[item.nodeid] = {
-            "cell": CellResult.from_cell(cell, observation, baseline=baseline, seq=self.order.get(cell.id),
-                                         judgement=judgement).to_dict(),
+            "cell": result.to_dict(),
             "facts": session.new_facts(cell, observation),
             "inventory": {"name": session.inventory.name, "path": str(session.inventory.path)},
             "worker": self.worker_id,

@@ -79,6 +79,11 @@ class MatrixReport:
         return [c for m in self.matrices for c in m.cells() if c.flipped]
 
     @property
+    def flaky(self) -> list[MatrixCell]:
+        """Cells that disagreed on an earlier attempt and agreed on a rerun (pytest --reruns)."""
+        return [c for m in self.matrices for c in m.cells() if c.result.flaky]
+
+    @property
     def mismatches(self) -> list[MatrixCell]:
         return [c for m in self.matrices for c in m.cells() if c.mismatch]
 

@@ -173,6 +173,32 @@ class CellScheduler:
         with self._cond:
             return self._running == 0
 
+    def run_again(self, cell: Cell) -> Observation:
+        """Run a cell once more, now, in the caller's thread (a rerun: pytest-rerunfailures), under the
+        same limits and claims as the cells in flight, so it never overlaps one on the same port."""
+        entry = _Entry(("again", cell.id), cell)
+        with self._cond:
+            while not (self._running < self.limits.in_flight and self._fits(entry)):
+                self._cond.wait()
+            self._running += 1
+            self._spawning += entry.spawns
+            self._held |= entry.claims
+            for node in entry.nodes:
+                self._per_node[node] = self._per_node.get(node, 0) + 1
+        try:
+            return self._run(cell)
+        except BaseException as exc:  # as _work: a harness bug is this cell's E
+            return Observation(Outcome.E, detail=f"harness error {exc.__class__.__name__}: {exc}")
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._spawning -= entry.spawns
+                self._held -= entry.claims
+                for node in entry.nodes:
+                    self._per_node[node] -= 1
+                self._fill()
+                self._cond.notify_all()
+
     @property
     def in_flight(self) -> int:
         with self._cond:

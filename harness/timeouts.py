@@ -14,6 +14,11 @@ whole budget, probe driver (`cell_budget` computes it, the tests check it agains
       stop answer          MARGIN + STOP_ANSWER
     socat / command drivers: each program may take T + start_margin(C) (its process start).
 
+psexec (Windows nodes): opening a host's pypsexec Client may take psexec_open(C) = 4C +
+PSEXEC_SERVICE_SETUP, then its sockets are closed; a call may take its own timeout + PSEXEC_CALL_GRACE
+from the moment it owns the Client (queueing behind other cells' calls is not counted); one SMB file
+operation PSEXEC_FILE_CALL; a Client's teardown PSEXEC_CLOSE.
+
 Changing a number here changes it everywhere: no other file in harness/ passes a number as a
 timeout (tests/test_timeouts.py checks), except the probe (one stdlib-only file copied to
 nodes, its own defaults come from the controller's requests) and the lab-in-a-box's boot steps
@@ -26,7 +31,7 @@ CELL_TIMEOUT = 10.0  # T: a cell's connect (+echo) attempt, unless the scenario 
 NODE_CONNECT_TIMEOUT = 30.0  # C: reaching a node (SSH/psexec), unless the inventory says otherwise
 MAX_TIMEOUT = 86400.0  # a day: longer is a typo, and would overflow thread/socket timeouts
 
-# -- probe agents (harness/agents.py) ---------------------------------------------------------
+# -- probe agents (harness/agents/) -----------------------------------------------------------
 MARGIN = 15.0  # a probe answer may take this long beyond its operation's own timeout (slow nested guests)
 SESSION_IDLE = 900.0  # a resident probe session exits by itself after this long without a request
 SESSION_START = 60.0  # beyond 2*C: a resident session's first line (python start on a busy guest)

@@ -39,7 +39,7 @@ def probe_cells() -> str:
     return "\n".join(lines) + "\n"
 
 
-SERVER = "sh -c 'echo ready; exec sleep 300'"  # ready at its first line; killed when the cell ends
+SERVER = "sh -c 'echo ready; exec sleep 300'"  # ready at its `ready` line; killed when the cell ends
 
 
 def command_cells(client: str, count: int, scenario: str = "K") -> str:
@@ -48,7 +48,8 @@ def command_cells(client: str, count: int, scenario: str = "K") -> str:
     for i in range(count):
         lines.append(f"  - label: {scenario}{i}\n    server: {{on: here, bind: loopback}}\n"
                      f"    client: {{on: here, target: 127.0.0.{i + 1}}}\n"
-                     f"    driver: {{kind: command, server: {json.dumps(SERVER)}, client: {json.dumps(client)}}}")
+                     f"    driver: {{kind: command, server: {json.dumps(SERVER)}, client: {json.dumps(client)}, "
+                     f"ready: '^ready$'}}")
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from harness import agents, secrets
+from harness import secrets
+from harness.agents import base as agents
 
 
 def test_probe_traffic_is_logged_at_debug_under_one_logger_and_scrubbed(caplog):

@@ -424,8 +424,8 @@ def test_session_listeners_release_their_descriptors():
 
 
 def test_the_protocol_is_defined_once_and_the_agents_use_it():
-    """harness/agents.py builds and reads lines with the probe's own definition."""
-    from harness import agents
+    """harness/agents/session.py builds and reads lines with the probe's own definition."""
+    from harness.agents import session as agents
 
     assert agents.request_line is protocol.request_line and agents.parse_line is protocol.parse_line
     line = protocol.request_line(7, "connect", family="tcp", addr="127.0.0.1", port=1, service=None, payload="x",

@@ -28,7 +28,7 @@ def test_four_documented_cells_in_flight_come_out_as_one_at_a_time(lab):  # noqa
         return answer(client, call)
     lab.handle = slow
     with AgentPool(inventory) as pool, \
-            RegistrationGuard(inventory, cells=cells, transport_for=lambda n: pool.transport(n.name)):
+            RegistrationGuard(inventory, agent_for=lambda n: pool.agent(n.name), cells=cells):
         scheduler = CellScheduler([(c.label, c) for c in cells], lambda c: run_cell(c, inventory, pool),
                                   Limits(in_flight=4, per_node=4, spawning=4)).start()
         observations = {c.label: scheduler.result(c.label) for c in cells}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.agents import AgentPool
 from harness.errors import NodeError
-from harness.transports import close_inventory, open_transport
 from harness.transports.base import CommandTimeout
 from harness.transports.ssh import SSHTransport
 from tests.netns_lab import netns_lab  # noqa: F401  (fixture)
@@ -23,52 +23,58 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture
 def inv(netns_lab):
-    inventory = netns_lab.inventory()
-    yield inventory
-    close_inventory(inventory)
+    return netns_lab.inventory()
+
+
+@pytest.fixture
+def pool(inv):
+    """The run's transports: AgentPool is the only cache (a jump host's connection is its transport)."""
+    made = AgentPool(inv)
+    yield made
+    made.close()
 
 
 def with_access(node, **changes):
     return dataclasses.replace(node, access=dataclasses.replace(node.access, **changes))
 
 
-def test_run_returns_rc_stdout_stderr_and_feeds_stdin(inv):
-    t = open_transport(inv.node("nsa"), inv)
+def test_run_returns_rc_stdout_stderr_and_feeds_stdin(inv, pool):
+    t = pool.transport("nsa")
     res = t.run(["sh", "-c", "cat; echo to-err >&2; exit 7"], timeout=20, stdin=b"fed through stdin")
     assert (res.rc, res.stdout, res.stderr) == (7, "fed through stdin", "to-err\n")
     assert t.run(["hostname", "-I"], timeout=20).stdout.split() == [inv.node("nsa").address]
 
 
-def test_arguments_survive_quoting(inv):
-    t = open_transport(inv.node("nsb"), inv)
+def test_arguments_survive_quoting(inv, pool):
+    t = pool.transport("nsb")
     weird = ["a b", "it's", '"q"', "$HOME", "`id`", "semi;colon", ""]
     res = t.run(["python3", "-c", "import sys, json; print(json.dumps(sys.argv[1:]))", *weird], timeout=20)
     import json
     assert json.loads(res.stdout) == weird
 
 
-def test_connection_is_cached_per_node(inv):
-    t = open_transport(inv.node("nsb"), inv)
+def test_connection_is_cached_per_node(inv, pool):
+    t = pool.transport("nsb")
     for _ in range(3):
         t.run(["true"], timeout=20)
     assert t.connects == 1
-    assert open_transport(inv.node("nsb"), inv) is t
+    assert pool.transport("nsb") is t
 
 
-def test_jump_host_carries_the_connection(netns_lab, inv):
+def test_jump_host_carries_the_connection(netns_lab, inv, pool):
     c = inv.node("nsc")
     assert c.access.jump == "nsa"
-    t = open_transport(c, inv)
+    t = pool.transport(c.name)
     res = t.run(["ss", "-Htn", "state", "established", "( sport = :22 )"], timeout=20)
     peers = {line.split()[-1].rsplit(":", 1)[0] for line in res.stdout.splitlines() if line.strip()}
     assert peers == {inv.node("nsa").address}  # the sshd on nsc sees nsa, not the controller
     # and the jump host's connection is the same cached one nsa's own commands use
-    a = open_transport(inv.node("nsa"), inv)
+    a = pool.transport("nsa")
     assert a.connects == 1
 
 
-def test_spawn_streams_lines_and_kill_removes_the_process(netns_lab, inv):
-    t = open_transport(inv.node("nsb"), inv)
+def test_spawn_streams_lines_and_kill_removes_the_process(netns_lab, inv, pool):
+    t = pool.transport("nsb")
     proc = t.spawn(["sh", "-c", 'while read l; do echo "got $l"; done'])
     proc.write_line("one")
     assert proc.read_line(10) == "got one"
@@ -83,23 +89,23 @@ def test_spawn_streams_lines_and_kill_removes_the_process(netns_lab, inv):
     assert proc.pid not in netns_lab.pids("b")
 
 
-def test_spawned_process_eof_is_none(inv):
-    t = open_transport(inv.node("nsa"), inv)
+def test_spawned_process_eof_is_none(inv, pool):
+    t = pool.transport("nsa")
     proc = t.spawn(["echo", "only line"])
     assert proc.read_line(10) == "only line"
     assert proc.read_line(10) is None
     assert proc.wait(10) == 0
 
 
-def test_put_copies_atomically_and_probe_is_deployed_once(netns_lab, inv, tmp_path):
-    t = open_transport(inv.node("nsc"), inv)  # through the jump host
+def test_put_copies_atomically_and_probe_is_deployed_once(netns_lab, inv, tmp_path, pool):
+    t = pool.transport("nsc")  # through the jump host
     src = tmp_path / "payload.txt"
     src.write_text("bytes for the node\n")
     remote = f"/tmp/hvsock-netns-{netns_lab.suffix}/put-test/deeper/payload.txt"
     t.put(str(src), remote)
     assert t.run(["cat", remote], timeout=20).stdout == "bytes for the node\n"
     cmd = t.probe_command()
-    run_dir = cmd[1].rsplit("/", 1)[0]  # a fresh mktemp -d under the workdir, owner-only
+    run_dir = cmd[1].rsplit("/", 1)[0]  # a fresh random folder under the workdir (one exclusive mkdir), owner-only
     assert cmd[0] == "/usr/bin/python3" and cmd[1].endswith("/probe.pyz")
     assert run_dir.startswith(inv.node("nsc").access.workdir + "/hvsock-matrix.")
     assert t.probe_command() is not cmd and t.probe_command() == cmd
@@ -107,13 +113,13 @@ def test_put_copies_atomically_and_probe_is_deployed_once(netns_lab, inv, tmp_pa
     assert listing == ["probe.pyz"]  # no temp file left
     assert t.run(["stat", "-c", "%a", run_dir], timeout=20).stdout.strip() == "700"
     t.close()
-    again = open_transport(inv.node("nsc"), inv)
+    again = pool.transport("nsc")
     assert again is not t
     assert again.run(["test", "-e", run_dir], timeout=20).rc == 1  # closing removed the run's directory
 
 
-def test_command_past_its_timeout_is_killed_on_the_node(netns_lab, inv):
-    t = open_transport(inv.node("nsb"), inv)
+def test_command_past_its_timeout_is_killed_on_the_node(netns_lab, inv, pool):
+    t = pool.transport("nsb")
     start = time.monotonic()
     with pytest.raises(CommandTimeout) as err:
         t.run(["sh", "-c", "echo started; exec sleep 60"], timeout=1.5)
@@ -158,8 +164,8 @@ def test_accept_new_learns_and_saves_the_key(netns_lab, inv, tmp_path):
     strict.close()
 
 
-def test_dead_connection_is_rebuilt_once(netns_lab, inv):
-    t = open_transport(inv.node("nsb"), inv)
+def test_dead_connection_is_rebuilt_once(netns_lab, inv, pool):
+    t = pool.transport("nsb")
     assert t.run(["true"], timeout=20).rc == 0
     assert netns_lab.kill_connections("b"), "no sshd connection process to kill"
     deadline = time.monotonic() + 5

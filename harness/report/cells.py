@@ -88,6 +88,9 @@ def title(cell: MatrixCell) -> str:
     if cell.baseline is not None:
         lines.append(f"baseline: {cell.baseline.outcome.value}"
                      + (f" - CHANGED {cell.flip}" if cell.flipped else " - unchanged"))
+    if result.attempts:
+        lines.append("earlier attempts (reruns): " + ", ".join(result.attempt_summaries())
+                     + (" - FLAKY" if result.flaky else ""))
     if obs.reply is not None:
         lines.append(f"reply: {obs.reply!r}")
     if obs.detail:
@@ -126,3 +129,10 @@ def incomplete_note(meta: dict[str, Any]) -> str | None:
         return None
     return ("INCOMPLETE: the controller stopped before the run finished; these are the cells it had "
             f"recorded ({meta.get('journal') or 'journal'})")
+
+
+def flaky_line(cell: MatrixCell) -> str:
+    """`id: X ECONNREFUSED, then O on rerun 1`: every attempt shown, an E included, never hidden."""
+    earlier = ", ".join(cell.result.attempt_summaries())
+    return f"{cell.id}: {earlier}, then {observed_line(cell.observed)} on rerun {len(cell.result.attempts)}"
+

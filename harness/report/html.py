@@ -55,6 +55,8 @@ def _matrix_view(matrix: Matrix, details: list[dict[str, Any]]) -> dict[str, Any
                     classes.append("mm")
                 if cell.flipped:
                     classes.append("fl")
+                if cell.result.flaky:
+                    classes.append("fk")
                 details.append(words.details(cell))
                 entries.append({
                     "cls": " ".join(classes),
@@ -64,6 +66,7 @@ def _matrix_view(matrix: Matrix, details: list[dict[str, Any]]) -> dict[str, Any
                     "sub": " · ".join(x for x in ("exp " + words.expected_text(cell), words.short(cell)) if x),
                     "strip": words.strip(cell),
                     "flip": cell.flip,
+                    "flaky": ", ".join(cell.result.attempt_summaries()) if cell.result.flaky else None,
                     "mm": cell.mismatch,
                 })
             tds.append(entries)
@@ -111,6 +114,8 @@ def render_html(report: MatrixReport, history_runs: int | None = None,
         meta=_meta_view(report),
         flips=_change_view(report.flips),
         mismatches=_change_view(report.mismatches),
+        flaky=[{"line": words.flaky_line(c), "cls": words.css_class(c.observed.outcome), "id": c.id}
+               for c in report.flaky],
         matrices=matrices,
         details=payload,
         details_encoding=encoding,

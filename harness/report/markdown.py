@@ -24,6 +24,8 @@ def cell_text(cell: MatrixCell) -> str:
         out += " (exp ?)"
     if cell.flipped:
         out += f" Δ{cell.flip}"
+    if cell.result.flaky:
+        out += " ~flaky (first " + ", ".join(cell.result.attempt_summaries()) + ")"
     short = words.short(cell)
     if short and cell.observed.outcome.value in ("X", "B"):
         out += f" {short}"
@@ -59,6 +61,9 @@ def render_markdown(report: MatrixReport) -> str:
     lines += ["", f"## Changed since baseline: {len(report.flips)}", ""]
     lines += [f"- Δ {_esc(words.change_line(c))}" for c in report.flips] or (
         ["- (none)"] if report.baseline_label else ["- (no baseline)"])
+    if report.flaky:
+        lines += ["", f"## Flaky in this run (agreed only on a rerun): {len(report.flaky)}", ""]
+        lines += [f"- ~ {_esc(words.flaky_line(c))}" for c in report.flaky]
     lines += ["", f"## Differs from the documented expectation: {len(report.mismatches)}", ""]
     lines += [f"- ≠ {_esc(words.change_line(c))}" for c in report.mismatches] or ["- (none)"]
     for matrix in report.matrices:

@@ -42,6 +42,14 @@ def cell_properties(cell: Cell, observation: Observation, baseline: Observation 
     return props
 
 
+def attempt_properties(attempts: list[dict[str, Any]], judgement: Judgement) -> list[tuple[str, str]]:
+    """A rerun cell's earlier attempts in JUnit, under Surefire's names: flakyFailure / flakyError when
+    the cell agreed on a rerun (flaky), rerunFailure / rerunError when it never did."""
+    agreed = judgement.kind in ("pass", "skip")
+    return [(("flaky" if agreed else "rerun") + ("Error" if attempt.get("verdict") == "error" else "Failure"),
+             f"attempt {number}: {attempt.get('message')}") for number, attempt in enumerate(attempts, 1)]
+
+
 def write_summary(terminalreporter: Any, done: dict[str, Any], baseline_warning: str | None) -> None:
     """The hvsock-matrix section of pytest's terminal summary: the matrix and the files written."""
     from harness.report.terminal import render_terminal

@@ -11,7 +11,7 @@ from harness.report import cells as words
 
 
 def cell_text(cell: MatrixCell) -> str:
-    out = ("*" if cell.flipped else "") + cell.observed.outcome.value
+    out = ("*" if cell.flipped else "") + cell.observed.outcome.value + ("~" if cell.result.flaky else "")
     if cell.mismatch and cell.expected is not None:
         out += f"!{cell.expected.value}"
     elif cell.expected is None:
@@ -42,6 +42,9 @@ def change_lines(report: MatrixReport) -> list[str]:
     if report.baseline_label:
         lines.append(f"Changed since baseline {report.baseline_label}: {len(report.flips)}")
         lines += [f"  * {words.change_line(c)}" for c in report.flips]
+    if report.flaky:
+        lines.append(f"Flaky in this run (agreed only on a rerun): {len(report.flaky)}")
+        lines += [f"  ~ {words.flaky_line(c)}" for c in report.flaky]
     lines.append(f"Differs from the documented expectation: {len(report.mismatches)}")
     lines += [f"  ! {words.change_line(c)}" for c in report.mismatches]
     return lines
@@ -53,5 +56,5 @@ def render_terminal(report: MatrixReport) -> str:
         lines += ["", f"Scenario {matrix.scenario}", *render_matrix(matrix)]
     lines += ["", "O echo came back, X connect failed, B bind failed, E harness/lab failure, "
               "n/a not applicable; X!O = documented O, O? = no documented expectation, "
-              "* = changed since baseline"]
+              "* = changed since baseline, O~ = flaky (agreed only on a rerun)"]
     return "\n".join(lines)

@@ -66,6 +66,9 @@ class CellResult:
     baseline: Observation | None = None  # the baseline run's observation of this cell, if any
     judgement: Judgement | None = None  # None only until __post_init__ judges the cell
     seq: int | None = None  # position in pytest's collection order, when known
+    # earlier attempts of this cell in this run (pytest --reruns), oldest first, each as judged then:
+    # {"observation": {...}, "verdict": "fail", "message": "...", "flip": ...}; the cell is its last attempt
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.judgement is None:
@@ -102,6 +105,15 @@ class CellResult:
             defined_at=cell.defined_at, socket=cell.socket, expected_errno=cell.expected_errno,
             baseline=baseline, judgement=judgement, seq=seq)
 
+    @property
+    def flaky(self) -> bool:
+        """Disagreed (fail or E) on an earlier attempt, agrees on the last: pytest's rerun-then-passed."""
+        return bool(self.attempts) and self.judged.kind in ("pass", "skip")
+
+    def attempt_summaries(self) -> list[str]:
+        """`X ECONNREFUSED` per earlier attempt: what every report shows of a flaky cell."""
+        return [Observation.from_dict(a["observation"]).summary() for a in self.attempts]
+
     def cell_fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in CELL_FIELDS}
 
@@ -118,6 +130,9 @@ class CellResult:
         data["message"] = judgement.message
         data["mismatch"] = judgement.mismatch
         data["seq"] = self.seq
+        if self.attempts:
+            data["attempts"] = self.attempts
+            data["flaky"] = self.flaky
         return data
 
     @classmethod
@@ -134,6 +149,7 @@ class CellResult:
             baseline=Observation.from_dict(baseline) if baseline else None,
             judgement=Judgement.from_dict(data) if data.get("verdict") is not None else None,
             seq=_int_or_none(data.get("seq"), "seq"),
+            attempts=_attempts(data.get("attempts")),
         )
 
     def sort_key(self) -> tuple[Any, ...]:
@@ -142,6 +158,20 @@ class CellResult:
                  for part in re.split(r"(\d+)", self.label or "") if part]
         return (self.seq is None, self.seq or 0, str(self.scenario), self.label is None, label,
                 str(self.server_on), str(self.bind), str(self.client_on), str(self.target), self.driver)
+
+
+def _attempts(value: Any) -> list[dict[str, Any]]:
+    """Earlier attempts as stored; each must hold an observation and a verdict (ValueError otherwise)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError("attempts is not a list")
+    for attempt in value:
+        if not isinstance(attempt, dict) or not isinstance(attempt.get("observation"), dict) \
+                or attempt.get("verdict") not in ("pass", "fail", "error", "skip"):
+            raise ValueError("an attempt needs an observation and a verdict")
+        Observation.from_dict(attempt["observation"])
+    return value
 
 
 def _text(value: Any, name: str) -> str:
@@ -205,9 +235,10 @@ class Run:
 def counts(cells: Iterable[CellResult]) -> dict[str, int]:
     """Per outcome, plus mismatches and flips: a run's meta["counts"]."""
     totals = {o.value: 0 for o in Outcome}
-    totals["mismatch"] = totals["flipped"] = 0
+    totals["mismatch"] = totals["flipped"] = totals["flaky"] = 0
     for c in cells:
         totals[c.observation.outcome.value] += 1
         totals["mismatch"] += c.mismatch
         totals["flipped"] += bool(c.flip)
+        totals["flaky"] += c.flaky
     return totals
