@@ -44,8 +44,8 @@ def lab_inventory() -> Path:
     return Path(status["inventory"])
 
 
-def transports(inventory) -> dict[str, SSHTransport]:
-    """Fresh transports for every ssh node; jumped nodes share their jump host's fresh connection."""
+def transports(inventory, names: list[str] | None) -> dict[str, SSHTransport]:
+    """Fresh transports for the ssh nodes (all, or `names`); jumped nodes share their jump host's connection."""
     made: dict[str, SSHTransport] = {}
 
     def opener(node):
@@ -53,9 +53,9 @@ def transports(inventory) -> dict[str, SSHTransport]:
             made[node.name] = SSHTransport(node, inventory, jump_opener=opener)
         return made[node.name]
     for node in inventory.nodes.values():
-        if node.access.kind == "ssh":
+        if node.access.kind == "ssh" and (not names or node.name in names):
             opener(node)
-    return made
+    return {n: t for n, t in made.items() if not names or n in names}
 
 
 def await_ready(proc, node) -> None:
@@ -93,14 +93,17 @@ def new_way(t: SSHTransport) -> None:
         proc.kill()
 
 
-def timed(way, inventory) -> tuple[float, dict[str, float]]:
-    ts = transports(inventory)
-    per: dict[str, float] = {}
+def timed(way, inventory, names: list[str] | None) -> tuple[float, dict[str, float | str]]:
+    ts = transports(inventory, names)
+    per: dict[str, float | str] = {}
     t0 = time.monotonic()
 
     def one(name: str) -> None:
-        way(ts[name])
-        per[name] = round(time.monotonic() - t0, 1)
+        try:
+            way(ts[name])
+            per[name] = round(time.monotonic() - t0, 1)
+        except Exception as exc:  # a node that failed is named, the others still timed
+            per[name] = f"failed after {time.monotonic() - t0:.0f}s: {str(exc)[:120]}"
 
     try:
         with ThreadPoolExecutor(len(ts)) as ex:
@@ -114,15 +117,18 @@ def timed(way, inventory) -> tuple[float, dict[str, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--nodes", nargs="*", help="only these nodes (default: every ssh node of the lab)")
     args = parser.parse_args()
     inventory = load_inventory(lab_inventory())
     rows = []
     for r in range(args.rounds):
         for name, way in (("old", old_way), ("new", new_way)) if r % 2 == 0 else (("new", new_way), ("old", old_way)):
-            total, per = timed(way, inventory)
+            total, per = timed(way, inventory, args.nodes)
+            failed = [n for n, v in per.items() if isinstance(v, str)]
             rows.append((name, total))
-            print(f"round {r + 1} {name}: all probes ready in {total:.1f} s  " +
-                  "  ".join(f"{n} {s:.1f}s" for n, s in sorted(per.items())), flush=True)
+            print(f"round {r + 1} {name}: {'all probes ready' if not failed else 'done'} in {total:.1f} s  " +
+                  "  ".join(f"{n} {v:.1f}s" if not isinstance(v, str) else f"{n} {v}" for n, v in sorted(per.items())),
+                  flush=True)
     old = sum(t for n, t in rows if n == "old") / args.rounds
     new = sum(t for n, t in rows if n == "new") / args.rounds
     print(f"old {old:.1f} s, new {new:.1f} s: new/old = {new / old:.2f}")

@@ -61,7 +61,7 @@ def test_render_quotes_values_and_rejects_unknown_placeholders():
     argv = command.render("tool --to {target}:{port} --say {payload}",
                           {"target": "10.0.0.1", "port": 5, "payload": "two words; rm -rf /"})
     assert argv == ["tool", "--to", "10.0.0.1:5", "--say", "two words; rm -rf /"]
-    with pytest.raises(ValueError, match="unknown placeholder {oops}"):
+    with pytest.raises(ValueError, match=r"unknown placeholder \{oops\}"):
         command.render("tool {oops}", {})
 
 

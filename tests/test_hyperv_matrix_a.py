@@ -4,7 +4,9 @@ The real path runs unchanged: scenarios/a-hyperv-wildcards.yaml expanded against
 two psexec nodes, RegistrationGuard registering the run's service GUIDs on the host, the runner's
 probe driver starting `probe.pyz serve` in the background (PAExec asynchronous + SMB read-back) and
 `probe.pyz connect` in the foreground, observations classified by harness/runner.py. Only Windows
-itself is fake; it answers as document 001 says, so A1..A12 must come out as documented.
+itself is fake, and its Hyper-V answers restate document 001's matrix A: these tests show that the
+harness carries each documented outcome through unchanged (A1..A12 come out as documented when
+Windows behaves as documented), not that Windows behaves so.
 """
 from __future__ import annotations
 

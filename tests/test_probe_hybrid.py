@@ -50,6 +50,17 @@ def test_a_guest_that_refuses_is_x_with_the_empty_answer(backend):
     assert res["answer"] == "" and "without answering CONNECT 4321" in res["message"]
 
 
+def test_a_device_without_a_guest_closes_at_once_and_that_is_x_not_a_crash(run_dir):
+    fake = FakeBackend(str(run_dir / "vm39.vsock"), ready=False)
+    try:
+        res = _connect(fake.uds, 1234)
+    finally:
+        fake.close()
+    # the close races the CONNECT line: the send fails (EPIPE) or the answer never comes (EOF)
+    assert (res["outcome"], res["phase"]) == ("X", "connect") and res["errno_name"] in ("EPIPE", "ECONNRESET")
+    assert res["answer"] == ""
+
+
 def test_another_answer_is_x_eproto_with_the_answer(run_dir):
     path = str(run_dir / "odd.vsock")
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,8 @@ from harness.errors import NodeError
 from harness.node import Access, Node
 from harness.probe import bundle
 from harness.transports import psexec
+from harness.transports.psexec import PsexecProcess, PsexecTransport, SmbFiles
 from harness.transports.psexec import clients as psexec_clients
-from harness.transports.psexec import PsexecProcess, PsexecTransport, SmbFiles, admin_share_path
 from tests import samba_server
 
 pytestmark = pytest.mark.skipif(samba_server.skip_reason() is not None,
@@ -84,7 +83,7 @@ def test_smbd_really_runs(samba):
 def test_put_uploads_the_probe_through_c_share_on_the_node_port(env):
     transport = transport_with_real_files(env)
     try:
-        *python, remote = transport.probe_command()  # put, read back over SMB and compared
+        *_python, remote = transport.probe_command()  # put, read back over SMB and compared
         assert remote.startswith(WORKDIR + "\\") and remote.endswith(r"\probe.pyz")
         assert env.local(remote).read_bytes() == bundle.probe_bytes()
         assert env.smbd_running()
@@ -194,7 +193,7 @@ def test_a_stalled_smb_server_is_cut_at_the_file_call_bound_and_its_socket_close
         for thread in stuck:
             thread.join(10)
         assert not any(t.is_alive() for t in stuck)  # the closed socket ended smbprotocol's wait
-        with pytest.raises(NodeError, match="hung|closed after it stalled"):  # no silent credential-less retry
+        with pytest.raises(NodeError, match=r"hung|closed after it stalled"):  # no silent credential-less retry
             transport.put(str(bundle.probe_file()), WORKDIR + r"\again.pyz")
     finally:
         for pid in frozen:

@@ -50,7 +50,11 @@ def handshake(sock, port, timeout):
     """CONNECT <port> through a connected UDS; returns the backend's OK line, or raises HybridRefused."""
     deadline = time.monotonic() + timeout
     port = int(port)
-    sock.sendall(f"CONNECT {port}\n".encode("ascii"))
+    sock.settimeout(max(0.001, timeout))
+    try:
+        sock.sendall(f"CONNECT {port}\n".encode("ascii"))
+    except OSError as exc:  # e.g. EPIPE: a backend not serving this guest accepts and closes at once
+        raise HybridRefused(exc.errno, b"", f"CONNECT {port} could not be sent: {exc}") from None
     answer = b""
     while not answer.endswith(b"\n") and len(answer) < ANSWER_MAX:
         left = deadline - time.monotonic()

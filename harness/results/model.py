@@ -21,7 +21,8 @@ SCHEMA = 1
 # The cell fields a results file keeps; enough to lay out a matrix and explain a cell without the
 # scenario file.
 CELL_FIELDS = ("scenario", "label", "server_on", "bind", "client_on", "target", "port",
-               "disputed", "source", "note", "service", "payload", "defined_at", "socket", "expected_errno")
+               "disputed", "source", "note", "service", "payload", "defined_at", "socket", "expected_errno",
+               "variant", "expect_peer")
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")  # new_run_id(): UTC time, then 3 random bytes
 
@@ -63,6 +64,8 @@ class CellResult:
     defined_at: str | None = None
     socket: str | None = None
     expected_errno: str | None = None
+    variant: str | None = None  # "/server-bound/client-retry": the phases (cell.variant_of)
+    expect_peer: str | None = None  # the accept() peer the cell expects ("client" or a CID)
     baseline: Observation | None = None  # the baseline run's observation of this cell, if any
     judgement: Judgement | None = None  # None only until __post_init__ judges the cell
     seq: int | None = None  # position in pytest's collection order, when known
@@ -103,6 +106,7 @@ class CellResult:
             client_on=cell.client_on, target=cell.target, port=cell.port, disputed=cell.disputed,
             source=cell.source, note=cell.note, service=cell.service, payload=cell.payload,
             defined_at=cell.defined_at, socket=cell.socket, expected_errno=cell.expected_errno,
+            variant=cell.variant or None, expect_peer=cell.expect_peer,
             baseline=baseline, judgement=judgement, seq=seq)
 
     @property

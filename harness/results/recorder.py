@@ -9,8 +9,8 @@ from harness.cell import Cell
 from harness.judgement import Judgement, baseline_for_worker
 from harness.outcome import Observation
 from harness.results.journal import Journal
+from harness.results.load import load_run
 from harness.results.model import CellResult, Run, counts, new_run_id, utc_now
-from harness.results.reader import load_run
 from harness.results.store import history_dir, point_latest, run_dir, write_json_atomic
 
 

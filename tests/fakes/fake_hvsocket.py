@@ -17,6 +17,8 @@ Winsock's side is the fake's own: connect() reaches a listener of this fake with
 GUID bound WILDCARD/LOOPBACK or the target VM ID, otherwise WSAECONNREFUSED (10061); setsockopt
 records every value, and rejects HVSOCKET_CONNECT_TIMEOUT above HVSOCKET_CONNECT_TIMEOUT_MAX with
 WSAEINVAL (10022), as hvsocket.h documents the bound. Nothing here touches a real socket.
+That reachability restates the documents (matrix A's wildcards), it mirrors no running code: tests
+use it to drive the probe's own code paths, never as evidence of what Windows answers.
 """
 from __future__ import annotations
 

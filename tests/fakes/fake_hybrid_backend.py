@@ -22,8 +22,9 @@ import threading
 
 
 class FakeBackend:
-    def __init__(self, uds: str):
+    def __init__(self, uds: str, ready: bool = True):
         self.uds = uds
+        self.ready = ready  # False: no VMM has set the guest's memory up (vhu_vsock_thread.rs handle_event)
         self.guest_ports: dict[int, str] = {}  # port -> prefix the "guest" answers with ("Hello: ")
         self.requests: list[bytes] = []
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -42,6 +43,9 @@ class FakeBackend:
             threading.Thread(target=self._host_conn, args=(conn,), daemon=True).start()
 
     def _host_conn(self, conn: socket.socket) -> None:
+        if not self.ready:  # "If we aren't ready to process requests, accept and immediately close"
+            conn.close()
+            return
         with conn:
             line = b""
             while not line.endswith(b"\n"):

@@ -1,10 +1,22 @@
-"""FakeHyperVLab: Windows machines and Hyper-V sockets as documents 000/001 describe them.
+"""FakeHyperVLab: Windows machines and Hyper-V sockets, for the harness's Windows paths in CI.
 
-Why: there is no Windows or Hyper-V on these machines, yet the whole path -- registration
-scripts, probe command lines sent through the psexec transport, background servers read back over
-SMB, observations -- must run in CI. This fake answers exactly what a Windows node would receive:
-PAExec runs of powershell.exe -EncodedCommand (decoded and recognised), taskkill.exe, and the probe
-(parsed with the probe's own argument parser). Hyper-V socket reachability follows matrix A:
+Why: there is no Windows or Hyper-V on these machines, yet the whole path -- the probe deployed
+over SMB (or SFTP, tests/fakes/fake_openssh_windows.py), probe command lines, background servers
+read back over SMB, service registration, VM IDs, observations -- must run in CI. What each piece
+mirrors:
+
+- PAExec runs (tests/fakes/fake_psexec.py: pypsexec client.py run_executable, PAExec's
+  CreateProcess): the executable and its arguments split by CommandLineToArgvW's rules.
+- powershell.exe -EncodedCommand: the script decoded (base64 of UTF-16LE, as `powershell.exe -?`
+  documents) and recognised by its text; output written in the console's code page unless the
+  script sets [Console]::OutputEncoding (issue 18 defect 9), errors as the script itself prints them.
+- the probe: parsed with the probe's own argument parser (harness/probe/cli.py); `services` runs the
+  probe's own registry code against tests/fakes/fake_winreg.py (CPython PC/winreg.c behaviour);
+  CPython < 3.12 refuses as harness/probe/cli.py main does (no socket.AF_HYPERV).
+- `serve --stop-file`: the server stops once the file appears, as probe/cli.py stop_on_file polls.
+
+Hyper-V socket reachability is NOT mirrored from anything that runs: it restates the documents'
+matrix A (documents 000/001), nothing more:
 
     target LOOPBACK  -> listeners on the same machine bound WILDCARD, LOOPBACK or CHILDREN
     target PARENT    -> (VM client) listeners on its host bound WILDCARD, LOOPBACK or CHILDREN
@@ -12,7 +24,9 @@ PAExec runs of powershell.exe -EncodedCommand (decoded and recognised), taskkill
     anything crossing the VM boundary needs the service GUID registered on the host;
     everything else is X with WSAECONNREFUSED (10061).
 
-The X error code is the fake's choice (the documents name none); O/X follow the documents.
+So a test on this fake shows that the harness carries a documented outcome through to the matrix
+when Windows behaves as documented; it is never evidence of how Windows behaves. The X error code
+is the fake's choice (the documents name none).
 """
 from __future__ import annotations
 
