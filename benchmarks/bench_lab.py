@@ -72,9 +72,15 @@ def ssh_argv(node: Node, inventory: Inventory) -> list[str]:
 PID_LINE = "naive-pid "
 
 
-def remote(node: Node, inventory: Inventory, command: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    return subprocess.run([*ssh_argv(node, inventory), command], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+def remote(node: Node, inventory: Inventory, command: str) -> subprocess.CompletedProcess:
+    """One command on the node; bounded by the node's own connect time (a nested guest's SSH under TCG
+    can take minutes) plus two minutes for the command."""
+    budget = node.access.connect_timeout * (2 if node.access.jump else 1) + 120.0
+    try:
+        return subprocess.run([*ssh_argv(node, inventory), command], capture_output=True, text=True, timeout=budget,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{node.name}: no answer over SSH in {budget:.0f} s; the lab is too slow to check it") from None
 
 
 def naive_cell(cell, inventory: Inventory, started: dict[str, dict[int, str]]) -> tuple[str, str | None, float]:

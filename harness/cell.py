@@ -15,6 +15,22 @@ from harness.outcome import Outcome
 DriverKind = Literal["probe", "socat", "command"]
 SocketType = Literal["stream", "seqpacket", "dgram"]
 SOCKET_TYPES = ("stream", "seqpacket", "dgram")  # stream is the documents' type and the default
+# phases (issue 21), each after a tools/testing/vsock/vsock_test.c case: harness/probe/listener.py
+# and client.py say which; the first of each is the default (a listener, a connect)
+SERVER_PHASES = ("listening", "bound", "none", "closed")
+CLIENT_PHASES = ("connect", "retry", "bound", "second-cid")
+
+
+def variant_of(server_phase: str | None, client_phase: str | None, unprivileged: bool = False) -> str:
+    """`/server-bound/unprivileged/client-retry`: what a cell does beyond listen + connect ("" for nothing)."""
+    parts = []
+    if server_phase not in (None, SERVER_PHASES[0]):
+        parts.append(f"server-{server_phase}")
+    if unprivileged:
+        parts.append("unprivileged")
+    if client_phase not in (None, CLIENT_PHASES[0]):
+        parts.append(f"client-{client_phase}")
+    return "".join("/" + p for p in parts)
 
 
 # the placeholders of command-driver templates (harness/drivers/command.py fills them)
@@ -54,6 +70,14 @@ class Cell:
     skip_reason: str | None = None  # set when the inventory lacks a node this cell needs
     defined_at: str = ""  # "file:line" of the cell or axes block
     socket: SocketType = "stream"
+    server_phase: str = "listening"  # SERVER_PHASES
+    client_phase: str = "connect"  # CLIENT_PHASES
+    unprivileged: bool = False  # the server binds as nobody (probe/unprivileged.py)
+    expect_peer: str | None = None  # accept()'s peer CID: "client" (the client as the server sees it) or a number
+
+    @property
+    def variant(self) -> str:
+        return variant_of(self.server_phase, self.client_phase, self.unprivileged)
 
     @property
     def id(self) -> str:
@@ -61,15 +85,17 @@ class Cell:
 
         Only characters pytest's -k grammar takes in one identifier (word characters and
         `: + - . [ ] \\ /`, _pytest/mark/expression.py), so `-k '<whole id>'` selects the cell.
-        A socket type other than stream shows as `/seqpacket` after the target.
+        A socket type other than stream shows as `/seqpacket` after the target, then the phases
+        (`/server-bound`, `/unprivileged`, `/client-retry`).
         """
         return cell_id(self.label or self.scenario, self.server_on, self.bind, self.client_on, self.target,
-                       self.driver.kind, self.socket)
+                       self.driver.kind, self.socket, self.variant)
 
 
 def cell_id(head: str, server_on: str, bind: str, client_on: str, target: str, driver: str | None,
-            socket: str | None = None) -> str:
+            socket: str | None = None, variant: str | None = None) -> str:
     suffix = "" if socket in (None, "stream") else f"/{socket}"
+    suffix += variant or ""
     suffix += "" if driver in (None, "probe") else f"+{driver}"
     return f"{head}[{server_on}:{bind}-from-{client_on}:{target}{suffix}]"
 

@@ -91,13 +91,40 @@ def flip_between(before: Observation | None, after: Observation | None) -> str |
     return None
 
 
+def outcome_key(observation: Observation) -> str:
+    """`X ECONNREFUSED`, `B EADDRINUSE`, `O`, `E`, `n/a`: what a flip compares, as text (history strips)."""
+    errno = observation.outcome_errno
+    return f"{observation.outcome.value} {errno}" if errno else observation.outcome.value
+
+
+def flip_between_keys(before: str, after: str) -> str | None:
+    """flip_between for two outcome_key texts, so a history of keys flips exactly where a run does."""
+    def parse(key: str) -> Observation:
+        outcome, _, errno = key.partition(" ")
+        parsed = Outcome.parse(outcome)
+        return Observation(parsed, errno_name=errno or None, bind_errno_name=errno or None)
+
+    return flip_between(parse(before), parse(after))
+
+
 def mismatch(expected: Expected, observation: Observation) -> bool:
-    """Observed differs from a known expectation (outcome, or the errno when one is expected)."""
+    """Observed differs from a known expectation (outcome, or the errno when one is expected, or
+    accept()'s peer when the cell names it: `expect_peer`, checked by the probe driver)."""
+    if peer_mismatch(observation):
+        return True
     if expected.expected is None:
         return False
     if observation.outcome is not expected.expected:
         return True
     return bool(expected.expected_errno) and observation.outcome_errno != expected.expected_errno
+
+
+def peer_mismatch(observation: Observation) -> str | None:
+    """`accept() saw peer 1, the cell expects 21` when an echoed cell's peer is not the expected one."""
+    peer = observation.extra.get("peer_check") if observation.outcome is Outcome.O else None
+    if not isinstance(peer, dict) or peer.get("seen") == peer.get("expected"):
+        return None
+    return f"accept() saw peer CID {peer.get('seen')}, the cell expects {peer.get('expected')} ({peer.get('as')})"
 
 
 def judge(expected: Expected, observation: Observation, baseline: Observation | None = None) -> Judgement:
@@ -122,6 +149,9 @@ def _verdict(expected: Expected, observation: Observation, flip: str | None) -> 
             return "skip", f"n/a: {observation.detail}"
         assert documented is not None
         return "fail", f"expected {documented.value}, observed n/a: {observation.detail}{where}"
+    wrong_peer = peer_mismatch(observation)
+    if wrong_peer:
+        return "fail", f"{wrong_peer}{where}"
     if documented is None:
         return "pass", f"observed {observed} (no documented expectation)"
     errno = expected.expected_errno

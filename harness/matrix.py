@@ -108,6 +108,7 @@ def row_key(result: CellResult) -> str:
 
 def column_key(result: CellResult) -> str:
     suffix = "" if result.socket in (None, "stream") else f"/{result.socket}"
+    suffix += result.variant or ""  # /server-bound, /client-retry ...: next to the plain cell
     suffix += "" if result.driver in (None, "probe") else f"@{result.driver}"
     return f"{result.client_on}:{result.target}{suffix}"
 

@@ -17,7 +17,8 @@ from tests.test_import_cycles import import_graph
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("vocabulary", (
         "harness", "harness.errors", "harness.secrets", "harness.timeouts", "harness.outcome", "harness.node",
-        "harness.cell", "harness.addresses", "harness.yamlfile", "harness.textfile", "harness.model_errors",
+        "harness.cell", "harness.addresses", "harness.hybrid_addresses", "harness.yamlfile", "harness.textfile",
+        "harness.model_errors",
         "harness.judgement",
         "harness.probe",  # stdlib only, shipped to nodes: imports nothing of ours
         "harness.drivers.errnos",  # the errno vocabulary scenario files and drivers share

@@ -138,8 +138,11 @@ def test_a_run_without_cells_writes_nothing(project):
 
 
 def test_a_run_whose_results_cannot_be_written_exits_non_zero(project):
-    (project / "blocker").write_text("a file where the results folder should be\n")
-    proc = run_pytest(project, "-k", "L3", "--results-dir", "blocker/reports")
+    """A folder that cannot be one stops the run before any cell (tests/test_cli_bad_input.py); one
+    that fails only when written (here runs/ is a file inside it) ends the run with exit 3."""
+    (project / "blocked").mkdir()
+    (project / "blocked" / "runs").write_text("a file where the runs folder should be\n")
+    proc = run_pytest(project, "-k", "L3", "--results-dir", "blocked")
     assert "1 passed" in proc.stdout
     assert proc.returncode == pytest.ExitCode.INTERNAL_ERROR, proc.stdout + proc.stderr
     assert "hvsock-matrix: could not write the results:" in proc.stdout

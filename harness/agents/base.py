@@ -29,6 +29,28 @@ class _SessionEnded(Exception):
     """The resident session died before answering (EOF on its channel)."""
 
 
+# the defaults of the phase options: left out of the request so an ordinary cell's line is unchanged
+_OPTION_DEFAULTS = {"phase": (None, "listening", "connect"), "unprivileged": (None, False),
+                    "first_addr": (None,), "first_port": (None,)}
+
+
+def given_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The phase options a cell really sets (probe/protocol.py REQUEST_FIELDS names)."""
+    unknown = set(options) - set(_OPTION_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown probe options {sorted(unknown)}")
+    return {k: v for k, v in options.items() if v not in _OPTION_DEFAULTS[k]}
+
+
+def option_args(options: dict[str, Any]) -> list[str]:
+    """The same options as probe CLI flags (one-shot agents)."""
+    out: list[str] = []
+    for key, value in given_options(options).items():
+        flag = "--" + key.replace("_", "-")
+        out += [flag] if value is True else [flag, str(value)]
+    return out
+
+
 class ProbeAgent:
     """The contract both agents share; every method returns the probe's JSON answer as a dict."""
 
@@ -36,10 +58,14 @@ class ProbeAgent:
     kind = "base"
 
     def listen(self, family: str, addr: str, port: int, service: str | None, timeout: float,
-               count: int = 1, socket: str = "stream") -> dict: ...
+               count: int = 1, socket: str = "stream", **options: Any) -> dict:
+        """options: phase (listening, bound, none, closed), unprivileged (bool): probe/listener.py."""
+        ...
 
     def connect(self, family: str, addr: str, port: int, service: str | None, payload: str,
-                timeout: float, connect_timeout: float | None = None, socket: str = "stream") -> dict: ...
+                timeout: float, connect_timeout: float | None = None, socket: str = "stream", **options: Any) -> dict:
+        """options: phase (connect, retry, bound, second-cid), first_addr, first_port: probe/client.py."""
+        ...
 
     def stop(self, listener: str) -> dict: ...
 

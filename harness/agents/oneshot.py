@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from harness import timeouts
-from harness.agents.base import MARGIN, ProbeAgent, _trace
+from harness.agents.base import MARGIN, ProbeAgent, _trace, option_args
 from harness.errors import NodeError
 from harness.node import Node
 from harness.probe.protocol import (
@@ -58,13 +58,13 @@ class OneShotAgent(ProbeAgent):
         return out + (["--service", service] if service else [])
 
     def _listen_argv(self, family, addr, port, service, timeout, count=1, socket="stream",
-                     name: str | None = None) -> list[str]:
+                     name: str | None = None, **options) -> list[str]:
         name = name or f"P{self._next}"
         # the server ends itself when told, never by a remote kill: where its stdin is ours (ssh, local)
         # by EOF; elsewhere (psexec) by a stop file the controller writes into the run folder (SMB)
         stop = ["--stop-on-eof"] if self.transport.spawn_keeps_stdin else ["--stop-file", self._stop_file(name)]
         return self._cmd("serve", *self._addr_args(family, addr, port, service, socket), "--count", count,
-                         "--timeout", f"{float(timeout):g}", *stop)
+                         "--timeout", f"{float(timeout):g}", *stop, *option_args(options))
 
     def _stop_file(self, name: str) -> str:
         folder = self.transport.run_folder() or ""
@@ -72,14 +72,14 @@ class OneShotAgent(ProbeAgent):
         return f"{folder.rstrip(sep)}{sep}stop-{name}"
 
     def _connect_argv(self, family, addr, port, service, payload, timeout, connect_timeout=None,
-                      socket="stream") -> list[str]:
+                      socket="stream", **options) -> list[str]:
         # a payload that is not plain text for every shell travels as hex (probe cli: --payload-hex)
         text = ["--payload", payload] if _PLAIN_PAYLOAD.match(payload) else \
             ["--payload-hex", payload.encode("utf-8").hex()]
         args = self._addr_args(family, addr, port, service, socket) + text + ["--timeout", f"{float(timeout):g}"]
         if connect_timeout is not None:
             args += ["--connect-timeout", f"{float(connect_timeout):g}"]
-        return self._cmd("connect", *args)
+        return self._cmd("connect", *args, *option_args(options))
 
     def describe(self, op: str, **fields: Any) -> str:
         """The command line this agent runs for `op`."""
@@ -89,11 +89,11 @@ class OneShotAgent(ProbeAgent):
             return shlex.join(self._connect_argv(**fields))
         return f"{op} {json.dumps(fields, sort_keys=True)}" if fields else op
 
-    def listen(self, family, addr, port, service, timeout, count=1, socket="stream"):
+    def listen(self, family, addr, port, service, timeout, count=1, socket="stream", **options):
         with self._lock:
             name = f"P{self._next}"
             self._next += 1
-        argv = self._listen_argv(family, addr, port, service, timeout, count, socket, name)
+        argv = self._listen_argv(family, addr, port, service, timeout, count, socket, name, **options)
         self.sent.append(" ".join(argv))
         _trace(self.node.name, "->", shlex.join(argv))
         proc = self.transport.spawn(argv)
@@ -119,8 +119,9 @@ class OneShotAgent(ProbeAgent):
             proc.wait(timeouts.PROCESS_EXIT)
             return msg  # bind_failed, refused, error
 
-    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream"):
-        argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout, socket)
+    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream",
+                **options):
+        argv = self._connect_argv(family, addr, port, service, payload, timeout, connect_timeout, socket, **options)
         self.sent.append(" ".join(argv))
         _trace(self.node.name, "->", shlex.join(argv))
         budget = timeouts.oneshot_connect(timeout, connect_timeout, self.node.access.connect_timeout, self.margin)

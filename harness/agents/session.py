@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from harness import timeouts
-from harness.agents.base import DEFAULT_IDLE_TIMEOUT, MARGIN, ProbeAgent, _SessionEnded, _trace
+from harness.agents.base import DEFAULT_IDLE_TIMEOUT, MARGIN, ProbeAgent, _SessionEnded, _trace, given_options
 from harness.errors import NodeError
 from harness.node import Node
 from harness.probe.protocol import answer_line, is_ready, parse_line, request_line
@@ -165,15 +165,18 @@ class SessionAgent(ProbeAgent):
                 self._pending.pop(rid, None)
 
     # -- the contract -----------------------------------------------------------------------
-    def listen(self, family, addr, port, service, timeout, count=1, socket="stream"):
+    def listen(self, family, addr, port, service, timeout, count=1, socket="stream", **options):
         return self.request("listen", timeouts.listen_answer(self.margin), family=family, addr=str(addr), port=int(port),
-                            service=service, count=count, timeout=timeout, socket=socket)
+                            service=service, count=count, timeout=timeout, socket=socket, **given_options(options))
 
-    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream"):
+    def connect(self, family, addr, port, service, payload, timeout, connect_timeout=None, socket="stream",
+                **options):
         ct = timeout if connect_timeout is None else connect_timeout
-        return self.request("connect", timeouts.connect_answer(timeout, ct, self.margin), family=family, addr=str(addr),
-                            port=int(port), service=service, payload=payload, timeout=timeout,
-                            connect_timeout=ct, socket=socket)
+        # retry / second-cid connect twice: the first may wait its own FIRST_CONNECT_TIMEOUT
+        first = 3.0 if options.get("phase") in ("retry", "second-cid") else 0.0
+        return self.request("connect", timeouts.connect_answer(timeout, ct + first, self.margin), family=family,
+                            addr=str(addr), port=int(port), service=service, payload=payload, timeout=timeout,
+                            connect_timeout=ct, socket=socket, **given_options(options))
 
     def stop(self, listener):
         return self.request("stop", timeouts.stop_answer(self.margin), listener=listener)

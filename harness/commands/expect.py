@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import yamlfile
+from harness.cell import variant_of
 from harness.errors import InputError
 from harness.outcome import Outcome
 from harness.results import CellResult, Run, load_run, resolve_run, write_text_atomic
@@ -43,14 +44,15 @@ class Change:
 
 def _key(result: CellResult) -> tuple:
     return (result.server_on, result.bind, result.client_on, result.target, result.socket or "stream",
-            result.driver or "probe")
+            result.driver or "probe", result.variant or "")
 
 
 def _cell_key(scenario: Scenario, cell: CellModel) -> tuple:
     model = scenario.model
     driver = cell.driver or model.driver
     client = cell.server.on if cell.client.on == "server" else cell.client.on
-    return (cell.server.on, cell.server.bind, client, cell.client.target, cell.socket or model.socket, driver.kind)
+    return (cell.server.on, cell.server.bind, client, cell.client.target, cell.socket or model.socket, driver.kind,
+            variant_of(cell.server.phase, cell.client.phase, cell.server.unprivileged))
 
 
 def _measured(scenario: Scenario, cell: CellModel, run: Run) -> list[CellResult]:

@@ -16,8 +16,55 @@ from harness.outcome import Observation, Outcome
 from harness.probe.protocol import Event, event_of
 
 # the client phases where the probe may say X: connect() failed, or (non-stream types) socket()
-# refused the type, or a datagram was refused or never answered
-X_PHASES = ("socket", "connect", "send", "reply")
+# refused the type, or a datagram was refused or never answered, or (client.phase bound) the
+# kernel refused the client's own bind
+X_PHASES = ("socket", "bind", "connect", "send", "reply")
+VMADDR_CID_HYPERVISOR, VMADDR_CID_LOCAL, VMADDR_CID_HOST = 0, 1, 2
+
+
+def server_options(cell) -> dict:
+    """server.phase / server.unprivileged as the probe's listen options (probe/listener.py)."""
+    return {"phase": cell.server_phase, "unprivileged": cell.unprivileged}
+
+
+def client_options(cell, target_addr: str) -> dict:
+    """client.phase as the probe's connect options (probe/client.py).
+
+    second-cid connects first to another CID than the target's, so the socket changes transport
+    (vsock_test "SOCK_STREAM transport change"): VMADDR_CID_LOCAL (the loopback transport), or,
+    when the target already is CID 1, VMADDR_CID_HYPERVISOR (0), as vsock_test does.
+    """
+    options: dict = {"phase": cell.client_phase}
+    if cell.client_phase == "second-cid":
+        options["first_addr"] = str(VMADDR_CID_HYPERVISOR if str(target_addr) == str(VMADDR_CID_LOCAL)
+                                    else VMADDR_CID_LOCAL)
+    return options
+
+
+def expected_peer(cell, server, client) -> tuple[int, str] | None:
+    """The peer CID accept() must report, and how it was worked out; None when the cell names none.
+
+    `client` is the client's CID as the server sees it: on the same machine (a namespace of it
+    included) the loopback transport's VMADDR_CID_LOCAL; a host seen from its guest is
+    VMADDR_CID_HOST; a guest seen from its host is the guest's own CID.
+    """
+    if cell.expect_peer is None:
+        return None
+    if cell.expect_peer != "client":
+        return int(cell.expect_peer), "a number"
+    if client.machine == server.machine:
+        return VMADDR_CID_LOCAL, "client: same machine, the loopback transport"
+    if server.role == "vm" and server.parent == client.machine:
+        return VMADDR_CID_HOST, f"client: {server.name}'s host"
+    return (client.cid if client.cid is not None else -1), f"client: {client.name}'s CID"
+
+
+def _peer_cid(peers) -> int | None:
+    """The CID of the first accepted peer ("cid:port" as the probe writes it)."""
+    try:
+        return int(str(peers[0]).split(":", 1)[0])
+    except (IndexError, TypeError, ValueError):
+        return None
 
 
 def _record(commands: list[str], agent, op: str, **fields) -> None:
@@ -36,7 +83,8 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
     try:
         server = pool.agent(s_node.name)
         listen = dict(family=s_node.family, addr=plan.bind.addr, port=cell.port, service=plan.service_for(s_node),
-                      timeout=timeouts.listener_lifetime(cell.timeout), count=1, socket=cell.socket)
+                      timeout=timeouts.listener_lifetime(cell.timeout), count=1, socket=cell.socket,
+                      **server_options(cell))
         _record(commands, server, "listen", **listen)
         ev = server.listen(**listen)
     except NodeError as exc:
@@ -60,7 +108,8 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         client = pool.agent(c_node.name)
         connect = dict(family=c_node.family, addr=plan.target.addr, port=cell.port,
                        service=plan.service_for(c_node), payload=cell.payload, timeout=float(cell.timeout),
-                       connect_timeout=float(cell.timeout), socket=cell.socket)
+                       connect_timeout=float(cell.timeout), socket=cell.socket,
+                       **client_options(cell, plan.target.addr))
         _record(commands, client, "connect", **connect)
         res = client.connect(**connect)
         _classify(obs, res, plan)
@@ -80,6 +129,9 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
     if obs.outcome is Outcome.O and accepted == 0 and getattr(server, "kind", "") == "session":
         obs.outcome = Outcome.E
         obs.detail = "the echo came back but this cell's listener accepted nothing (another server answered)"
+    want = expected_peer(cell, s_node, c_node)
+    if want is not None and obs.outcome is Outcome.O:
+        obs.extra["peer_check"] = {"seen": _peer_cid(stopped.get("peers")), "expected": want[0], "as": want[1]}
     return obs
 
 
@@ -97,6 +149,8 @@ def _classify(obs: Observation, res: dict, plan: CellPlan) -> None:
         obs.extra["phase"] = res["phase"]
     if res.get("messages") is not None:
         obs.extra["messages"] = res["messages"]
+    if res.get("first") is not None:  # client.phase retry / bound / second-cid: the step before the connect
+        obs.extra["first"] = res["first"]
     if outcome == "O" and res.get("reply") == plan.expected_reply:
         obs.outcome = Outcome.O
         obs.detail = f"echo {res.get('reply')!r}"

@@ -41,6 +41,8 @@ def build_parser():
     s.add_argument("--stop-file", default=None, help="stop listening once this file exists (the controller "
                                                      "writes it where it holds no stdin: psexec)")
     s.add_argument("--timeout", type=float, default=30.0)
+    s.add_argument("--phase", default="listening", choices=["listening", "bound", "none", "closed"])
+    s.add_argument("--unprivileged", action="store_true", help="socket() and bind() as nobody")
     c = sub.add_parser("connect")
     common(c)
     payload = c.add_mutually_exclusive_group(required=True)
@@ -48,6 +50,9 @@ def build_parser():
     payload.add_argument("--payload-hex", help="the payload as hex of its UTF-8 (any text, on any command line)")
     c.add_argument("--timeout", type=float, default=10.0)
     c.add_argument("--connect-timeout", type=float, default=None)
+    c.add_argument("--phase", default="connect", choices=["connect", "retry", "bound", "second-cid"])
+    c.add_argument("--first-addr", default=None, help="second-cid: the CID connected to first")
+    c.add_argument("--first-port", type=int, default=None, help="retry: the port of the failing first connect")
     i = sub.add_parser("info")
     common(i, with_target=False)
     sv = sub.add_parser("services", help="Hyper-V service GUID registration (Windows hosts, winreg)")
@@ -139,7 +144,8 @@ def main(argv=None):
     try:
         if args.command == "serve":
             listener = make_listener(args.family, args.addr, args.port, args.service, args.count, args.timeout,
-                                args.lab_node, emit=emit, kind=args.socket)
+                                     args.lab_node, emit=emit, kind=args.socket, phase=args.phase,
+                                     unprivileged=args.unprivileged)
             event = listener.open()
             emit(event)
             if not is_listening(event):
@@ -153,7 +159,8 @@ def main(argv=None):
             return 0
         if args.command == "connect":
             result = connect_once(args.family, args.addr, args.port, args.service, args.payload, args.timeout,
-                                  args.connect_timeout, args.lab_node, args.socket)
+                                  args.connect_timeout, args.lab_node, args.socket, args.phase, args.first_addr,
+                                  args.first_port)
             emit(result)
             return 0 if result["outcome"] == "O" else 1
         if args.command == "info":

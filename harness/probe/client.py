@@ -6,17 +6,67 @@ import socket
 import time
 
 from .common import MAX_READ, REPLY_PREFIX, Refused, errno_name, now_ms, timeout_errno
-from .sockets import SEQPACKET_MESSAGES, make_socket, os_error_fields, set_connect_timeout, sock_address
+from .sockets import SEQPACKET_MESSAGES, make_socket, os_error_fields, peer_text, set_connect_timeout, sock_address
 from .protocol import Event
 
 
+# client.phase, each after a tools/testing/vsock/vsock_test.c case: connect (default); retry: a
+# failed connect first, then connect again on the same socket ("SOCK_STREAM retry failed
+# connect()"); bound: an explicit bind(ANY, ANY) before connect ("SOCK_STREAM double bind connect"
+# binds before it connects); second-cid: connect to another CID first, then the target on the same
+# socket, so the socket changes transport ("SOCK_STREAM transport change null-ptr-deref")
+PHASE_CONNECT, PHASE_RETRY, PHASE_BOUND, PHASE_SECOND_CID = "connect", "retry", "bound", "second-cid"
+CLIENT_PHASES = (PHASE_CONNECT, PHASE_RETRY, PHASE_BOUND, PHASE_SECOND_CID)
+VMADDR_CID_ANY = VMADDR_PORT_ANY = 0xFFFFFFFF
+VMADDR_CID_HYPERVISOR = 0  # vsock_test's transport change connects to CID 0 ("Set CID to 0 cause a transport change")
+RETRY_PORT = 1  # a port nothing listens on, for retry's failing first connect
+FIRST_CONNECT_TIMEOUT = 2.0  # seconds; the first connect of retry / second-cid is expected to fail
+
+
+def first_step(sock, family, phase, addr, port, service, first_addr, first_port, connect_timeout):
+    """What retry / bound / second-cid do on the socket before the real connect: a dict for "first".
+
+    "outcome": "E" in it when the step did what it must not (a first connect that succeeded);
+    an OSError from bind() propagates (the kernel's answer: X at phase bind).
+    """
+    if phase == PHASE_BOUND:
+        local = (VMADDR_CID_ANY, VMADDR_PORT_ANY) if family == "vsock" else ("::" if ":" in str(addr) else "", 0)
+        sock.bind(local)
+        return {"step": "bind", "local": peer_text(family, sock.getsockname())}
+    if phase == PHASE_RETRY:
+        where = (addr, RETRY_PORT if first_port is None else int(first_port))
+    else:
+        where = (VMADDR_CID_HYPERVISOR if first_addr is None else first_addr, port)
+    first = {"step": "connect", "addr": str(where[0]), "port": int(where[1])}
+    wait = min(FIRST_CONNECT_TIMEOUT, connect_timeout)
+    set_connect_timeout(sock, family, wait)
+    # blocking, as vsock_test connects: a non-blocking connect() that failed leaves an AF_VSOCK socket
+    # SS_CONNECTING, and the next connect() answers EALREADY (af_vsock.c vsock_connect()); the kernel's
+    # own connect timeout (set just above) bounds the wait. TCP has no such option: a Python timeout.
+    sock.settimeout(None if family in ("vsock", "hyperv") else wait + 1.0)
+    start = time.monotonic()
+    try:
+        sock.connect(sock_address(family, where[0], where[1], service))
+    except OSError as exc:
+        first.update(os_error_fields(exc))
+        first["elapsed_ms"] = now_ms(start)
+        set_connect_timeout(sock, family, connect_timeout)
+        return first
+    first.update({"outcome": "E", "message": "the first connect of %s succeeded (something listens at %s port %s)"
+                  % (phase, where[0], where[1])})
+    return first
+
+
 def connect_once(family, addr, port, service=None, payload="World!", timeout=10.0, connect_timeout=None,
-                 lab_node=False, kind="stream"):
+                 lab_node=False, kind="stream", phase=PHASE_CONNECT, first_addr=None, first_port=None):
     """Connect, send, read the echo: the result event.
 
     X only when the node refused the connection: connect() failed, or -- for a non-stream type --
     socket() refused the type, or a datagram could not be sent or got no answer in time.
+    `phase` (CLIENT_PHASES) does something to the socket first; what it saw is the result's "first".
     """
+    if phase not in CLIENT_PHASES:
+        raise ValueError("client phase %r: one of %s" % (phase, ", ".join(CLIENT_PHASES)))
     timeout = float(timeout)
     connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
     start = time.monotonic()
@@ -43,6 +93,18 @@ def connect_once(family, addr, port, service=None, payload="World!", timeout=10.
             if isinstance(exc, OSError):
                 result.update(os_error_fields(exc))
             return result
+        if phase != PHASE_CONNECT:
+            try:
+                first = first_step(sock, family, phase, addr, port, service, first_addr, first_port, connect_timeout)
+            except OSError as exc:  # the kernel refused the local bind
+                result.update({"outcome": "X", "phase": "bind", "elapsed_ms": now_ms(start)})
+                result.update(os_error_fields(exc))
+                return result
+            result["first"] = first
+            if first.get("outcome") == "E":
+                result.update({"outcome": "E", "phase": "setup", "elapsed_ms": now_ms(start),
+                               "message": first["message"]})
+                return result
         try:
             sock.settimeout(connect_timeout + (1.0 if family != "tcp" else 0.0))
             sock.connect(address)

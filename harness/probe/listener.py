@@ -10,8 +10,15 @@ import time
 
 from . import common
 from .common import MAX_READ, REPLY_PREFIX
-from .sockets import SEQPACKET_MESSAGES, make_socket, os_error_fields, peer_text, sock_address
+from .sockets import SEQPACKET_MESSAGES, check_family, make_socket, os_error_fields, peer_text, sock_address
 from .protocol import Event
+
+
+# server.phase (vsock_test cases): listening (default); bound: bound, never listens ("SOCK_STREAM
+# bind only"); none: no socket at all ("SOCK_STREAM connection reset"); closed: listened, closed
+# before the client comes (the port must be free again: af_vsock.c __vsock_release)
+PHASE_LISTENING, PHASE_BOUND, PHASE_NONE, PHASE_CLOSED = "listening", "bound", "none", "closed"
+SERVER_PHASES = (PHASE_LISTENING, PHASE_BOUND, PHASE_NONE, PHASE_CLOSED)
 
 
 class Listener(object):
@@ -23,9 +30,13 @@ class Listener(object):
     """
 
     def __init__(self, family, addr, port, service=None, count=1, timeout=30.0, lab_node=False, emit=None,
-                 kind="stream"):
+                 kind="stream", phase=PHASE_LISTENING, unprivileged=False):
+        if phase not in SERVER_PHASES:
+            raise ValueError("server phase {!r}: one of {}".format(phase, ", ".join(SERVER_PHASES)))
         self.family = family
         self.kind = kind
+        self.phase = phase
+        self.unprivileged = bool(unprivileged)
         self.addr = addr
         self.port = int(port)
         self.service = service
@@ -50,32 +61,67 @@ class Listener(object):
         "bind" or "listen" after that.
         """
         phase = "socket"
+        address = None
         try:
-            self.sock = make_socket(self.family, self.addr, self.lab_node, self.kind)
-            phase = "bind"
-            if self.family == "tcp":
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.phase == PHASE_NONE:  # vsock_test "SOCK_STREAM connection reset": nothing there
+                return self.listening_event(address)
             address = sock_address(self.family, self.addr, self.port, self.service)
-            self.sock.bind(address)
-            if self.kind != "dgram":
+            if self.unprivileged:
+                phase = "bind"
+                failure = self.bind_unprivileged(address)
+                if failure is not None:
+                    event = {"event": Event.BIND_FAILED, "phase": failure.get("phase", "bind"), "socket": self.kind,
+                             "unprivileged": True, "errno": failure.get("errno"),
+                             "errno_name": common.errno_name(failure.get("errno")), "message": failure.get("message")}
+                    return event
+            else:
+                self.sock = make_socket(self.family, self.addr, self.lab_node, self.kind)
+                phase = "bind"
+                if self.family == "tcp":
+                    self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self.sock.bind(address)
+            if self.kind != "dgram" and self.phase != PHASE_BOUND:  # "bound": vsock_test "SOCK_STREAM bind only"
                 phase = "listen"
                 self.sock.listen(8)
+            if self.phase == PHASE_CLOSED:  # listened, then closed before any client comes
+                self.close_socket()
         except OSError as exc:
             self.close_socket()
             self.close_wake()
             event = {"event": Event.BIND_FAILED, "phase": phase, "socket": self.kind}
             event.update(os_error_fields(exc))
             return event
-        if not common.IS_WINDOWS:
+        return self.listening_event(address)
+
+    def listening_event(self, address):
+        """The answer to listen: listening (phase listening), or bound / none / closed as asked."""
+        if not common.IS_WINDOWS and self.sock is not None and self.phase == PHASE_LISTENING:
             self._wake = os.pipe()
         event = {"event": Event.LISTENING, "family": self.family, "addr": str(self.addr), "port": self.port,
                  "socket": self.kind}
-        if self.family == "tcp":
+        if self.phase != PHASE_LISTENING:
+            event["phase"] = self.phase
+        if self.unprivileged:
+            event["unprivileged"] = True
+        if self.family == "tcp" and self.sock is not None:
             event["port"] = self.sock.getsockname()[1]
             self.port = event["port"]
-        if self.family == "hyperv":
+        if self.family == "hyperv" and address is not None:
             event["service"] = address[1]
         return event
+
+    def bind_unprivileged(self, address):
+        """socket() and bind() as nobody (unprivileged.py); None when bound, else the failure."""
+        from .unprivileged import bound_as_nobody
+
+        def make():
+            return make_socket(self.family, self.addr, self.lab_node, self.kind)
+
+        check_family(self.family, self.lab_node)  # refused here, in the parent, like every other socket
+        self.sock, failure = bound_as_nobody(make, address)
+        if self.sock is not None and self.family == "tcp":
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        return failure
 
     def start(self):
         self.thread = threading.Thread(target=self.serve, name="listener", daemon=True)
@@ -83,6 +129,11 @@ class Listener(object):
 
     def serve(self):
         deadline = time.monotonic() + self.timeout
+        if self.phase != PHASE_LISTENING:  # nothing to accept: hold the bound socket (or nothing) until stopped
+            self.stopped.wait(self.timeout)
+            self.close_socket()
+            self.finished.set()
+            return
         try:
             while not self.stopped.is_set() and (not self.count or self.accepted < self.count):
                 left = deadline - time.monotonic()

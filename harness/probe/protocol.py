@@ -56,6 +56,8 @@ class ListenRequest(TypedDict, total=False):
     count: int  # clients to answer; 0 = until stopped or timed out
     timeout: float
     socket: str  # stream, seqpacket, dgram
+    phase: str  # listening (default), bound, none, closed (listener.SERVER_PHASES)
+    unprivileged: bool  # socket() and bind() as nobody (unprivileged.py)
 
 
 class ConnectRequest(TypedDict, total=False):
@@ -69,6 +71,9 @@ class ConnectRequest(TypedDict, total=False):
     timeout: float
     connect_timeout: Optional[float]
     socket: str
+    phase: str  # connect (default), retry, bound, second-cid (client.CLIENT_PHASES)
+    first_addr: Optional[str]  # second-cid: the CID connected to first (default 0)
+    first_port: Optional[int]  # retry: the port of the failing first connect (default 1)
 
 
 class StopRequest(TypedDict, total=False):
@@ -112,6 +117,8 @@ class Listening(TypedDict, total=False):
     service: str  # hyperv: the service GUID bound
     socket: str
     listener: str  # the name to stop it by
+    phase: str  # bound, none, closed when asked (absent: listening)
+    unprivileged: bool
     paths: List[str]  # hybrid: the <uds>_<port> paths bound
 
 
@@ -141,6 +148,7 @@ class Result(TypedDict, total=False):
     message: str
     elapsed_ms: float
     connect_ms: float
+    first: Dict[str, Any]  # retry / bound / second-cid: what the step before the connect saw
     answer: str  # hybrid: the backend's answer to CONNECT <port> ("OK 1024\n", or what came instead)
 
 
@@ -222,8 +230,9 @@ Answer = Union[Ready, Listening, BindFailed, Result, Accepted, Stopped, Facts, S
 # -- the tables -----------------------------------------------------------------------------------
 
 REQUEST_FIELDS = {
-    Op.LISTEN: ("family", "addr", "port", "service", "count", "timeout", "socket"),
-    Op.CONNECT: ("family", "addr", "port", "service", "payload", "timeout", "connect_timeout", "socket"),
+    Op.LISTEN: ("family", "addr", "port", "service", "count", "timeout", "socket", "phase", "unprivileged"),
+    Op.CONNECT: ("family", "addr", "port", "service", "payload", "timeout", "connect_timeout", "socket", "phase",
+                 "first_addr", "first_port"),
     Op.STOP: ("listener",),
     Op.INFO: (),
     Op.PING: (),

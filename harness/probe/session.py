@@ -89,7 +89,8 @@ class Session(object):
         if op == Op.CONNECT:
             return connect_once(req["family"], req["addr"], req["port"], req.get("service"),
                                 req.get("payload", "World!"), req.get("timeout", 10.0),
-                                req.get("connect_timeout"), self.lab_node, req.get("socket") or "stream")
+                                req.get("connect_timeout"), self.lab_node, req.get("socket") or "stream",
+                                req.get("phase") or "connect", req.get("first_addr"), req.get("first_port"))
         if op == Op.STOP:
             with self.lock:
                 listener = self.listeners.pop(req.get("listener"), None)
@@ -111,7 +112,8 @@ class Session(object):
         listener = make_listener(req["family"], req["addr"], req["port"], req.get("service"), req.get("count", 1),
                             req.get("timeout", 30.0), self.lab_node,
                             emit=lambda event: self.write(dict(event, listener=name)),
-                            kind=req.get("socket") or "stream")
+                            kind=req.get("socket") or "stream", phase=req.get("phase") or "listening",
+                            unprivileged=bool(req.get("unprivileged")))
         event = listener.open()
         if is_listening(event):
             event["listener"] = name

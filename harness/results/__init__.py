@@ -4,8 +4,9 @@ The names below are the package's interface; import them from `harness.results`.
 """
 from __future__ import annotations
 
+from harness.results.load import load_run
 from harness.results.model import CELL_FIELDS, RUN_ID, SCHEMA, CellResult, Run, counts, new_run_id, utc_now
-from harness.results.reader import MAX_BYTES, load_run, read_json
+from harness.results.reader import MAX_BYTES, read_json
 from harness.results.recorder import Recorder
 from harness.results.store import (
     check_output_path,

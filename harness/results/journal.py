@@ -24,7 +24,7 @@ from typing import IO, Any
 from harness import textfile
 from harness.errors import InputError
 from harness.results.model import SCHEMA, CellResult, Run, counts
-from harness.results.reader import JOURNAL, MAX_BYTES, _check_nesting, run_from_data
+from harness.results.reader import JOURNAL, MAX_BYTES, check_nesting, run_from_data
 
 log = logging.getLogger("hvsock_matrix")
 
@@ -84,7 +84,7 @@ def load_journal(path: Path) -> Run:
         if not line.strip():
             continue
         try:
-            _check_nesting(line, f"{path}:{number}")
+            check_nesting(line, f"{path}:{number}")
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("not an object")

@@ -21,7 +21,8 @@ SCHEMA = 1
 # The cell fields a results file keeps; enough to lay out a matrix and explain a cell without the
 # scenario file.
 CELL_FIELDS = ("scenario", "label", "server_on", "bind", "client_on", "target", "port",
-               "disputed", "source", "note", "service", "payload", "defined_at", "socket", "expected_errno")
+               "disputed", "source", "note", "service", "payload", "defined_at", "socket", "expected_errno",
+               "variant", "expect_peer")
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")  # new_run_id(): UTC time, then 3 random bytes
 
@@ -63,6 +64,8 @@ class CellResult:
     defined_at: str | None = None
     socket: str | None = None
     expected_errno: str | None = None
+    variant: str | None = None  # "/server-bound/client-retry": the phases (cell.variant_of)
+    expect_peer: str | None = None  # the accept() peer the cell expects ("client" or a CID)
     baseline: Observation | None = None  # the baseline run's observation of this cell, if any
     judgement: Judgement | None = None  # None only until __post_init__ judges the cell
     seq: int | None = None  # position in pytest's collection order, when known
@@ -103,7 +106,15 @@ class CellResult:
             client_on=cell.client_on, target=cell.target, port=cell.port, disputed=cell.disputed,
             source=cell.source, note=cell.note, service=cell.service, payload=cell.payload,
             defined_at=cell.defined_at, socket=cell.socket, expected_errno=cell.expected_errno,
+            variant=cell.variant or None, expect_peer=cell.expect_peer,
             baseline=baseline, judgement=judgement, seq=seq)
+
+    @property
+    def not_run(self) -> str | None:
+        """Why the cell could not run on this lab (`inventory lab-in-a-box has no windows-host node`):
+        a documented cell kept in the run so its matrix is still shown, never a measurement."""
+        reason = self.observation.extra.get("not_run") if isinstance(self.observation.extra, dict) else None
+        return str(reason) if reason else None
 
     @property
     def flaky(self) -> bool:
@@ -235,8 +246,11 @@ class Run:
 def counts(cells: Iterable[CellResult]) -> dict[str, int]:
     """Per outcome, plus mismatches and flips: a run's meta["counts"]."""
     totals = {o.value: 0 for o in Outcome}
-    totals["mismatch"] = totals["flipped"] = totals["flaky"] = 0
+    totals["mismatch"] = totals["flipped"] = totals["flaky"] = totals["not run"] = 0
     for c in cells:
+        if c.not_run:
+            totals["not run"] += 1
+            continue
         totals[c.observation.outcome.value] += 1
         totals["mismatch"] += c.mismatch
         totals["flipped"] += bool(c.flip)

@@ -39,13 +39,10 @@ _OBSERVATION_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def load_run(path: Path | str) -> Run:
-    """Read a results file (or a killed run's journal); anything wrong with it is one clear line (InputError)."""
+def load_results_file(path: Path | str) -> Run:
+    """Read a results file; anything wrong with it is one clear line (InputError). Callers use
+    harness.results.load_run, which also reads a killed run's journal (harness/results/load.py)."""
     path = Path(path)
-    if path.name == JOURNAL:
-        from harness.results.journal import load_journal
-
-        return load_journal(path)
     return run_from_data(read_json(path, what="results file"), path)
 
 
@@ -75,7 +72,7 @@ def read_json(path: Path, what: str = "file", max_bytes: int | None = None) -> A
     """JSON from a regular file of at most max_bytes (MAX_BYTES), nested at most MAX_DEPTH, in UTF-8."""
     max_bytes = MAX_BYTES if max_bytes is None else max_bytes
     text = textfile.read_text(path, max_bytes, what)
-    _check_nesting(text, str(path))
+    check_nesting(text, str(path))
     try:
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
@@ -84,7 +81,7 @@ def read_json(path: Path, what: str = "file", max_bytes: int | None = None) -> A
         raise InputError(str(path), f"not valid JSON: {_short(err, 120)}") from None
 
 
-def _check_nesting(text: str, where: str) -> None:
+def check_nesting(text: str, where: str) -> None:
     """Depth and number length without recursion, at C speed: strings blanked, brackets kept, then
     the innermost pairs removed MAX_DEPTH times; json.loads never sees 200,000 nested brackets."""
     bare = _STRING.sub('""', text)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError, OutputError
+from harness.results.load import load_run
 from harness.results.model import RUN_ID, Run
-from harness.results.reader import JOURNAL, load_run
+from harness.results.reader import JOURNAL
 
 
 def _readable(fd: int) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from harness import addresses
-from harness.cell import Cell, SocketType
+from harness.cell import Cell, SocketType, variant_of
 from harness.errors import InputError
 from harness.node import Inventory, Node
 from harness.scenario.model import SELECTORS, CellModel, Scenario, _key, _too_many, load_scenario, split_expect
@@ -59,6 +59,8 @@ class _Spec:
     loc: tuple  # where in the YAML, for messages
     cell: CellModel | None = None
     socket: str | None = None  # from the axes; explicit cells carry theirs in `cell`
+    server_phase: str = "listening"  # from the axes; explicit cells carry theirs in `cell`
+    client_phase: str = "connect"
 
 
 def _pairs(spec: _Spec, inventory: Inventory | None, pairs_mode: str):
@@ -92,13 +94,15 @@ def _pairs(spec: _Spec, inventory: Inventory | None, pairs_mode: str):
 def _specs(sc: Scenario):
     m = sc.model
     for i, c in enumerate(m.cells):
-        yield _Spec(c.server.on, c.server.bind, c.client.on, c.client.target, ("cells", i), c)
+        yield _Spec(c.server.on, c.server.bind, c.client.on, c.client.target, ("cells", i), c, None,
+                    c.server.phase, c.client.phase)
     if m.axes is not None:
         a = m.axes
         # socket innermost: a cell's types come one after the other, so reports show them side by side
-        for so, sb, co, ct, st in itertools.product(a.server_on, a.server_bind, a.client_on, a.client_target,
-                                                    a.socket or [m.socket]):
-            yield _Spec(so, sb, co, ct, ("axes",), None, st)
+        for so, sb, co, ct, st, sp, cp in itertools.product(
+                a.server_on, a.server_bind, a.client_on, a.client_target, a.socket or [m.socket],
+                a.server_phase or ["listening"], a.client_phase or ["connect"]):
+            yield _Spec(so, sb, co, ct, ("axes",), None, st, sp, cp)
 
 
 def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
@@ -113,6 +117,8 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
         driver = (c.driver if c is not None and c.driver is not None else m.driver)
         sock = spec.socket or (c.socket if c is not None and c.socket is not None else m.socket)
         expected, expected_errno = split_expect(c.expect if c is not None else None)
+        unprivileged = c.server.unprivileged if c is not None else False
+        variant = variant_of(spec.server_phase, spec.client_phase, unprivileged)
         if spec.loc not in where_cache:
             where_cache[spec.loc] = scenario.where(*spec.loc)
         defined_at = where_cache[spec.loc]
@@ -120,7 +126,7 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
             pairs_seen += 1
             if pairs_seen > m.max_cells * 2:  # selectors x inventory nodes multiply the axes
                 raise InputError(scenario.where("axes"), _too_many(None, m.max_cells))
-            key = _key(server_name, spec.bind, client_name, spec.target, driver, sock)
+            key = _key(server_name, spec.bind, client_name, spec.target, driver, sock, variant)
             if key in index:
                 if c is not None:  # two explicit cells landed on the same nodes
                     first = out[index[key]].defined_at
@@ -155,6 +161,8 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
                 payload=(c.payload if c is not None and c.payload is not None else m.payload),
                 timeout=(c.timeout if c is not None and c.timeout is not None else m.timeout),
                 skip_reason=skip, defined_at=defined_at,
+                server_phase=spec.server_phase, client_phase=spec.client_phase, unprivileged=unprivileged,
+                expect_peer=c.expect_peer if c is not None else None,
             ))
     return out
 

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from harness import addresses, model_errors, timeouts, yamlfile
-from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Driver, DriverKind
+from harness.cell import SOCKET_TYPES, TEMPLATE_FIELDS, Driver, DriverKind, variant_of
 from harness.drivers.command_ready import check_ready_pattern
 from harness.drivers.errnos import known_errno
 from harness.errors import InputError
@@ -220,11 +220,23 @@ class _Strict(BaseModel):
 class ServerSide(_Strict):
     on: Location
     bind: BindToken
+    phase: Literal["listening", "bound", "none", "closed"] = "listening"  # cell.SERVER_PHASES
+    unprivileged: StrictBool = False
 
 
 class ClientSide(_Strict):
     on: ClientLocation
     target: TargetToken
+    phase: Literal["connect", "retry", "bound", "second-cid"] = "connect"  # cell.CLIENT_PHASES
+
+
+def _peer(v: Any) -> str | None:
+    """expect_peer: `client` or a CID (a number)."""
+    if v is None:
+        return None
+    if v == "client" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFFFFFF):
+        return str(v)
+    raise ValueError(f"expect_peer is `client` or a CID (0..4294967295), not {v!r}")
 
 
 class CellModel(_Strict):
@@ -241,6 +253,7 @@ class CellModel(_Strict):
     timeout: Annotated[float, BeforeValidator(seconds)] | None = None
     driver: DriverField | None = None
     socket: SocketField | None = None
+    expect_peer: Annotated[str | None, BeforeValidator(_peer)] = None
 
     @field_validator("timeout")
     @classmethod
@@ -254,6 +267,10 @@ class AxesModel(_Strict):
     client_on: Annotated[list[str], BeforeValidator(_axis(lambda v: check_location(v, allow_server=True)))] = Field(alias="client.on")
     client_target: Annotated[list[str], BeforeValidator(_axis(_target))] = Field(alias="client.target")
     socket: Annotated[list[str] | None, BeforeValidator(_axis(_socket))] = None
+    server_phase: list[Literal["listening", "bound", "none", "closed"]] | None = Field(default=None,
+                                                                                      alias="server.phase")
+    client_phase: list[Literal["connect", "retry", "bound", "second-cid"]] | None = Field(default=None,
+                                                                                        alias="client.phase")
 
 
 class ScenarioModel(_Strict):
@@ -314,8 +331,9 @@ class Scenario:
         return yamlfile.where(self.path, self.data, loc)
 
 
-def _key(server_on: str, bind: str, client_on: str, target: str, driver: Driver, socket: str) -> tuple:
-    return (server_on, bind, client_on, target, driver.kind, socket)
+def _key(server_on: str, bind: str, client_on: str, target: str, driver: Driver, socket: str,
+         variant: str = "") -> tuple:
+    return (server_on, bind, client_on, target, driver.kind, socket, variant)
 
 
 def parse_scenario(path: str, data: Any) -> Scenario:
@@ -346,7 +364,7 @@ def parse_scenario(path: str, data: Any) -> Scenario:
             seen_labels[c.label] = line
         client_on = c.server.on if c.client.on == "server" else c.client.on
         key = _key(c.server.on, c.server.bind, client_on, c.client.target, c.driver or model.driver,
-                   c.socket or model.socket)
+                   c.socket or model.socket, variant_of(c.server.phase, c.client.phase, c.server.unprivileged))
         if key in seen_keys:
             raise InputError(sc.where("cells", i), f"duplicate cell: same server, bind, client, target and socket as the cell at line {seen_keys[key]}")
         seen_keys[key] = line
