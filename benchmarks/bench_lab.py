@@ -130,15 +130,17 @@ def naive_cell(cell, inventory: Inventory, started: dict[str, dict[int, str]]) -
 LEFTOVERS = r"""
 import os, sys
 pids, listens = {int(p) for p in sys.argv[1].split(",") if p}, [a for a in sys.argv[2:] if a]
+mine = {os.getpid(), os.getppid()}  # this scan and the shell that runs it name the addresses too
 for entry in os.listdir("/proc"):
-    if not entry.isdigit() or int(entry) == os.getpid():
+    if not entry.isdigit() or int(entry) in mine:
         continue
     try:
         with open("/proc/%s/cmdline" % entry, "rb") as f:
             args = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
     except OSError:
         continue
-    if int(entry) in pids or any(a in args.split() for a in listens):
+    words = args.split()
+    if int(entry) in pids or ("socat" in words and any(a in words for a in listens)):
         print(entry, args)
 """
 

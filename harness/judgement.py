@@ -91,6 +91,22 @@ def flip_between(before: Observation | None, after: Observation | None) -> str |
     return None
 
 
+def outcome_key(observation: Observation) -> str:
+    """`X ECONNREFUSED`, `B EADDRINUSE`, `O`, `E`, `n/a`: what a flip compares, as text (history strips)."""
+    errno = observation.outcome_errno
+    return f"{observation.outcome.value} {errno}" if errno else observation.outcome.value
+
+
+def flip_between_keys(before: str, after: str) -> str | None:
+    """flip_between for two outcome_key texts, so a history of keys flips exactly where a run does."""
+    def parse(key: str) -> Observation:
+        outcome, _, errno = key.partition(" ")
+        parsed = Outcome.parse(outcome)
+        return Observation(parsed, errno_name=errno or None, bind_errno_name=errno or None)
+
+    return flip_between(parse(before), parse(after))
+
+
 def mismatch(expected: Expected, observation: Observation) -> bool:
     """Observed differs from a known expectation (outcome, or the errno when one is expected, or
     accept()'s peer when the cell names it: `expect_peer`, checked by the probe driver)."""

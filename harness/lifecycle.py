@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from harness.cell import Cell
 from harness.errors import HarnessError, InputError
 from harness.judgement import Judgement, judge
 from harness.node import Inventory
-from harness.outcome import Observation
+from harness.outcome import Observation, Outcome
 from harness.report.pytest_output import PytestHtmlSummary, attempt_properties, cell_properties, write_summary
 from harness.results import CellResult, Recorder, new_run_id, resolve_run, utc_now
 from harness.scheduler import CellScheduler
@@ -248,6 +249,17 @@ class MatrixRun:
         }
         return judgement
 
+    def record_not_run(self, item: pytest.Item, cell: Cell) -> None:
+        """A cell this lab cannot run (no node for it) still reaches the run, as "not run here" with
+        its documented expectation, so every document's matrix is shown next to what did run."""
+        assert cell.skip_reason
+        observation = Observation(Outcome.NA, detail=f"not run here: {needs_text(cell.skip_reason)}",
+                                  extra={"not_run": cell.skip_reason})
+        judgement = Judgement("skip", cell.skip_reason)
+        self.cell_data[item.nodeid] = {
+            "cell": CellResult.from_cell(cell, observation, seq=self.order.get(cell.id), judgement=judgement).to_dict(),
+            "facts": {}, "inventory": None, "worker": self.worker_id}
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
         report = yield
@@ -351,3 +363,10 @@ def _add_html_extra(report: pytest.TestReport, commands: list[str]) -> None:
 def _runnable_cells(items: list[pytest.Item]) -> list[Cell]:
     cells = [getattr(item, "cell", None) for item in items]
     return [c for c in cells if isinstance(c, Cell) and not c.skip_reason]
+
+
+def needs_text(skip_reason: str) -> str:
+    """`needs windows-host` from `inventory lab-in-a-box has no windows-host node`; else the reason."""
+    found = re.search(r"has no (\S+) node", skip_reason)
+    return f"needs {found[1]}" if found else skip_reason
+

@@ -111,6 +111,7 @@ class CellItem(pytest.Item):
 
     def setup(self) -> None:
         if self.cell.skip_reason:
+            matrix_run(self.config).record_not_run(self, self.cell)
             self._skip(self.cell.skip_reason)
         self.judgement = matrix_run(self.config).run_cell(self, self.cell)
         if self.judgement.kind == "error":

@@ -97,3 +97,10 @@ def test_pytest_results_dir_that_cannot_be_written_stops_before_any_cell(tmp_pat
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert f"--results-dir {project / where}: " in proc.stderr and "is not a folder" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["-5", "1001", "lots"])
+def test_report_history_count_is_bounded(results, capsys, value):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["report", str(results), "--history", value])
+    assert exit_.value.code == 2 and "argument --history" in capsys.readouterr().err

@@ -49,3 +49,16 @@ def test_bind_failure_is_its_own_result():
     obs = Observation(Outcome.B, bind_errno_name="EADDRNOTAVAIL", bind_errno=99)
     assert judge(cell(Outcome.B), obs).kind == "pass"
     assert judge(cell(Outcome.X), obs).message == "expected X, observed B EADDRNOTAVAIL [001 case 7]"
+
+
+def test_keys_flip_exactly_where_observations_do():
+    """A history of `X ECONNREFUSED` keys (harness/report/history.py) uses the same rule as a run."""
+    from itertools import product
+
+    from harness.judgement import flip_between, flip_between_keys, outcome_key
+
+    observations = [Observation(Outcome.O), Observation(Outcome.X), Observation(Outcome.X, errno_name="ECONNREFUSED"),
+                    Observation(Outcome.X, errno_name="ETIMEDOUT"), Observation(Outcome.B, bind_errno_name="EADDRINUSE"),
+                    Observation(Outcome.B), Observation(Outcome.E), Observation(Outcome.NA)]
+    for a, b in product(observations, repeat=2):
+        assert flip_between_keys(outcome_key(a), outcome_key(b)) == flip_between(a, b), (a, b)

@@ -135,3 +135,15 @@ def test_with_reruns_the_cells_pass_as_flaky_everywhere(project):
     assert len(re.findall(r'class="k O fk"', page)) == 2
     md = (project / "reports" / "latest" / "matrix.md").read_text()
     assert "~flaky (first X ECONNREFUSED" in md
+
+
+def test_reruns_under_xdist_workers_reach_the_controller_as_flaky(project):
+    """-n 2: each worker reruns its own cell; the controller records both attempts of each."""
+    project, _ = project
+    proc = run_pytest(project, "-n", "2", "--reruns", "1", "-rA")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"2 passed, 2 rerun", proc.stdout), proc.stdout
+    run = load_run(resolve_run("last", project / "reports"))
+    assert run.cell(F1).flaky and run.cell(F2).flaky
+    assert [a["verdict"] for a in run.cell(F1).attempts] == ["fail"]
+    assert [a["verdict"] for a in run.cell(F2).attempts] == ["error"]

@@ -92,7 +92,11 @@ def lab_project(netns_hosts, tmp_path):
 def controller(project: Path, *args: str) -> subprocess.Popen:
     """pytest as a user starts it on the controller (its environment never reaches the workers)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:benchmark", *plugin_args(),
+    # -p no:rerunfailures: its xdist support has every worker connect back to a status server on
+    # the controller's 127.0.0.1 (pytest_rerunfailures.py ClientStatusDB), which a worker on another
+    # machine cannot reach: with it, SSH workers die in pytest_configure (ConnectionRefusedError)
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:rerunfailures",
+            *plugin_args(),
             # --opt=VALUE: xdist maps every argument naming an existing path to an rsync root for
             # ssh workers (xdist/workermanage.py make_reltoroot) and stops on one that is not
             "--inventory=inventory.yaml", "--results-dir=reports", "--dist=loadgroup", "-v", *args]
@@ -107,7 +111,9 @@ def the_run(project: Path):
 
 def test_two_ssh_workers_give_the_controller_every_cell(netns_hosts, lab_project):
     project, checkouts, tx = lab_project
-    proc = controller(project, *tx, "--junitxml=junit.xml")
+    # the scenarios as the recipe names them: -o testpaths=scenarios (a path argument `scenarios/`
+    # would stop xdist: it names an existing folder outside its rsync roots)
+    proc = controller(project, *tx, "--junitxml=junit.xml", "-o", "testpaths=scenarios")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert "4 passed" in out

@@ -13,6 +13,17 @@ from harness.report import HISTORY_RUNS
 from harness.results import check_output_path, load_history, load_run, resolve_run
 
 
+def _count(text: str) -> int:
+    """0..1000 earlier runs (the strip is one character per run)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of runs: {text[:40]!r}") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} runs: give 0..1000")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", metavar="RESULTS", help="results.json, a run folder, a run id, last or previous")
     parser.add_argument("--html", metavar="OUT", help="write the self-contained HTML matrix here")
@@ -21,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compare with this run instead of the baseline stored in RESULTS")
     parser.add_argument("--results-dir", default="reports",
                         help="where run ids and history are looked up (default: reports)")
-    parser.add_argument("--history", type=int, default=HISTORY_RUNS, metavar="N",
+    parser.add_argument("--history", type=_count, default=HISTORY_RUNS, metavar="N",
                         help=f"earlier runs in each cell's strip (default {HISTORY_RUNS})")
 
 

@@ -86,6 +86,9 @@ def summary_from_data(data: dict[str, Any]) -> RunSummary:
     keys: dict[str, str] = {}
     cells: dict[str, dict[str, Any]] = {}
     for cell in data["cells"]:
+        extra = cell["observation"].get("extra")
+        if isinstance(extra, dict) and extra.get("not_run"):
+            continue  # a documented cell this lab cannot run: no history of its own
         cell_id = current_id(cell["id"])
         keys[cell_id] = observation_key(cell["observation"])
         cells[cell_id] = {"scenario": cell.get("scenario"), "label": cell.get("label"),

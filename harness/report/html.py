@@ -50,6 +50,12 @@ def _matrix_view(matrix: Matrix, details: list[dict[str, Any]]) -> dict[str, Any
         for column in matrix.columns:
             entries = []
             for cell in matrix.at(row, column):
+                if cell.result.not_run:
+                    details.append(words.details(cell))
+                    entries.append({"cls": "k NR", "i": len(details) - 1, "title": words.title(cell), "sym": "\u2013",
+                                    "sub": f"{cell.observed.detail} · exp {words.expected_text(cell)}",
+                                    "strip": "", "flip": None, "mm": False, "flaky": None})
+                    continue
                 classes = ["k", words.css_class(cell.observed.outcome)]
                 if cell.mismatch:
                     classes.append("mm")

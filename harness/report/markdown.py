@@ -17,6 +17,8 @@ def _esc(text: str) -> str:
 
 def cell_text(cell: MatrixCell) -> str:
     """`**X** ≠O ΔO->X`: observed, then the expectation it misses, then the flip."""
+    if cell.result.not_run:
+        return f"\u2013 {cell.observed.detail} (exp {words.expected_text(cell)})"
     out = f"**{cell.observed.outcome.value}**"
     if cell.mismatch and cell.expected is not None:
         out += f" ≠{cell.expected.value}"

@@ -11,6 +11,8 @@ from harness.report import cells as words
 
 
 def cell_text(cell: MatrixCell) -> str:
+    if cell.result.not_run:
+        return "-" + (cell.expected.value if cell.expected is not None else "?")  # not run here, documented
     out = ("*" if cell.flipped else "") + cell.observed.outcome.value + ("~" if cell.result.flaky else "")
     if cell.mismatch and cell.expected is not None:
         out += f"!{cell.expected.value}"
@@ -56,5 +58,5 @@ def render_terminal(report: MatrixReport) -> str:
         lines += ["", f"Scenario {matrix.scenario}", *render_matrix(matrix)]
     lines += ["", "O echo came back, X connect failed, B bind failed, E harness/lab failure, "
               "n/a not applicable; X!O = documented O, O? = no documented expectation, "
-              "* = changed since baseline, O~ = flaky (agreed only on a rerun)"]
+              "* = changed since baseline, O~ = flaky (agreed only on a rerun), -O = not run here (no node), documented O"]
     return "\n".join(lines)

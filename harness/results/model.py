@@ -110,6 +110,13 @@ class CellResult:
             baseline=baseline, judgement=judgement, seq=seq)
 
     @property
+    def not_run(self) -> str | None:
+        """Why the cell could not run on this lab (`inventory lab-in-a-box has no windows-host node`):
+        a documented cell kept in the run so its matrix is still shown, never a measurement."""
+        reason = self.observation.extra.get("not_run") if isinstance(self.observation.extra, dict) else None
+        return str(reason) if reason else None
+
+    @property
     def flaky(self) -> bool:
         """Disagreed (fail or E) on an earlier attempt, agrees on the last: pytest's rerun-then-passed."""
         return bool(self.attempts) and self.judged.kind in ("pass", "skip")
@@ -239,8 +246,11 @@ class Run:
 def counts(cells: Iterable[CellResult]) -> dict[str, int]:
     """Per outcome, plus mismatches and flips: a run's meta["counts"]."""
     totals = {o.value: 0 for o in Outcome}
-    totals["mismatch"] = totals["flipped"] = totals["flaky"] = 0
+    totals["mismatch"] = totals["flipped"] = totals["flaky"] = totals["not run"] = 0
     for c in cells:
+        if c.not_run:
+            totals["not run"] += 1
+            continue
         totals[c.observation.outcome.value] += 1
         totals["mismatch"] += c.mismatch
         totals["flipped"] += bool(c.flip)

@@ -42,6 +42,7 @@ class Recorder:
             self.meta["baseline"] = {"run_id": self.baseline.run_id, "path": str(baseline_path)}
         # every cell as it is recorded, so a killed controller keeps them (harness/results/journal.py)
         self.journal = Journal(self.run_dir, self.meta)
+        self._journaling = False  # set by the first cell that ran
 
     @property
     def run_dir(self) -> Path:
@@ -89,11 +90,17 @@ class Recorder:
         self.cells[result.id] = result
         if worker:
             self.workers.add(worker)
+        if result.not_run and not self.has_results():
+            return result  # journaled with the first cell that runs: cells that cannot run alone write nothing
+        for waiting in [c for c in self.cells.values() if c.not_run and c is not result] if not self._journaling else []:
+            self.journal.cell(waiting)
+        self._journaling = True
         self.journal.cell(result)
         return result
 
     def has_results(self) -> bool:
-        return bool(self.cells)
+        """At least one cell ran (documented cells that cannot run here alone make no run)."""
+        return any(not c.not_run for c in self.cells.values())
 
     def build_run(self) -> Run:
         meta = dict(self.meta)
