@@ -22,7 +22,13 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.qemu
+pytestmark = [
+    pytest.mark.qemu,
+    # Three nested sid guests did not reach their init within the lab's 540 s on this 2-core CI
+    # machine (2026-11-30, load 5-7: see docs/lab-measurements.md), so CI runs it only when asked.
+    pytest.mark.skipif(os.environ.get("HVSOCK_MATRIX_TEST_NETNS") != "1",
+                       reason="netns lab boot (3 nested sid guests) exceeds CI time here: set HVSOCK_MATRIX_TEST_NETNS=1"),
+]
 
 PORT = int(os.environ.get("HVSOCK_MATRIX_NETNS_TEST_PORT", 2241))
 REPO = Path(__file__).resolve().parent.parent
