@@ -66,11 +66,15 @@ def test_hybrid_lab_boots_and_its_matrix_runs_without_e(hybrid_lab, tmp_path):
     status = lifecycle.status(paths=hybrid_lab)
     assert "vhost-device-vsock 0.3.0" in status["vsock"]["vm31"] and "vhost-user" in status["vsock"]["vm32"]
 
+    # the run must use this lab: an inventory named lab-in-a-box is otherwise swapped for the running
+    # lab of HVSOCK_MATRIX_CACHE (harness/session.py _ensure_lab), by default the shared lab on 2222
+    env = {**os.environ, "HVSOCK_MATRIX_CACHE": str(hybrid_lab.root)}
+    env.pop("HVSOCK_MATRIX_LAB_NODE", None)
     t1 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "scenarios/hybrid-vsock.yaml", "--inventory", state["inventory"],
          "--results-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider", "-q", "-rs"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     t_cells = time.monotonic() - t1
     results = json.loads(next((tmp_path / "reports" / "runs").glob("*/results.json")).read_text())
     cells = results["cells"]
