@@ -125,8 +125,14 @@ def test_lab_scenarios_resolve_against_the_lab_inventory():
     inv = load_inventory(REPO / "inventory" / "lab-in-a-box.yaml")
     kvm = load_cells(REPO / "scenarios" / "linux-kvm.yaml", inv)
     kvm += load_cells(REPO / "scenarios" / "linux-kvm-other-cid.yaml", inv)
-    # every placement as stream and as seqpacket, the 12 other-CID cells, 4 dgram cells
-    assert len(kvm) == 3 * 4 * 3 * 4 * 2 + 12 + 4 and not [c for c in kvm if c.skip_reason]
+    # every placement as stream and as seqpacket, the 12 other-CID cells, 4 dgram cells, and the
+    # phase cells (issue 21): 3 server phases and 3 client phases on three paths, 4 unprivileged servers
+    phases = [c for c in kvm if (c.server_phase, c.client_phase, c.unprivileged) != ("listening", "connect", False)]
+    assert sorted({(c.server_phase, c.client_phase) for c in phases if not c.unprivileged}) == [
+        ("bound", "connect"), ("closed", "connect"), ("listening", "bound"), ("listening", "retry"),
+        ("listening", "second-cid"), ("none", "connect")]
+    assert len(phases) == 6 * 3 + 4 and sum(c.unprivileged for c in phases) == 4
+    assert len(kvm) == 3 * 4 * 3 * 4 * 2 + 12 + 4 + len(phases) and not [c for c in kvm if c.skip_reason]
     assert sum(c.socket == "seqpacket" for c in kvm) == 3 * 4 * 3 * 4
     assert len({c.port for c in kvm}) == len(kvm)
     c = [x for x in load_cells(REPO / "scenarios" / "c-kvm-vsock.yaml", inv) if x.label in ("C1", "C2")]

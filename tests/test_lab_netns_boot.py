@@ -22,7 +22,13 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.qemu
+pytestmark = [
+    pytest.mark.qemu,
+    # Three nested sid guests did not reach their init within the lab's 540 s on this 2-core CI
+    # machine (2026-11-30, load 5-7: see docs/lab-measurements.md), so CI runs it only when asked.
+    pytest.mark.skipif(os.environ.get("HVSOCK_MATRIX_TEST_NETNS") != "1",
+                       reason="netns lab boot (3 nested sid guests) exceeds CI time here: set HVSOCK_MATRIX_TEST_NETNS=1"),
+]
 
 PORT = int(os.environ.get("HVSOCK_MATRIX_NETNS_TEST_PORT", 2241))
 REPO = Path(__file__).resolve().parent.parent
@@ -54,8 +60,6 @@ def netns_lab():
         raise
     print(f"\nnetns lab (sid) up in {time.monotonic() - t0:.0f} s: {state['boot_s']}")
     yield paths, state
-    from harness.transports import close_inventory
-    close_inventory(None)
     lifecycle.down(progress=lambda line: None, paths=paths)
 
 
@@ -77,14 +81,13 @@ def test_status_names_each_guests_namespace(netns_lab):
 
 
 def test_each_namespace_node_runs_inside_its_namespace(netns_lab):
-    from harness.transports import close_inventory, open_transport
+    from harness.agents import AgentPool
 
     _, state = netns_lab
-    inv = _inventory(state)
-    try:
+    with AgentPool(_inventory(state)) as pool:
         seen = {}
         for name in ("l1", "l1-global0", "l1-global1", "l1-local0", "l1-local1"):
-            res = open_transport(inv.node(name), inv).run(
+            res = pool.transport(name).run(
                 ["sh", "-c", "cat /proc/sys/net/vsock/ns_mode; readlink /proc/self/ns/net"], timeout=60)
             mode, ns_id = res.stdout.split()
             seen[name] = (mode, ns_id)
@@ -93,18 +96,16 @@ def test_each_namespace_node_runs_inside_its_namespace(netns_lab):
         assert len({ns_id for _, ns_id in seen.values()}) == 5  # five different network namespaces
         # vmtest.sh ns_host_vsock_child_ns_mode_ok: ns_mode is read-only; a local namespace cannot ask for
         # global children; child_ns_mode is write-once (the parents were written at boot)
-        local0 = open_transport(inv.node("l1-local0"), inv)
+        local0 = pool.transport("l1-local0")
         res = local0.run(["sh", "-c", "echo global > /proc/sys/net/vsock/ns_mode; echo rc=$?"], timeout=60)
         assert "rc=0" not in res.stdout, res
         res = local0.run(["sh", "-c", "echo global > /proc/sys/net/vsock/child_ns_mode; echo rc=$?"], timeout=60)
         assert "rc=0" not in res.stdout and "not permitted" in res.stderr, res
-        l1 = open_transport(inv.node("l1"), inv)
+        l1 = pool.transport("l1")
         res = l1.run(["sh", "-c", "echo global | ip netns exec local-parent tee /proc/sys/net/vsock/child_ns_mode"],
                      timeout=60)
         assert res.rc != 0 and "busy" in res.stderr.lower(), res
         assert l1.run(["cat", "/proc/sys/net/vsock/child_ns_mode"], timeout=60).stdout.strip() == "global"
-    finally:
-        close_inventory(inv)
 
 
 @pytest.mark.parametrize("node,cid,want,vmtest", [
@@ -114,14 +115,11 @@ def test_each_namespace_node_runs_inside_its_namespace(netns_lab):
     ("l1-local1", 21, "ok", "ns_global_local_same_cid_ok"),           # global first, then local
 ])
 def test_a_guest_cid_is_taken_only_where_its_namespace_sees_it(netns_lab, node, cid, want, vmtest):
-    from harness.transports import close_inventory, open_transport
+    from harness.agents import AgentPool
 
     _, state = netns_lab
-    inv = _inventory(state)
-    try:
-        res = open_transport(inv.node(node), inv).run(["python3", "-c", SET_CID, str(cid)], timeout=120)
-    finally:
-        close_inventory(inv)
+    with AgentPool(_inventory(state)) as pool:
+        res = pool.transport(node).run(["python3", "-c", SET_CID, str(cid)], timeout=120)
     assert res.stdout.strip() == want, (vmtest, res)
 
 

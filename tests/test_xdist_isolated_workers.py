@@ -45,7 +45,7 @@ def pytest_runtest_setup(item):
         try:
             os.close(os.open("died-once", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
-            return  # its replacement runs the cell
+            return  # a replacement worker, if any, runs the cell
         os._exit(1)  # the worker dies here, like a killed machine
 '''
 
@@ -103,14 +103,25 @@ def test_workers_that_cannot_see_reports_still_give_the_controller_every_cell(is
 
 
 def test_a_worker_that_dies_keeps_what_already_reached_the_controller(isolated):
+    """A worker "on another machine" that dies, run as docs/multi-machine.md says (--max-worker-restart=0).
+
+    No replacement on purpose: under --dist loadgroup pytest-xdist 3.8.0 hands a replacement worker
+    only the dead worker's unfinished cells; with one cell left (L3 here) the worker waits for a
+    second item or a shutdown that never comes and the run hangs (pytest-dev/pytest-xdist#1327,
+    loadscope.py LoadScopeScheduling.schedule; fixed by #1328, not in a release yet)."""
     project, tx = isolated
-    # L1 then L3 run on lo1's worker (loadgroup, collection order); it dies in L3's setup, once
-    proc = run_pytest(project, *tx, "--dist", "loadgroup", "--max-worker-restart=1", "-v", DIE_IN="L3")
+    # L1 then L3 run on lo1's worker (loadgroup, collection order); it dies in L3's setup
+    proc = run_pytest(project, *tx, "--dist", "loadgroup", "--max-worker-restart=0", "-v", DIE_IN="L3",
+                      timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out  # the crash is reported as a failure
     dead = re.search(r"\[(gw\d)\] node down: Not properly terminated", out)
-    assert dead and "replacing crashed worker" in out, out
+    assert dead and f"worker {dead[1]} crashed and worker restarting disabled" in out, out
     assert re.search(rf"\[{dead[1]}\] .*?PASSED .*?::L1\[", out), out  # L1 ran on the worker that died
+    assert f"worker '{dead[1]}' crashed while running 'scenarios/loopback.yaml::L3[" in out, out  # the lost cell
+    assert "1 failed, 3 passed" in out, out
     run = the_run(project)
     assert run.cell("L1[lo1:wildcard-from-lo2:server]").observation.outcome.value == "O"  # and reached the run
-    assert {c.label for c in run.cells} == set(EXPECTED)  # the replacement ran L3
+    # every cell but the lost one, with its outcome: the other worker's cells after the crash too
+    assert {c.label: c.observation.outcome.value for c in run.cells} == {
+        label: outcome for label, outcome in EXPECTED.items() if label != "L3"}
