@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.in_flight import DEFAULT_IN_FLIGHT  # noqa: E402
+from harness.in_flight import DEFAULT_IN_FLIGHT
 
 GOAL_RATIO = 1.10
 SIDE = 32  # binds x targets: wildcard and 127.0.0.1-31 x 127.0.0.1-32 (all of 127/8 is this machine)

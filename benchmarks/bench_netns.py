@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.in_flight import DEFAULT_IN_FLIGHT  # noqa: E402
-from tests.netns_lab import NetnsLab, skip_reason  # noqa: E402
+from harness.in_flight import DEFAULT_IN_FLIGHT
+from tests.netns_lab import NetnsLab, skip_reason
 
 
 def scenario(unreachable: str) -> str:

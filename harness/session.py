@@ -10,12 +10,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from harness.cell import Cell
 from harness.errors import HarnessError
 from harness.node import Inventory
 from harness.outcome import Observation, Outcome
+
+if TYPE_CHECKING:
+    from harness.agents import AgentPool
+    from harness.hyperv.registration import RegistrationGuard
 
 LAB_INVENTORY_NAME = "lab-in-a-box"
 log = logging.getLogger("hvsock_matrix.session")
@@ -34,9 +39,9 @@ class RunSession:
         self.keep_registration = keep_registration
         self.owner = owner  # the owner tag service GUIDs are registered under (xdist: the controller's)
         self._say = say or log.info
-        self._pool = None
+        self._pool: AgentPool | None = None
         self._exit = contextlib.ExitStack()  # what session setup entered, left in reverse at close()
-        self._registration = None
+        self._registration: RegistrationGuard | None = None
         self.vm_id_errors: dict[str, str] = {}
         self._registration_error: str | None = None
         self._lab_error: str | None = None

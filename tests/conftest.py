@@ -8,6 +8,7 @@ guests behind vhost-device-vsock, its own folder and port) last.
 """
 from __future__ import annotations
 
+from tests.netns_lab import netns_lab  # noqa: F401  (module fixture: a fresh namespace lab per test module)
 from tests.qemu_lab import lab  # noqa: F401  (session fixture)
 
 

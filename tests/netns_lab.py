@@ -50,7 +50,7 @@ def skip_reason() -> str | None:
 
 
 def sh(argv: list[str], check: bool = True, timeout: float = 30, input: bytes | None = None):
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, timeout=timeout,
+    proc = subprocess.run(argv, capture_output=True, env=ENV, timeout=timeout,
                           input=input)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: rc={proc.returncode}: {proc.stderr.decode().strip()}")
@@ -101,7 +101,7 @@ class NetnsLab:
 
     # -- building --------------------------------------------------------------------
     @classmethod
-    def create(cls, directory: str | None = None) -> "NetnsLab":
+    def create(cls, directory: str | None = None) -> NetnsLab:
         suffix = secrets.token_hex(2)
         directory = directory or f"/tmp/hvsock-netns-{suffix}"
         lab = cls(suffix=suffix, subnet=_free_subnet(), dir=directory)
@@ -257,7 +257,7 @@ class NetnsLab:
 
     # -- looking inside ----------------------------------------------------------------
     def ns_exec(self, n: str, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
-        return sh(["ip", "netns", "exec", self.ns(n)] + argv, check=False, timeout=timeout)
+        return sh(["ip", "netns", "exec", self.ns(n), *argv], check=False, timeout=timeout)
 
     def pids(self, n: str) -> list[int]:
         out = sh(["ip", "netns", "pids", self.ns(n)], check=False).stdout.decode().split()
@@ -304,7 +304,7 @@ class NetnsLab:
         for pid in list(self.sshd_pids.values()):
             _kill(pid)
         self.sshd_pids.clear()
-        for n in NODES + ("br",):
+        for n in (*NODES, "br"):
             if _ns_exists(self.ns(n)):
                 sh(["ip", "netns", "del", self.ns(n)], check=False)
         if sh(["ip", "link", "show", self.root_link], check=False).returncode == 0:
@@ -321,7 +321,7 @@ class NetnsLab:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, directory: str) -> "NetnsLab":
+    def load(cls, directory: str) -> NetnsLab:
         data = json.loads((Path(directory) / "state.json").read_text())
         return cls(**data)
 

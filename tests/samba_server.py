@@ -15,6 +15,7 @@ demand), deletes the namespace, the link and the directory.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -41,7 +42,7 @@ def skip_reason() -> str | None:
 
 
 def _sh(argv: list[str], input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, timeout=60)
+    proc = subprocess.run(argv, input=input, capture_output=True, env=ENV, timeout=60)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: rc={proc.returncode}: {proc.stderr.decode(errors='replace').strip()}")
     return proc
@@ -91,7 +92,7 @@ class SambaServer:
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
-    def start(cls) -> "SambaServer":
+    def start(cls) -> SambaServer:
         suffix = secrets.token_hex(2)
         server = cls(suffix, _free_subnet(), Path(f"/tmp/hvsock-samba-{suffix}"))
         try:
@@ -157,7 +158,7 @@ class SambaServer:
         _sh(["ip", "-n", self.ns, "link", "set", "lo", "up"])
         _sh(["ip", "addr", "add", f"{self.subnet}.254/24", "dev", self.root_link])
         _sh(["ip", "link", "set", self.root_link, "up"])
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  closed in stop(), after smbd
         proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "smbd", "--foreground", "--no-process-group",
                                  "--debug-stdout", "-s", str(self.conf)],
                                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=ENV,
@@ -176,7 +177,7 @@ class SambaServer:
                     return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"smbd not listening on {self.address}:{SMB_PORT} after {START_TIMEOUT:g}s")
+                    raise RuntimeError(f"smbd not listening on {self.address}:{SMB_PORT} after {START_TIMEOUT:g}s") from None
                 time.sleep(0.2)
 
     # -- looking ------------------------------------------------------------------------------
@@ -212,10 +213,8 @@ class SambaServer:
         for pid in self.pids():
             _kill(pid)
         if getattr(self, "_proc", None) is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
         if Path(f"/run/netns/{self.ns}").exists():
             _sh(["ip", "netns", "del", self.ns], check=False)
         _sh(["ip", "link", "del", self.root_link], check=False)
@@ -235,10 +234,8 @@ def _kill(pid: int) -> None:
         if not Path(f"/proc/{pid}").exists() or _zombie(pid):
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _zombie(pid: int) -> bool:

@@ -6,7 +6,8 @@ import socket
 import pytest
 from rich.console import Console
 
-from harness.doctor import checks, facts as doctor_facts
+from harness.doctor import checks
+from harness.doctor import facts as doctor_facts
 from harness.doctor.checks import FAIL, OK, SKIP, WARN
 from harness.doctor.parse import parse_proc_modules, parse_version
 from harness.doctor.table import render

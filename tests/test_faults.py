@@ -16,7 +16,6 @@ from harness.cell import Cell, Driver
 from harness.node import Inventory
 from harness.outcome import Outcome
 from harness.runner import run_cell
-from tests.netns_lab import netns_lab  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.netns
 

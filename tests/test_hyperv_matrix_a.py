@@ -26,8 +26,15 @@ from harness.session import RunSession
 from harness.transports import psexec
 from harness.transports.psexec import process as psexec_process
 from tests.fakes.fake_psexec import FakePsexecClient
-from tests.fakes.fake_windows import (FAKE_HOST, FAKE_PASSWORD_ENV, FAKE_VM, FAKE_VM_ID, FakeHyperVLab,
-                                      fake_lab_inventory, fake_lab_machines)
+from tests.fakes.fake_windows import (
+    FAKE_HOST,
+    FAKE_PASSWORD_ENV,
+    FAKE_VM,
+    FAKE_VM_ID,
+    FakeHyperVLab,
+    fake_lab_inventory,
+    fake_lab_machines,
+)
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "a-hyperv-wildcards.yaml"
 DOCUMENTED = {"A1": "O", "A2": "O", "A3": "O", "A4": "O", "A5": "O", "A6": "O", "A7": "X", "A8": "O",
@@ -63,7 +70,7 @@ def test_documented_cells_come_out_as_document_001_says(lab, tmp_path):
     observations, guard = run_all(cells, inventory)
     got = {label: obs.outcome.value for label, obs in observations.items()}
     assert got == DOCUMENTED, {k: observations[k].detail for k in got if got[k] != DOCUMENTED[k]}
-    for label, obs in observations.items():
+    for _label, obs in observations.items():
         if obs.outcome is Outcome.O:
             assert obs.reply == "Hello: World!"
         else:

@@ -16,8 +16,7 @@ from harness.hyperv.registration import RegistrationGuard
 from harness.node import Access, Node
 from harness.transports import psexec
 from tests.fakes.fake_psexec import FakePsexecClient
-from tests.fakes.fake_windows import (FAKE_HOST, FAKE_PASSWORD_ENV, FakeHyperVLab, fake_lab_inventory,
-                                      fake_lab_machines)
+from tests.fakes.fake_windows import FAKE_HOST, FAKE_PASSWORD_ENV, FakeHyperVLab, fake_lab_inventory, fake_lab_machines
 
 G19000 = "00004a38-facb-11e6-bd58-64006a7986d3"
 WINDOWS_ONLY = "9866c7bc-0c89-4cb0-9427-5b526d1ae83b"
@@ -163,9 +162,8 @@ def test_guard_keep_leaves_registrations_in_place(lab, pool):
 def test_guard_removes_even_when_the_run_raises(lab, pool):
     inventory = fake_lab_inventory()
     agent_for, _ = agents(pool, inventory)
-    with pytest.raises(RuntimeError):
-        with RegistrationGuard(inventory, agent_for=agent_for, guids={G19000}):
-            raise RuntimeError("run crashed")
+    with pytest.raises(RuntimeError), RegistrationGuard(inventory, agent_for=agent_for, guids={G19000}):
+        raise RuntimeError("run crashed")
     assert lab.machine(FAKE_HOST).gcs == {}
 
 
@@ -175,9 +173,9 @@ def test_guard_strict_failure_undoes_other_hosts_and_raises(lab, pool, monkeypat
     monkeypatch.delenv("HVSOCK_UNSET_FOR_TEST", raising=False)
     inventory = fake_lab_inventory(extra_nodes=[second])
     agent_for, _ = agents(pool, inventory)
-    with pytest.raises(NodeError, match="HVSOCK_UNSET_FOR_TEST"):
-        with RegistrationGuard(inventory, agent_for=agent_for, guids={G19000}):
-            pytest.fail("the run must not start")
+    with pytest.raises(NodeError, match="HVSOCK_UNSET_FOR_TEST"), \
+            RegistrationGuard(inventory, agent_for=agent_for, guids={G19000}):
+        pytest.fail("the run must not start")
     assert lab.machine(FAKE_HOST).gcs == {}
 
 

@@ -12,8 +12,14 @@ from harness.probe import facts as probe_facts
 from harness.transports import psexec
 from harness.transports.psexec import PsexecTransport
 from tests.fakes.fake_psexec import FakePsexecClient
-from tests.fakes.fake_windows import (FAKE_PASSWORD_ENV, FAKE_VM, FAKE_VM_ID, FakeHyperVLab, fake_lab_inventory,
-                                      fake_lab_machines)
+from tests.fakes.fake_windows import (
+    FAKE_PASSWORD_ENV,
+    FAKE_VM,
+    FAKE_VM_ID,
+    FakeHyperVLab,
+    fake_lab_inventory,
+    fake_lab_machines,
+)
 
 ID_A = "b50f20e6-cf19-1796-ba60-d9cfe2d8fe29"
 ID_B = "f952c5ef-ea6c-4c83-b52c-38f31cf68b61"

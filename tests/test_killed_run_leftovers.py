@@ -16,8 +16,8 @@ import pytest
 from harness.agents import AgentPool
 from harness.hyperv import ownership, registration
 from harness.transports import psexec
-from harness.transports.psexec import clients as psexec_clients
 from harness.transports.psexec import PsexecTransport
+from harness.transports.psexec import clients as psexec_clients
 from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager
 from tests.fakes.fake_windows import (
     FAKE_HOST,

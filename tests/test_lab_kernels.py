@@ -165,7 +165,7 @@ def test_load_order_comes_from_modules_dep_dependencies_first(tmp_path, dep_text
 
 def test_a_module_missing_from_the_kernel_is_named(tmp_path):
     moddir = _moddir(tmp_path, DEP_612)
-    with pytest.raises(HarnessError, match="kernel 9.9: module virtio_mmio is neither built in nor in modules.dep"):
+    with pytest.raises(HarnessError, match=r"kernel 9\.9: module virtio_mmio is neither built in nor in modules\.dep"):
         module_order.stage_orders(module_order.read_modules_dep(moddir), set(), "9.9")
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.probe import bundle, cli, client, common, facts as probe_facts, protocol, session as probe_session, sockets
+from harness.probe import bundle, cli, client, common, protocol, sockets
+from harness.probe import facts as probe_facts
+from harness.probe import session as probe_session
 
 PROBE = str(bundle.probe_file())  # the zipapp, exactly the file nodes get
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
@@ -33,8 +35,7 @@ def free_port() -> int:
 
 
 def run_probe(*args: str, python: str = sys.executable, timeout: float = 30) -> tuple[int, list[dict]]:
-    proc = subprocess.run([python, PROBE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=timeout, env=CLEAN_ENV)
+    proc = subprocess.run([python, PROBE, *args], capture_output=True, timeout=timeout, env=CLEAN_ENV)
     return proc.returncode, [json.loads(line) for line in proc.stdout.decode().splitlines()]
 
 
@@ -104,7 +105,7 @@ def test_the_zipapp_runs_from_a_folder_without_the_checkout(python, tmp_path):
     """What a node has: one file, no harness package, any Python >= 3.8."""
     copy = tmp_path / "probe.pyz"
     copy.write_bytes(bundle.probe_bytes())
-    proc = subprocess.run([python, str(copy), "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+    proc = subprocess.run([python, str(copy), "info"], capture_output=True, timeout=60,
                           env=dict(CLEAN_ENV, PYTHONPATH=""), cwd=tmp_path)
     facts = json.loads(proc.stdout.decode().splitlines()[-1])
     assert (proc.returncode, facts["event"], facts["python"][:1]) == (0, "info", "3"), proc.stderr
@@ -227,7 +228,7 @@ def _one_shot_server(reply: bytes | None):
 
 def test_connected_but_wrong_reply_is_E_never_O_or_X():
     port, _ = _one_shot_server(b"Goodbye")
-    rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(port), "--payload", "x")
+    _rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(port), "--payload", "x")
     assert out[-1]["outcome"] == "E" and out[-1]["phase"] == "reply" and out[-1]["reply"] == "Goodbye"
 
 
@@ -235,7 +236,7 @@ def test_a_silent_server_cuts_the_client_at_its_timeout_as_E():
     port, release = _one_shot_server(None)
     start = time.monotonic()
     try:
-        rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(port),
+        _rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(port),
                             "--payload", "x", "--timeout", "1.5")
     finally:
         release.set()
@@ -401,7 +402,7 @@ def test_session_arguments_parse_without_argparse():
 def test_resident_session_starts_with_few_modules():
     """On nested guests every import is read over 9p; the session needs no argparse/subprocess/platform."""
     proc = subprocess.run([sys.executable, "-X", "importtime", PROBE, "session"], input=b'{"id":1,"op":"bye"}\n',
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, env=CLEAN_ENV)
+                          capture_output=True, timeout=30, env=CLEAN_ENV)
     imported = {line.split("|")[-1].strip() for line in proc.stderr.decode().splitlines() if "|" in line}
     assert not {"argparse", "subprocess", "platform", "uuid"} & imported
 
@@ -413,11 +414,11 @@ def test_session_listeners_release_their_descriptors():
             return len(os.listdir(f"/proc/{s.proc.pid}/fd"))
         for i in range(1, 31):
             s.send({"id": i, "op": "listen", "family": "tcp", "addr": "127.0.0.1", "port": 0, "count": 1, "timeout": 30})
-            listening = s.read_until(lambda m: m.get("id") == i)
+            listening = s.read_until(lambda m, i=i: m.get("id") == i)
             if i == 1:
                 baseline = fds()
             s.send({"id": 1000 + i, "op": "stop", "listener": listening["listener"]})
-            assert s.read_until(lambda m: m.get("id") == 1000 + i)["event"] == "stopped"
+            assert s.read_until(lambda m, i=i: m.get("id") == 1000 + i)["event"] == "stopped"
         assert fds() <= baseline  # no socket or wake pipe left per listener
     finally:
         s.close()
@@ -485,7 +486,7 @@ def test_services_off_windows_is_one_error_line():
 
 def test_payload_hex_carries_any_text_through_a_command_line():
     port = free_port()
-    proc, first = start_serve("--family", "tcp", "--addr", "127.0.0.1", "--port", str(port), "--timeout", "20")
+    proc, _first = start_serve("--family", "tcp", "--addr", "127.0.0.1", "--port", str(port), "--timeout", "20")
     try:
         text = 'a "quoted" 50% & <é> $HOME!'
         rc, out = run_probe("connect", "--family", "tcp", "--addr", "127.0.0.1", "--port", str(port),

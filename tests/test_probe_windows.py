@@ -14,7 +14,9 @@ import uuid
 
 import pytest
 
-from harness.probe import cli, client, common, facts as probe_facts, listener as probe_listener, sockets
+from harness.probe import cli, client, common, sockets
+from harness.probe import facts as probe_facts
+from harness.probe import listener as probe_listener
 from tests.fakes import fake_hvsocket
 
 PARENT = fake_hvsocket.HV_GUIDS["HV_GUID_PARENT"]

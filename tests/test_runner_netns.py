@@ -14,7 +14,6 @@ from harness.cell import Cell, Driver
 from harness.outcome import Outcome
 from harness.runner import run_cell
 from harness.scenario import load_cells
-from tests.netns_lab import netns_lab  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.netns
 ROOT = Path(__file__).resolve().parent.parent

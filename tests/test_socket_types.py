@@ -17,14 +17,16 @@ import time
 
 import pytest
 
-from harness.probe import client as probe_client, common, listener as probe_listener, sockets
 from harness.agents import AgentPool
 from harness.cell import Cell, Driver
 from harness.drivers import command
 from harness.node import Access, Inventory, Node
 from harness.outcome import Outcome
+from harness.probe import client as probe_client
+from harness.probe import common, sockets
+from harness.probe import listener as probe_listener
 from harness.runner import plan_cell, run_cell
-from tests.test_probe import PROBE, PYTHONS, CLEAN_ENV, free_port
+from tests.test_probe import CLEAN_ENV, PROBE, PYTHONS, free_port
 
 
 def kernel_answer(kind: int) -> str | None:
@@ -37,8 +39,7 @@ def kernel_answer(kind: int) -> str | None:
 
 
 def probe_json(python: str, *args: str, timeout: float = 30) -> list[dict]:
-    out = subprocess.run([python, PROBE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         timeout=timeout, env=CLEAN_ENV)
+    out = subprocess.run([python, PROBE, *args], capture_output=True, timeout=timeout, env=CLEAN_ENV)
     return [json.loads(line) for line in out.stdout.decode().splitlines()]
 
 
@@ -159,7 +160,10 @@ def local_inventory() -> Inventory:
     return Inventory(name="local", path="<local>", nodes={"ctl": node})
 
 
-def local_cell(socket_type: str, driver: Driver = Driver()) -> Cell:
+PROBE_DRIVER = Driver()
+
+
+def local_cell(socket_type: str, driver: Driver = PROBE_DRIVER) -> Cell:
     return Cell(scenario="S", server_on="ctl", bind="loopback", client_on="ctl", target="loopback",
                 port=free_port(), timeout=5, socket=socket_type, driver=driver)
 

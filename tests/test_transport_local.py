@@ -8,11 +8,10 @@ import pytest
 
 from harness.errors import NodeError
 from harness.node import Access, Node
-from harness.transports import open_transport
 from harness.probe import bundle
+from harness.transports import open_transport
 from harness.transports.base import CommandTimeout
 from harness.transports.local import LocalTransport
-from tests.netns_lab import netns_lab  # noqa: F401  (fixture)
 
 
 def local_node(**access) -> Node:

@@ -16,7 +16,6 @@ from harness.agents import AgentPool
 from harness.errors import NodeError
 from harness.transports.base import CommandTimeout
 from harness.transports.ssh import SSHTransport
-from tests.netns_lab import netns_lab  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.netns
 

@@ -60,16 +60,18 @@ class ProbeAgent:
     def listen(self, family: str, addr: str, port: int, service: str | None, timeout: float,
                count: int = 1, socket: str = "stream", **options: Any) -> dict:
         """options: phase (listening, bound, none, closed), unprivileged (bool): probe/listener.py."""
-        ...
+        raise NotImplementedError
 
     def connect(self, family: str, addr: str, port: int, service: str | None, payload: str,
                 timeout: float, connect_timeout: float | None = None, socket: str = "stream", **options: Any) -> dict:
         """options: phase (connect, retry, bound, second-cid), first_addr, first_port: probe/client.py."""
-        ...
+        raise NotImplementedError
 
-    def stop(self, listener: str) -> dict: ...
+    def stop(self, listener: str) -> dict:
+        raise NotImplementedError
 
-    def info(self) -> dict: ...
+    def info(self) -> dict:
+        raise NotImplementedError
 
     def services(self, action: str, items: list[str] | None = None, owner: str | None = None) -> dict:
         """Hyper-V service registration on this node (probe/registry.py): register, unregister, list."""

@@ -29,7 +29,7 @@ from harness.probe.protocol import (
     is_services,
     parse_line,
 )
-from harness.transports.base import CommandTimeout, Process, Transport, one_line
+from harness.transports.base import CommandTimeout, Process, Transport
 
 _PLAIN_PAYLOAD = re.compile(r"^[A-Za-z0-9_.,:=+-]+$")
 
@@ -107,7 +107,7 @@ class OneShotAgent(ProbeAgent):
             if line is None:
                 tail = proc.stderr_tail()
                 proc.wait(timeouts.PROCESS_EXIT)
-                raise NodeError(self.node.name, one_line(f"probe serve exited without a word: {tail}"))
+                raise NodeError(self.node.name, f"probe serve exited without a word: {tail}")
             msg = parse_line(line)
             if msg is None:
                 continue
@@ -131,7 +131,7 @@ class OneShotAgent(ProbeAgent):
             raise NodeError(self.node.name, f"probe connect still running after {budget:g}s") from exc
         msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
-            raise NodeError(self.node.name, one_line(f"probe connect rc={res.rc} printed nothing: {res.stderr}"))
+            raise NodeError(self.node.name, f"probe connect rc={res.rc} printed nothing: {res.stderr}")
         _trace(self.node.name, "<-", answer_line(msgs[-1]))
         return msgs[-1]
 
@@ -192,7 +192,7 @@ class OneShotAgent(ProbeAgent):
         res = self.transport.run(argv, timeout=timeout)
         msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
-            raise NodeError(self.node.name, one_line(f"probe {what} rc={res.rc}: {res.stderr}"))
+            raise NodeError(self.node.name, f"probe {what} rc={res.rc}: {res.stderr}")
         _trace(self.node.name, "<-", answer_line(msgs[-1]))
         return msgs[-1]
 
@@ -202,7 +202,7 @@ class OneShotAgent(ProbeAgent):
         res = self.transport.run(argv, timeout=timeouts.oneshot_info(self.margin))
         msgs = [m for m in (parse_line(line) for line in res.stdout.splitlines()) if m]
         if not msgs:
-            raise NodeError(self.node.name, one_line(f"probe info rc={res.rc}: {res.stderr}"))
+            raise NodeError(self.node.name, f"probe info rc={res.rc}: {res.stderr}")
         _trace(self.node.name, "<-", answer_line(msgs[-1]))
         return msgs[-1]
 

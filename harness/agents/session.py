@@ -18,7 +18,7 @@ from harness.agents.base import DEFAULT_IDLE_TIMEOUT, MARGIN, ProbeAgent, _Sessi
 from harness.errors import NodeError
 from harness.node import Node
 from harness.probe.protocol import answer_line, is_ready, parse_line, request_line
-from harness.transports.base import Process, Transport, one_line
+from harness.transports.base import Process, Transport
 
 
 class SessionAgent(ProbeAgent):
@@ -59,7 +59,7 @@ class SessionAgent(ProbeAgent):
         if ready is None or not is_ready(ready):
             tail = proc.stderr_tail()
             proc.kill()
-            raise NodeError(self.node.name, one_line(f"probe session failed to start: {first or 'EOF'} {tail}"))
+            raise NodeError(self.node.name, f"probe session failed to start: {first or 'EOF'} {tail}")
         if isinstance(ready.get("pid"), int):
             # the probe's own pid on the node (POSIX: a frozen one can still be cut); a transport whose
             # processes know their pid themselves keeps its own
@@ -80,6 +80,7 @@ class SessionAgent(ProbeAgent):
                     with contextlib.suppress(Exception):
                         old.kill()
                 self._start()
+            assert self._proc is not None  # _start sets it or raises
             return self._proc
 
     def _read(self, proc: Process) -> None:
@@ -128,7 +129,7 @@ class SessionAgent(ProbeAgent):
         try:
             return self._request_once(op, wait, fields)
         except _SessionEnded as exc:
-            raise NodeError(self.node.name, one_line(str(exc))) from None
+            raise NodeError(self.node.name, str(exc)) from None
 
     def _request_once(self, op: str, wait: float, fields: dict) -> dict:
         proc = self._ensure()
@@ -137,7 +138,7 @@ class SessionAgent(ProbeAgent):
             line = request_line(rid, op, **fields)
         except ValueError as exc:  # a harness bug, caught before it reaches the node
             raise NodeError(self.node.name, f"bad probe request: {exc}") from None
-        slot = {"event": threading.Event(), "proc": proc}
+        slot: dict[str, Any] = {"event": threading.Event(), "proc": proc}
         with self._lock:
             if self._dead is not None and self._proc is proc:  # died between _ensure and now
                 raise _SessionEnded(self._dead)

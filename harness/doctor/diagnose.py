@@ -67,8 +67,8 @@ def diagnose(inventory, pool, run_guids: set[str] | None = None, needs_socat: bo
     with ThreadPoolExecutor(max(1, len(names))) as ex:
         rows = list(ex.map(lambda name: node_rows(inventory, inventory.nodes[name], pool, run_guids, needs_socat),
                            names))
-    out = dict(zip(names, rows))
-    for name, rows in host_view_rows(inventory, pool).items():
+    out = dict(zip(names, rows, strict=False))
+    for name, host_rows in host_view_rows(inventory, pool).items():
         if name in out:
-            out[name].extend(rows)
+            out[name].extend(host_rows)
     return out

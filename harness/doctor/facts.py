@@ -10,9 +10,9 @@ import os
 import platform
 import subprocess
 
+from harness import timeouts
 from harness.doctor.parse import parse_proc_modules
 from harness.errors import NodeError
-from harness import timeouts
 
 VSOCK_MODULE_NAMES = ("hv_sock", "vmw_vmci")
 

@@ -109,7 +109,7 @@ def run(plan: CellPlan, pool: AgentPool) -> Observation:
         connect = dict(family=c_node.family, addr=plan.target.addr, port=cell.port,
                        service=plan.service_for(c_node), payload=cell.payload, timeout=float(cell.timeout),
                        connect_timeout=float(cell.timeout), socket=cell.socket,
-                       **client_options(cell, plan.target.addr))
+                       **client_options(cell, str(plan.target.addr)))
         _record(commands, client, "connect", **connect)
         res = client.connect(**connect)
         _classify(obs, res, plan)

@@ -12,8 +12,8 @@ controller host that is gone) are swept before the next registration and by `hvs
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from harness.addresses import (
     VSOCK_TEMPLATE_SUFFIX,  # noqa: F401  (callers name it through this module)

@@ -18,8 +18,8 @@ import dataclasses
 import json
 
 from harness import timeouts
-from harness.errors import NodeError
 from harness.addresses import canonical_guid
+from harness.errors import NodeError
 from harness.hyperv.powershell import powershell_argv
 
 SCRIPT_TIMEOUT = timeouts.VMIDS_SCRIPT

@@ -11,8 +11,8 @@ banners), progress (console tail), inventory_file, lifecycle (up/status/down).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def ensure_lab(guests: int = 2, progress: Callable[[str], None] | None = None,

@@ -6,7 +6,6 @@ mknod and the archive is the same on every build (no timestamps, fixed owners).
 from __future__ import annotations
 
 import hashlib
-import shutil
 from importlib import resources
 from pathlib import Path
 

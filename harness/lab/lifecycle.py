@@ -14,7 +14,6 @@ import shutil
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
@@ -115,7 +114,7 @@ def up(guests: int = 2, progress: Progress = plain_progress, port: int | None = 
     with _locked(paths):
         state = read_state(paths)
         if state and qemu.running_pid(paths):
-            same_kernels = kernel is None and guest_kernel is None or _runs_kernels(paths, state, kernel, guest_kernel)
+            same_kernels = (kernel is None and guest_kernel is None) or _runs_kernels(paths, state, kernel, guest_kernel)
             same_hybrid = _hybrid_of(state) == (hybrid, hybrid_mode if hybrid else None)
             if state.get("ready") and state["guests"] == guests and same_kernels and same_hybrid and \
                     bool(state.get("netns")) == netns and tcp_banner("127.0.0.1", state["port"]):
@@ -172,7 +171,7 @@ def _boot(paths: LabPaths, guests: int, progress: Progress, port: int, host_spec
         lab_netns.check_kernel(host.paths, host.release, f"{host.spec} {host.version}")
     guest: Kernel = host if guest_spec == host_spec else ensure_kernel(paths, guest_spec, progress)
     nhybrid = hybrid["guests"] if hybrid else 0
-    names = [inv.L1] + inv.guest_names(guests) + inv.hybrid_names(nhybrid)
+    names = [inv.L1, *inv.guest_names(guests), *inv.hybrid_names(nhybrid)]
     ensure_keys(paths, names)
     for k in dict.fromkeys(x.paths for x in (host, guest) if x is host or guests or nhybrid):
         ensure_initramfs(k, progress)

@@ -49,7 +49,7 @@ class LabPaths:
     root: Path
 
     @classmethod
-    def default(cls) -> "LabPaths":
+    def default(cls) -> LabPaths:
         return cls(cache_root())
 
     # build products (kept across `down`: rebuilding them costs a download)

@@ -6,8 +6,8 @@ the lab's run folder (L2's through L1's 9p share), so the controller just tails 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 Progress = Callable[[str], None]
 

@@ -87,12 +87,9 @@ def start_l1(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: 
              netns: bool = False, hybrid: int = 0, hybrid_mode: str = "shared") -> subprocess.Popen:
     argv = l1_argv(paths, port, guests, host, guest, netns=netns, hybrid=hybrid, hybrid_mode=hybrid_mode)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(paths.run_dir / "l1.qemu.log", "wb")
-    try:
+    with open(paths.run_dir / "l1.qemu.log", "wb") as log:  # qemu keeps its own copy of the descriptor
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    finally:
-        log.close()
 
 
 def read_pid(pidfile: Path) -> int | None:

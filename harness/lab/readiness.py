@@ -17,7 +17,7 @@ def _banner_from(sock_like, timeout: float) -> bool:
     while time.monotonic() < deadline and b"\n" not in data:
         try:
             chunk = sock_like.recv(256)
-        except (socket.timeout, OSError):
+        except (TimeoutError, OSError):
             return False
         if not chunk:
             return False
@@ -49,7 +49,7 @@ class L1Client:
                             look_for_keys=False)
 
     def run(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
-        _, out, err = self.client.exec_command(command, timeout=timeout)
+        _, out, _err = self.client.exec_command(command, timeout=timeout)
         text = out.read().decode(errors="replace")
         return out.channel.recv_exit_status(), text
 

@@ -24,7 +24,7 @@ FILE_NAME = "probe.pyz"
 SHEBANG = b"#!/usr/bin/env python3\n"
 NOT_SHIPPED = {"bundle.py"}
 ENTRY = ("# hvsock-matrix probe (zipapp): python probe.pyz {serve|connect|info|session} ...\n"
-         "import sys\n\nfrom %s.cli import main\n\nsys.exit(main())\n" % PACKAGE)
+         f"import sys\n\nfrom {PACKAGE}.cli import main\n\nsys.exit(main())\n")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 _lock = threading.Lock()

@@ -66,7 +66,7 @@ def build_parser():
     return p
 
 
-class _SessionArgs(object):
+class _SessionArgs:
     command = "session"
     idle_timeout = 900.0
     lab_node = False

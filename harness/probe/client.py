@@ -2,13 +2,13 @@
 
 Stdlib only, Python >= 3.8.
 """
+import contextlib
 import socket
 import time
 
 from .common import MAX_READ, REPLY_PREFIX, Refused, errno_name, now_ms, timeout_errno
-from .sockets import SEQPACKET_MESSAGES, make_socket, os_error_fields, peer_text, set_connect_timeout, sock_address
 from .protocol import Event
-
+from .sockets import SEQPACKET_MESSAGES, make_socket, os_error_fields, peer_text, set_connect_timeout, sock_address
 
 # client.phase, each after a tools/testing/vsock/vsock_test.c case: connect (default); retry: a
 # failed connect first, then connect again on the same socket ("SOCK_STREAM retry failed
@@ -52,8 +52,7 @@ def first_step(sock, family, phase, addr, port, service, first_addr, first_port,
         first["elapsed_ms"] = now_ms(start)
         set_connect_timeout(sock, family, connect_timeout)
         return first
-    first.update({"outcome": "E", "message": "the first connect of %s succeeded (something listens at %s port %s)"
-                  % (phase, where[0], where[1])})
+    first.update({"outcome": "E", "message": f"the first connect of {phase} succeeded (something listens at {where[0]} port {where[1]})"})
     return first
 
 
@@ -66,7 +65,7 @@ def connect_once(family, addr, port, service=None, payload="World!", timeout=10.
     `phase` (CLIENT_PHASES) does something to the socket first; what it saw is the result's "first".
     """
     if phase not in CLIENT_PHASES:
-        raise ValueError("client phase %r: one of %s" % (phase, ", ".join(CLIENT_PHASES)))
+        raise ValueError("client phase {!r}: one of {}".format(phase, ", ".join(CLIENT_PHASES)))
     timeout = float(timeout)
     connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
     start = time.monotonic()
@@ -149,13 +148,11 @@ def connect_once(family, addr, port, service=None, payload="World!", timeout=10.
         result.update({"phase": "reply", "elapsed_ms": now_ms(start), "reply": reply,
                        "outcome": "O" if reply == expected else "E"})
         if reply != expected:
-            result["message"] = "connected but the reply was %r, expected %r" % (reply, expected)
+            result["message"] = f"connected but the reply was {reply!r}, expected {expected!r}"
         return result
     finally:
-        try:
+        with contextlib.suppress(OSError):
             sock.close()
-        except OSError:
-            pass
 
 
 def exchange_messages(sock, payload, timeout):
@@ -186,8 +183,8 @@ def exchange_messages(sock, payload, timeout):
     if messages == [expected] * SEQPACKET_MESSAGES:
         out["outcome"] = "O"
     else:
-        out.update({"outcome": "E", "message": "message boundaries not kept: sent %d x %r, received %r"
-                    % (SEQPACKET_MESSAGES, payload, messages)})
+        out.update({"outcome": "E", "message": f"message boundaries not kept: sent {SEQPACKET_MESSAGES} x "
+                    f"{payload!r}, received {messages!r}"})
     return out
 
 
@@ -204,7 +201,7 @@ def exchange_datagram(sock, payload, timeout):
         data = sock.recv(MAX_READ + len(payload.encode("utf-8")) + len(REPLY_PREFIX))
     except socket.timeout:
         return {"outcome": "X", "phase": "reply", "errno": timeout_errno(), "errno_name": errno_name(timeout_errno()),
-                "message": "no datagram came back within %gs" % timeout}
+                "message": f"no datagram came back within {timeout:g}s"}
     except OSError as exc:  # e.g. ECONNREFUSED: the ICMP answer to a datagram nobody listens for
         out = {"outcome": "X", "phase": "reply"}
         out.update(os_error_fields(exc))
@@ -212,5 +209,5 @@ def exchange_datagram(sock, payload, timeout):
     reply = data.decode("utf-8", "replace")
     out = {"phase": "reply", "reply": reply, "outcome": "O" if reply == REPLY_PREFIX + payload else "E"}
     if out["outcome"] == "E":
-        out["message"] = "the datagram that came back was %r, expected %r" % (reply, REPLY_PREFIX + payload)
+        out["message"] = f"the datagram that came back was {reply!r}, expected {REPLY_PREFIX + payload!r}"
     return out

@@ -42,7 +42,7 @@ def errno_name(number):
         return None
     if number in WSA_NAMES and (IS_WINDOWS or number >= 10000):
         return WSA_NAMES[number]
-    return _errno.errorcode.get(number) or WSA_NAMES.get(number) or "ERRNO_%d" % number
+    return _errno.errorcode.get(number) or WSA_NAMES.get(number) or f"ERRNO_{number:d}"
 
 
 def timeout_errno():

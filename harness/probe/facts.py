@@ -8,8 +8,8 @@ import struct
 
 from . import common
 from .common import lab_allowed
-from .sockets import IOCTL_VM_SOCKETS_GET_LOCAL_CID, hyperv_available, windows_python_problem
 from .protocol import Event
+from .sockets import IOCTL_VM_SOCKETS_GET_LOCAL_CID, hyperv_available, windows_python_problem
 
 
 def local_cid():
@@ -27,8 +27,9 @@ def windows_vm_id():
     """VirtualMachineId from the 64-bit registry view: a 32-bit Python on 64-bit Windows would
     otherwise be redirected to WOW6432Node, where the integration services write nothing."""
     try:
+        import importlib
         import uuid
-        import winreg
+        winreg = importlib.import_module("winreg")  # Windows only: typed as a plain module off Windows
         with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, GUEST_PARAMETERS_KEY,
                             0, winreg.KEY_READ | winreg.KEY_WOW64_64KEY) as key:
             value, _ = winreg.QueryValueEx(key, "VirtualMachineId")

@@ -2,6 +2,7 @@
 
 Stdlib only, Python >= 3.8.
 """
+import contextlib
 import os
 import select
 import socket
@@ -10,9 +11,8 @@ import time
 
 from . import common
 from .common import MAX_READ, REPLY_PREFIX
-from .sockets import SEQPACKET_MESSAGES, check_family, make_socket, os_error_fields, peer_text, sock_address
 from .protocol import Event
-
+from .sockets import SEQPACKET_MESSAGES, check_family, make_socket, os_error_fields, peer_text, sock_address
 
 # server.phase (vsock_test cases): listening (default); bound: bound, never listens ("SOCK_STREAM
 # bind only"); none: no socket at all ("SOCK_STREAM connection reset"); closed: listened, closed
@@ -21,7 +21,7 @@ PHASE_LISTENING, PHASE_BOUND, PHASE_NONE, PHASE_CLOSED = "listening", "bound", "
 SERVER_PHASES = (PHASE_LISTENING, PHASE_BOUND, PHASE_NONE, PHASE_CLOSED)
 
 
-class Listener(object):
+class Listener:
     """One bound, listening socket answering "Hello: " + payload until count or timeout.
 
     stream: one echo per connection; seqpacket: one echo per message, SEQPACKET_MESSAGES of them
@@ -82,7 +82,7 @@ class Listener(object):
                 self.sock.bind(address)
             if self.kind != "dgram" and self.phase != PHASE_BOUND:  # "bound": vsock_test "SOCK_STREAM bind only"
                 phase = "listen"
-                self.sock.listen(8)
+                self.sock.listen(8)  # type: ignore[union-attr]  # made just above when not handed in
             if self.phase == PHASE_CLOSED:  # listened, then closed before any client comes
                 self.close_socket()
         except OSError as exc:
@@ -140,6 +140,8 @@ class Listener(object):
                 if left <= 0:
                     break
                 pysock = self.sock
+                if pysock is None:  # closed by stop()
+                    break
                 if self._wake is not None:
                     # wait for a client or for stop() (which writes to the wake pipe): no polling,
                     # and shutdown() does not wake accept() on every family (vsock)
@@ -171,10 +173,8 @@ class Listener(object):
         with self._wake_lock:  # never write to an fd number that was closed and reused
             wake, self._wake = self._wake, None
         for fd in wake or ():
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def answer(self, conn, peer, deadline):
         self.accepted += 1
@@ -189,10 +189,8 @@ class Listener(object):
                     break
                 received.append(data.decode("utf-8", "replace"))
                 conn.sendall((REPLY_PREFIX + received[-1]).encode("utf-8"))
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
             event = {"event": Event.ACCEPTED, "peer": text, "received": "".join(received)}
             if self.kind == "seqpacket":
                 event["messages"] = received
@@ -223,16 +221,12 @@ class Listener(object):
         self.stopped.set()
         with self._wake_lock:
             if self._wake is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.write(self._wake[1], b"x")
-                except OSError:
-                    pass
         sock = self.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)
-            except OSError:
-                pass
         if self.thread is not None:
             self.thread.join(wait)
         self.close_socket()
@@ -241,8 +235,6 @@ class Listener(object):
     def close_socket(self):
         sock, self.sock = self.sock, None
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 

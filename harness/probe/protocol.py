@@ -13,7 +13,7 @@ import json
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
 
-class Op(object):
+class Op:
     """Request operations."""
 
     LISTEN = "listen"
@@ -25,7 +25,7 @@ class Op(object):
     SERVICES = "services"  # Hyper-V service GUID registration (Windows hosts)
 
 
-class Event(object):
+class Event:
     """Answer kinds (the "event" field of every line the probe prints)."""
 
     READY = "ready"  # a session started (unasked)
@@ -257,13 +257,13 @@ def request_problem(req: Dict[str, Any]) -> Optional[str]:
     """Why `req` (a dict) is not a request of this protocol, or None."""
     op = req.get("op")
     if op not in REQUEST_FIELDS:
-        return "unknown op %r" % (op,)
+        return f"unknown op {op!r}"
     unknown = sorted(set(req) - set(REQUEST_FIELDS[op]) - {"id", "op"})
     if unknown:
-        return "%s takes no %s" % (op, ", ".join(unknown))
+        return "{} takes no {}".format(op, ", ".join(unknown))
     missing = [name for name in REQUIRED_FIELDS.get(op, ()) if req.get(name) is None]
     if missing:
-        return "%s needs %s" % (op, ", ".join(missing))
+        return "{} needs {}".format(op, ", ".join(missing))
     return None
 
 

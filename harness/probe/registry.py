@@ -99,7 +99,7 @@ def register(guids, owner, element=ELEMENT_NAME):
     if not owner:
         raise RegistryError("register needs an owner tag")
     winreg = _winreg()
-    out = {"added": [], "present": []}
+    out: dict[str, list[str]] = {"added": [], "present": []}
     root = _open_root(winreg, write=True)
     try:
         for guid in guids:
@@ -124,7 +124,7 @@ def unregister(guids, owner, element=ELEMENT_NAME):
     if not owner:
         raise RegistryError("unregister needs the owner tag of the entries to remove")
     winreg = _winreg()
-    out = {"removed": [], "absent": [], "foreign": []}
+    out: dict[str, list[str]] = {"removed": [], "absent": [], "foreign": []}
     root = _open_root(winreg, write=True)
     try:
         for guid in guids:

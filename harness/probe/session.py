@@ -2,6 +2,7 @@
 
 On nested lab guests a process start costs 10-50 s, a request a round-trip. Stdlib only, Python >= 3.8.
 """
+import contextlib
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ from .registry import services_answer
 from .sockets import load_libc
 
 
-class Session(object):
+class Session:
     """Resident JSON-lines server: requests run concurrently, answers carry the request id."""
 
     def __init__(self, out, idle_timeout=900.0, lab_node=False):
@@ -56,7 +57,7 @@ class Session(object):
             if not isinstance(req, dict):
                 raise ValueError("a request is a JSON object")
         except ValueError as exc:
-            self.write({"id": None, "event": Event.ERROR, "message": "malformed request: %s" % exc})
+            self.write({"id": None, "event": Event.ERROR, "message": f"malformed request: {exc}"})
             return
         if req.get("op") == Op.BYE:
             self.write({"id": req.get("id"), "event": Event.BYE})
@@ -73,7 +74,7 @@ class Session(object):
         except Refused as exc:
             resp = {"event": Event.REFUSED, "message": str(exc)}
         except Exception as exc:  # one answer per request, whatever went wrong
-            resp = {"event": Event.ERROR, "message": "%s: %s" % (exc.__class__.__name__, exc)}
+            resp = {"event": Event.ERROR, "message": f"{exc.__class__.__name__}: {exc}"}
         finally:
             self.touch(-1)
         resp["id"] = rid
@@ -95,7 +96,7 @@ class Session(object):
             with self.lock:
                 listener = self.listeners.pop(req.get("listener"), None)
             if listener is None:
-                return {"event": Event.ERROR, "message": "no listener %r" % (req.get("listener"),)}
+                return {"event": Event.ERROR, "message": "no listener {!r}".format(req.get("listener"))}
             return listener.stop()
         if op == Op.INFO:
             return info_facts(self.lab_node)
@@ -103,12 +104,12 @@ class Session(object):
             return services_answer(req.get("action"), req.get("items") or [], req.get("owner"))
         if op == Op.PING:
             return {"event": Event.PONG, "listeners": sorted(self.listeners)}
-        return {"event": Event.ERROR, "message": "unknown op %r" % (op,)}
+        return {"event": Event.ERROR, "message": f"unknown op {op!r}"}
 
     def op_listen(self, req):
         with self.lock:
             self.next_listener += 1
-            name = "L%d" % self.next_listener
+            name = f"L{self.next_listener:d}"
         listener = make_listener(req["family"], req["addr"], req["port"], req.get("service"), req.get("count", 1),
                             req.get("timeout", 30.0), self.lab_node,
                             emit=lambda event: self.write(dict(event, listener=name)),
@@ -150,11 +151,9 @@ def read_lines(stream, session):
 def run_session(args):
     session = Session(sys.stdout, args.idle_timeout, args.lab_node)
     if not common.IS_WINDOWS:
-        try:  # before "ready": the first connect must not pay for loading ctypes (slow nested guests)
+        with contextlib.suppress(OSError):  # before "ready": the first connect must not pay for loading ctypes
             load_libc()
-        except OSError:
-            pass
-    session.write({"id": None, "event": Event.READY, "pid": os.getpid(), "python": "%d.%d.%d" % sys.version_info[:3],
+    session.write({"id": None, "event": Event.READY, "pid": os.getpid(), "python": ".".join(str(n) for n in sys.version_info[:3]),
                    "lab_node": lab_allowed(args.lab_node)})
     reader = threading.Thread(target=read_lines, args=(sys.stdin, session), daemon=True)
     reader.start()
@@ -162,8 +161,6 @@ def run_session(args):
     watcher.start()
     session.closing.wait()
     session.close_all()
-    try:
+    with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
     return 0

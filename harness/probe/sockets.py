@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import sys
+from typing import Any
 
 from . import common
 from .common import LAB_ENV, LAB_MARKER, Refused, errno_name, lab_allowed
@@ -32,7 +33,7 @@ SEQPACKET_MESSAGES = 2  # a seqpacket client sends this many messages; each must
 
 def service_for_port(port):
     """The Linux-compatible service GUID: the vsock template with the port in Data1."""
-    return "%08x-facb-11e6-bd58-64006a7986d3" % int(port)
+    return f"{int(port):08x}-facb-11e6-bd58-64006a7986d3"
 
 
 def windows_python_problem():
@@ -44,8 +45,9 @@ def windows_python_problem():
     answer: every cell would read X instead of E. The probe refuses instead.
     """
     if common.IS_WINDOWS and not hasattr(socket, "AF_HYPERV"):
-        return ("Python %d.%d.%d has no socket.AF_HYPERV: the probe needs Python >= 3.12 on Windows nodes "
-                "(winget install Python.Python.3.12, or set access.python)" % tuple(sys.version_info[:3]))
+        version = ".".join(str(n) for n in sys.version_info[:3])
+        return (f"Python {version} has no socket.AF_HYPERV: the probe needs Python >= 3.12 on Windows nodes "
+                "(winget install Python.Python.3.12, or set access.python)")
     return None
 
 
@@ -69,16 +71,15 @@ def hyperv_available():
 
 def check_family(family, lab_node):
     if family not in ("tcp", "vsock", "hyperv", "hybrid"):
-        raise ValueError("unknown family %r (expected tcp, vsock, hyperv or hybrid)" % (family,))
+        raise ValueError(f"unknown family {family!r} (expected tcp, vsock, hyperv or hybrid)")
     if family == "vsock" and not lab_allowed(lab_node):
-        raise Refused("AF_VSOCK refused: not a lab node (pass --lab-node, set %s=1, or create %s on a lab guest)"
-                      % (LAB_ENV, LAB_MARKER))
+        raise Refused(f"AF_VSOCK refused: not a lab node (pass --lab-node, set {LAB_ENV}=1, or create {LAB_MARKER} on a lab guest)")
 
 
 def socket_type(name):
     """The SOCK_* number of a type name (ValueError names the known ones)."""
     if name not in SOCKET_TYPES:
-        raise ValueError("unknown socket type %r (expected %s)" % (name, ", ".join(SOCKET_TYPES)))
+        raise ValueError("unknown socket type {!r} (expected {})".format(name, ", ".join(SOCKET_TYPES)))
     return SOCKET_TYPES[name]
 
 
@@ -125,10 +126,10 @@ def libc_setsockopt(fd, level, optname, data):
     buf = ctypes.create_string_buffer(data, len(data))
     if libc.setsockopt(fd, level, optname, buf, len(data)) != 0:
         code = ctypes.get_errno()
-        raise OSError(code, "setsockopt(%d, %d): %s" % (level, optname, os.strerror(code)))
+        raise OSError(code, f"setsockopt({level:d}, {optname:d}): {os.strerror(code)}")
 
 
-_LIBC = []
+_LIBC: "list[Any]" = []
 
 
 def load_libc():
@@ -151,7 +152,7 @@ def set_connect_timeout(sock, family, seconds):
     """Explicit connect timeouts: Python exports neither socket option."""
     if family == "vsock":
         sec = int(seconds)
-        usec = int(round((seconds - sec) * 1e6))
+        usec = round((seconds - sec) * 1e6)
         libc_setsockopt(sock.fileno(), AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, struct.pack("ll", sec, usec))
     elif family == "hyperv":
         sock.setsockopt(HV_PROTOCOL_RAW, HVSOCKET_CONNECT_TIMEOUT, struct.pack("<I", hyperv_connect_timeout_ms(seconds)))
@@ -160,7 +161,7 @@ def set_connect_timeout(sock, family, seconds):
 def hyperv_connect_timeout_ms(seconds):
     """HVSOCKET_CONNECT_TIMEOUT in ms, clamped to 1..HVSOCKET_CONNECT_TIMEOUT_MAX (hvsocket.h: 300000):
     Winsock rejects a larger value with WSAEINVAL, which would turn the cell into E before connecting."""
-    return max(1, min(HVSOCKET_CONNECT_TIMEOUT_MAX, int(round(float(seconds) * 1000))))
+    return max(1, min(HVSOCKET_CONNECT_TIMEOUT_MAX, round(float(seconds) * 1000)))
 
 
 def peer_text(family, peer):

@@ -30,7 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness import textfile
 from harness.cell import current_id
+from harness.errors import InputError
+from harness.results.model import RUN_ID
+from harness.results.reader import check_nesting
 
 Pattern = Literal["stable", "changed", "flaky", "infra", "absent"]
 PATTERNS: tuple[Pattern, ...] = ("flaky", "changed", "infra", "stable", "absent")  # the order reports use
@@ -162,18 +166,16 @@ def read_summary(path: Path) -> RunSummary:
     cached = _cached(path, source)
     if cached is not None:
         return cached
-    if stat.st_size > MAX_FILE_BYTES:
-        raise ValueError(f"{stat.st_size} bytes, over the {MAX_FILE_BYTES} byte limit")
-    with open(path, "rb") as handle:
-        raw = handle.read(MAX_FILE_BYTES + 1)
-    try:
-        data = json.loads(raw.decode("utf-8"))  # strict UTF-8: json.loads(bytes) would take UTF-16 too
-    except UnicodeDecodeError as err:
-        raise ValueError(f"not UTF-8 (byte {err.start})") from None
-    except RecursionError:
-        raise ValueError("nested too deeply to be a results file") from None
+    try:  # the one bounded reader (harness/textfile.py) and the results files' nesting check
+        text = textfile.read_text(path, MAX_FILE_BYTES, "results file")
+        check_nesting(text, str(path))
+        data = json.loads(text)
+    except InputError as err:
+        raise ValueError(err.message) from None
     if not isinstance(data, dict) or "run_id" not in data or not isinstance(data.get("cells"), list):
         raise ValueError("not an hvsock-matrix results file (no run_id / cells)")
+    if not isinstance(data["run_id"], str) or not RUN_ID.fullmatch(data["run_id"]):
+        raise ValueError("run_id is not a run id")
     try:
         summary = summary_from_data(data)
     except (KeyError, TypeError, AttributeError) as err:

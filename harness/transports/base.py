@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import abc
 import collections
+import contextlib
 import hashlib
+import queue
 import re
 import secrets
-import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Callable
+from typing import IO
 
+from harness import timeouts
 from harness.errors import NodeError
 from harness.node import Inventory, Node
-from harness import timeouts
 from harness.probe import bundle
 
 PROBE_NAME = bundle.FILE_NAME  # the probe package as one zipapp file (harness/probe/bundle.py)
@@ -74,7 +76,7 @@ class Process(abc.ABC):
     def wait(self, timeout: float) -> int | None:
         """Exit code, or None if still running after `timeout` seconds."""
 
-    def close_stdin(self) -> None:
+    def close_stdin(self) -> None:  # noqa: B027  optional: most processes need no EOF
         """Signal EOF on the process's stdin (default: nothing)."""
 
     def stderr_tail(self) -> str:
@@ -127,10 +129,6 @@ class LineQueue:
         return "\n".join(self.tail)
 
 
-def one_line(text: object, limit: int = 300) -> str:
-    """Squash any error text into one short line (NodeError messages are one line)."""
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 # Characters every shell a transport may hand a command line to leaves alone: sh (POSIX sshd: $SHELL -c),
@@ -291,10 +289,8 @@ class Transport(abc.ABC):
         if path is None:
             return
         for step in (lambda: self.remove_file(f"{path}/{PROBE_NAME}"), lambda: self.remove_dir(path)):
-            try:
+            with contextlib.suppress(Exception):  # closing never fails a run
                 step()
-            except Exception:  # closing never fails a run
-                pass
 
     def deploy_probe(self) -> str:
         """Make the run folder, put the probe, read it back and compare its sha256 here, on the controller.
@@ -316,7 +312,7 @@ class Transport(abc.ABC):
         return self.node_path(remote)
 
     def fail(self, message: object) -> NodeError:
-        return NodeError(self.node.name, one_line(message))
+        return NodeError(self.node.name, str(message))
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:

@@ -9,17 +9,18 @@ AF_VSOCK refusal on this machine, and password_env values would leak into every 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from typing import IO
 
-from harness.probe import bundle
-from harness.transports.base import CommandResult, CommandTimeout, LineQueue, Process, Transport, one_line
 from harness import timeouts
-
+from harness.probe import bundle
+from harness.transports.base import CommandResult, CommandTimeout, LineQueue, Process, Transport
 
 # what a child needs to find programs, speak the locale and write temp files -- nothing else
 ENV_ALLOWED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "PYTHONPATH",
@@ -29,21 +30,23 @@ ENV_ALLOWED_PREFIXES = ("LC_",)
 
 def child_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of every local child: allow-listed names only (never the lab-node marker)."""
-    environ = os.environ if environ is None else environ
-    return {k: v for k, v in environ.items() if k in ENV_ALLOWED or k.startswith(ENV_ALLOWED_PREFIXES)}
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k in ENV_ALLOWED or k.startswith(ENV_ALLOWED_PREFIXES)}
 
 
 class LocalProcess(Process):
     def __init__(self, popen: subprocess.Popen, name: str):
+        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None  # spawn pipes all three
         self.popen = popen
+        self.stdin: IO[bytes] = popen.stdin
         self.pid = popen.pid
         self._out = LineQueue(popen.stdout, f"{name}-out")
         self._err = LineQueue(popen.stderr, f"{name}-err", tail=50)
 
     def write_line(self, text: str) -> None:
         try:
-            self.popen.stdin.write((text.rstrip("\n") + "\n").encode("utf-8"))
-            self.popen.stdin.flush()
+            self.stdin.write((text.rstrip("\n") + "\n").encode("utf-8"))
+            self.stdin.flush()
         except (OSError, ValueError) as exc:
             raise BrokenPipeError(f"process {self.pid} stdin closed: {exc}") from None
 
@@ -51,10 +54,8 @@ class LocalProcess(Process):
         return self._out.get(timeout)
 
     def close_stdin(self) -> None:
-        try:
-            self.popen.stdin.close()
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            self.stdin.close()
 
     def kill(self) -> None:
         if self.popen.poll() is None:
@@ -91,12 +92,10 @@ class LocalTransport(Transport):
         try:
             out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             out, err = proc.communicate()
-            raise CommandTimeout(self.node.name, one_line(f"{argv[0]} still running after {timeout:g}s; killed"),
+            raise CommandTimeout(self.node.name, f"{argv[0]} still running after {timeout:g}s; killed",
                                  out.decode("utf-8", "replace"), err.decode("utf-8", "replace")) from None
         return CommandResult(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
                              round((time.monotonic() - start) * 1000, 3))

@@ -17,6 +17,7 @@ probe's too, with `ip netns exec <ns>`.
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shlex
@@ -27,18 +28,17 @@ import time
 
 import paramiko
 
+from harness import timeouts
 from harness.node import Access, Inventory, Node
 from harness.secrets import register as register_secret
-from harness import timeouts
 from harness.transports.base import (
     DEFAULT_DEADLINE,
-    portable_command_line,
     CommandResult,
     CommandTimeout,
     LineQueue,
     Process,
     Transport,
-    one_line,
+    portable_command_line,
 )
 
 PID_MARKER = "HVSOCK_MATRIX_PID"
@@ -77,11 +77,12 @@ class SSHProcess(Process):
     stdin and the channel's close, which ends its session (probe/session.py read_lines).
     """
 
-    def __init__(self, transport: "SSHTransport", chan: paramiko.Channel, posix: bool):
+    def __init__(self, transport: SSHTransport, chan: paramiko.Channel, posix: bool):
         self._transport = transport
         self._chan = chan
         self._posix = posix
         self._marker_seen = not posix
+        self._pending: str | None = None  # a first line that was not the pid marker
         self._out = LineQueue(chan.makefile("rb"), f"{transport.node.name}-out")
         self._err = LineQueue(chan.makefile_stderr("rb"), f"{transport.node.name}-err", tail=50)
         self._lock = threading.Lock()
@@ -100,7 +101,7 @@ class SSHProcess(Process):
     def read_line(self, timeout: float | None) -> str | None:
         start = time.monotonic()
         self._take_marker(timeout)
-        pending = getattr(self, "_pending", None)
+        pending = self._pending
         if pending is not None:
             self._pending = None
             return pending
@@ -114,31 +115,23 @@ class SSHProcess(Process):
             raise BrokenPipeError(f"channel to {self._transport.node.name} closed: {exc}") from None
 
     def close_stdin(self) -> None:
-        try:
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
             self._chan.shutdown_write()
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
 
     def kill(self) -> None:
         if self._posix and self.wait(0) is None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 self._take_marker(5.0)
-            except TimeoutError:
-                pass
             if self.pid:
-                try:
+                with contextlib.suppress(Exception):  # the node may be gone: closing the channel is all that is left
                     self._transport.run(["kill", "-KILL", str(self.pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
-                except Exception:  # the node may be gone: closing the channel is all that is left
-                    pass
         elif not self._posix and self.wait(0) is None:
             self.close_stdin()  # the probe ends itself on EOF
             if self.wait(timeouts.PROCESS_EXIT) is None and self._transport.posix() and self.pid:
                 # a probe that cannot read its EOF (frozen, stopped) on a POSIX node: its own pid (from its
                 # ready line). Never on Windows: there the channel's close is all (the probe's idle timeout)
-                try:
+                with contextlib.suppress(Exception):
                     self._transport.run(["kill", "-KILL", str(self.pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
-                except Exception:
-                    pass
         self._chan.close()
 
     def wait(self, timeout: float) -> int | None:
@@ -280,7 +273,7 @@ class SSHTransport(Transport):
                 raise self.fail(f"host key of {s['hostname']} is not in {s['known_hosts']} "
                                 f"(host_key_policy {policy}); add it or set host_key_policy: accept-new") from None
             raise self.fail(f"ssh to {where} failed: {exc}") from None
-        except (OSError, EOFError, socket.timeout) as exc:
+        except (TimeoutError, OSError, EOFError) as exc:
             client.close()
             raise self.fail(f"cannot connect to {where}: {exc or exc.__class__.__name__}") from None
         if policy == "accept-new":
@@ -296,10 +289,8 @@ class SSHTransport(Transport):
     def _drop(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):
                 client.close()
-            except Exception:
-                pass
 
     def _open_session(self, timeout: float) -> paramiko.Channel:
         """A new session channel; when the cached connection turns out dead, rebuild it once."""
@@ -361,6 +352,7 @@ class SSHTransport(Transport):
                             self._drop()
                     client = self.client()
             self._sftp_client = client
+            assert self._sftp is not None  # opened above, or the loop raised
             self._sftp.get_channel().settimeout(DEFAULT_DEADLINE)
             return self._sftp
 
@@ -456,13 +448,11 @@ class SSHTransport(Transport):
                     text = b"".join(out).decode("utf-8", "replace")
                     pid = self._marker_pid(text) if wrap else None
                     if pid:
-                        try:
+                        with contextlib.suppress(Exception):
                             self.run(["kill", "-KILL", str(pid)], timeout=timeouts.REMOTE_KILL, wrap=False)
-                        except Exception:
-                            pass
                     raise CommandTimeout(self.node.name,
-                                         one_line(f"{argv[0]} still running after {timeout:g}s; "
-                                                  f"{'killed pid %s' % pid if pid else 'abandoned'}"),
+                                         f"{argv[0]} still running after {timeout:g}s; "
+                                                  f"{f'killed pid {pid}' if pid else 'abandoned'}",
                                          self._strip_marker(text) if wrap else text,
                                          b"".join(err).decode("utf-8", "replace"))
                 if not got:
@@ -538,10 +528,8 @@ class SSHTransport(Transport):
         with self._sftp_lock:
             sftp, self._sftp = self._sftp, None
         if sftp is not None:
-            try:
+            with contextlib.suppress(Exception):
                 sftp.close()
-            except Exception:
-                pass
         with self._lock:
             self._closed = True
             self._drop()

@@ -72,7 +72,7 @@ class FakeWinsock:
     def __init__(self, vm_id: str = HV_GUIDS["HV_GUID_PARENT"], provider: bool = True):
         self.vm_id = vm_id
         self.provider = provider
-        self.listeners: list["FakeHvSocket"] = []
+        self.listeners: list[FakeHvSocket] = []
         self.options: list[tuple[int, int, bytes | int]] = []  # every setsockopt, in order
         self.changed = threading.Condition()  # blocking calls wait on it, as Winsock's would block
 
@@ -136,7 +136,7 @@ class FakeHvSocket:
     def _wait(self, ready) -> None:
         with self.winsock.changed:
             if not self.winsock.changed.wait_for(ready, timeout=self.timeout):
-                raise _real.timeout("timed out")
+                raise TimeoutError("timed out")
 
     def accept(self):
         self._wait(lambda: self.pending)

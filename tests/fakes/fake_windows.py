@@ -33,14 +33,13 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
-from collections.abc import Callable
-
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from harness.probe import cli, registry, sockets
 from harness.hyperv.powershell import decode_command
+from harness.probe import cli, registry, sockets
 from harness.transports import psexec
 from harness.transports.psexec import clients as psexec_clients
 from tests.fakes.fake_psexec import FakePsexecClient, FakeServiceManager, FakeSmbShare, split_windows_cmdline
@@ -154,7 +153,7 @@ def _ps_literal(script: str, pattern: str) -> str:
 _WINREG_LOCK = threading.Lock()
 
 
-def with_winreg(machine: "FakeWindowsMachine", fn):
+def with_winreg(machine: FakeWindowsMachine, fn):
     """Run `fn` with `import winreg` giving the machine's registry (tests/fakes/fake_winreg.py)."""
     from tests.fakes import fake_winreg
 
@@ -200,7 +199,7 @@ class FakeHyperVLab:
     def client(self, server, username, password, port, encrypt):
         return FakePsexecClient(server, username, password, port, encrypt, handler=self.handle)
 
-    def install(self, monkeypatch) -> "FakeHyperVLab":
+    def install(self, monkeypatch) -> FakeHyperVLab:
         monkeypatch.setattr(psexec_clients, "client_factory", self.client)
         monkeypatch.setattr(psexec_clients, "files_factory", self.share.session)
         return self
@@ -282,8 +281,8 @@ class FakeHyperVLab:
             return None, (b"", b"probe.py: error: bad arguments\r\n", 2)
         if machine.python_version < (3, 12) and parsed.command in ("serve", "connect", "session"):
             # cli.main: no socket.AF_HYPERV before CPython 3.12 -> one error line, exit 2
-            return None, (_out({"event": "error", "message": "Python %s has no socket.AF_HYPERV: the probe needs "
-                                "Python >= 3.12 on Windows nodes" % machine.python}), b"", 2)
+            return None, (_out({"event": "error", "message": f"Python {machine.python} has no socket.AF_HYPERV: the probe needs "
+                                "Python >= 3.12 on Windows nodes"}), b"", 2)
         return parsed, None
 
     def _python(self, machine: FakeWindowsMachine, args: list[str]):
@@ -321,7 +320,7 @@ class FakeHyperVLab:
         if exe.lower().startswith("py") and args and args[0] == "-3":
             args = args[1:]
         share = self.share
-        unc = lambda suffix: psexec.admin_share_path(machine.address, base + suffix)  # noqa: E731
+        unc = lambda suffix: psexec.admin_share_path(machine.address, base + suffix)
         share.write_bytes(unc(".pid"), str(child_pid).encode())
         parsed, failed = self._probe_args(machine, args)
         if failed or parsed.command != "serve":
@@ -346,7 +345,7 @@ class FakeHyperVLab:
     def _finish(self, listener: FakeListener, rc: int) -> None:
         if listener.base is None:  # a session's: it stays the session's until stopped
             return
-        unc = lambda suffix: psexec.admin_share_path(listener.machine.address, listener.base + suffix)  # noqa: E731
+        unc = lambda suffix: psexec.admin_share_path(listener.machine.address, listener.base + suffix)
         if rc == 0:
             self.share.append(unc(".out"), _out({"event": "done", "accepted": listener.accepted, "peers": []}))
         self.share.write_bytes(unc(".err"), b"")

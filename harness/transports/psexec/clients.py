@@ -47,7 +47,7 @@ BROKEN_RETIRE_WAIT = timeouts.PSEXEC_BROKEN_RETIRE  # a hung Client's time to fi
 Key = tuple[int, str]
 
 
-def one_line(exc: BaseException) -> str:
+def exception_text(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
@@ -256,7 +256,7 @@ def _value(box: dict[str, Any], node_name: str, what: str) -> Any:
         exc = box["error"]
         if isinstance(exc, NodeError):
             raise exc
-        raise NodeError(node_name, f"{what} failed: {one_line(exc)}") from None
+        raise NodeError(node_name, f"{what} failed: {exception_text(exc)}") from None
     return box["value"]
 
 
@@ -318,7 +318,7 @@ def failure_text(exc: BaseException) -> str:
         status = int(match.group(1))
         name = _DCERPC_FAULTS.get(status, "unknown fault")
         return f"{type(exc).__name__}: DCE/RPC fault 0x{status:08x} ({name})"
-    return one_line(exc)
+    return exception_text(exc)
 
 
 def release(shared: SharedClient) -> None:

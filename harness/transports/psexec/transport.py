@@ -22,7 +22,7 @@ from harness.hyperv.powershell import powershell_argv
 from harness.probe import bundle
 from harness.transports.base import PROBE_NAME, CommandResult, CommandTimeout, Transport
 from harness.transports.psexec import clients, paexec_sweep
-from harness.transports.psexec.clients import SharedClient, one_line
+from harness.transports.psexec.clients import SharedClient, exception_text
 from harness.transports.psexec.files import admin_share_path, is_drive_path
 from harness.transports.psexec.process import SPAWN_DIR, PsexecProcess, spawn_script
 
@@ -147,7 +147,7 @@ class PsexecTransport(Transport):
             data = Path(local_path).read_bytes()
             unc = admin_share_path(self.node.access.host or "", remote_path)
         except (OSError, ValueError) as exc:
-            raise NodeError(self.node.name, f"put {local_path} -> {remote_path}: {one_line(exc)}") from None
+            raise NodeError(self.node.name, f"put {local_path} -> {remote_path}: {exception_text(exc)}") from None
         log.debug("psexec %s: put %s -> %s (%d bytes)", self.node.name, local_path, unc, len(data))
         self._files_call(lambda f: f.write_bytes(unc, data))
 
