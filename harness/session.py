@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.cell import Cell
@@ -72,6 +73,8 @@ class RunSession:
         """The embedded lab is booted (or reused) in session setup, never at collection."""
         if self.inventory.name != LAB_INVENTORY_NAME:
             return
+        if self.inventory.path and (Path(self.inventory.path).parent / "lab.json").exists():
+            return  # a lab's own written inventory (lab up --port/--netns/--hybrid): used as given, never swapped
         from harness.inventory import load_inventory
         from harness.lab import ensure_lab, lab_is_up, lifecycle
 
