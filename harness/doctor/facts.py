@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 
 from harness import timeouts
 from harness.doctor.parse import parse_proc_modules
 from harness.errors import NodeError
+from harness.probe.facts import socat_version
 
 VSOCK_MODULE_NAMES = ("hv_sock", "vmw_vmci")
 
@@ -28,14 +28,7 @@ def controller_facts() -> dict:
         facts["vsock_modules"] = sorted(n for n in names if "vsock" in n or n in VSOCK_MODULE_NAMES)
     except OSError:
         facts["vsock_modules"] = []
-    try:
-        out = subprocess.run(["socat", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeouts.LOCAL_TOOL)
-        for line in out.stdout.decode("utf-8", "replace").splitlines():
-            if "socat version" in line:
-                facts["socat_version"] = line.split("socat version", 1)[1].split()[0]
-                break
-    except (OSError, subprocess.SubprocessError):
-        pass
+    facts["socat_version"] = socat_version(timeout=timeouts.LOCAL_TOOL)
     return facts
 
 

@@ -108,9 +108,22 @@ def vsock_ns_facts(base=VSOCK_SYSCTL):
     return out
 
 
+def socat_version(timeout=5.0):
+    """socat's version from `socat -V` (None when socat is absent or silent): the probe and the
+    doctor's controller facts read it the same way."""
+    import subprocess  # imported when facts are asked for: a resident session starts with few modules
+    try:
+        out = subprocess.run(["socat", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.stdout.decode("utf-8", "replace").splitlines():
+        if "socat version" in line:
+            return line.split("socat version", 1)[1].split()[0]
+    return None
+
+
 def info_facts(lab_node=False):
     import platform
-    import subprocess
     facts = {"event": Event.INFO, "hostname": socket.gethostname(), "os": platform.system().lower(),
              "kernel": platform.release(), "python": platform.python_version(),
              "local_cid": None, "dev_vsock": os.path.exists("/dev/vsock"), "vsock_modules": [],
@@ -131,14 +144,9 @@ def info_facts(lab_node=False):
                 if "vsock" in line.split()[0] or line.split()[0] in ("hv_sock", "vmw_vmci"))
     except OSError:
         pass
-    try:
-        out = subprocess.run(["socat", "-V"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=5)
-        for line in out.stdout.decode("utf-8", "replace").splitlines():
-            if "socat version" in line:
-                facts["socat_version"] = line.split("socat version", 1)[1].split()[0]
-                break
-    except (OSError, subprocess.SubprocessError):
-        pass
+    version = socat_version()
+    if version:
+        facts["socat_version"] = version
     if common.IS_WINDOWS:
         facts["vm_id"] = windows_vm_id()
         facts["vm_id_source"] = "registry" if facts["vm_id"] else None
