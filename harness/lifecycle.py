@@ -141,13 +141,18 @@ class MatrixRun:
                                          "baseline": self.baseline, "owner": owner_tag()}
 
     def inventory_path(self) -> Path | None:
-        """--inventory (relative to the invocation dir), else inventory/lab-in-a-box.yaml when present."""
+        """--inventory (relative to the invocation dir), else the running lab's own inventory, else
+        inventory/lab-in-a-box.yaml when present (the lab then boots in session setup)."""
         option = self.config.getoption("inventory", None)
         if option:
             path = Path(option)
             return path if path.is_absolute() else Path(self.config.invocation_params.dir) / path
         default = Path(self.config.rootpath) / DEFAULT_INVENTORY
-        return default if default.is_file() else None
+        if not default.is_file():
+            return None
+        from harness.lab import running_lab_inventory
+
+        return running_lab_inventory() or default
 
     def inventory_or_error(self) -> tuple[Inventory | None, HarnessError | None]:
         """Loaded once per pytest process."""

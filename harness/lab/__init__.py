@@ -4,6 +4,7 @@ Public API (the pytest plugin calls ensure_lab when no --inventory is given):
     ensure_lab(guests=2, progress=..., kernel=None, guest_kernel=None) -> Path
                                               boot or reuse the lab, return its inventory path
     lab_is_up() -> bool
+    running_lab_inventory() -> Path | None   the written inventory of the lab that is up, if any
 The parts, one idea per file: paths (cache layout), debian_sources + apt_client + kernel_spec
 (SPEC -> Debian packages), kernel (packages -> vmlinux + stripped modules), module_order,
 initramfs (+ files/init.sh, the guests' PID 1), keys, qemu (L1 launch/stop), readiness (SSH
@@ -28,3 +29,18 @@ def lab_is_up() -> bool:
     from harness.lab import lifecycle
 
     return lifecycle.is_up()
+
+
+def running_lab_inventory() -> Path | None:
+    """The inventory the running lab wrote (its port, its --netns / --hybrid nodes), or None.
+
+    Read at collection, so a `lab up --netns` lab's namespace nodes are cells to run, not "no node".
+    """
+    from harness.lab import lifecycle
+    from harness.lab.paths import LabPaths
+
+    paths = LabPaths.default()
+    if not lifecycle.is_up(paths):
+        return None
+    written = (lifecycle.read_state(paths) or {}).get("inventory")
+    return Path(written) if written and Path(written).is_file() else None
