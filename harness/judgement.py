@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from harness.outcome import Observation, Outcome
+from harness.outcome import Observation, Outcome, errno_of_outcome
 
 VerdictKind = Literal["pass", "fail", "error", "skip"]
 VERDICT_KINDS: tuple[VerdictKind, ...] = ("pass", "fail", "error", "skip")
@@ -97,14 +97,35 @@ def outcome_key(observation: Observation) -> str:
     return f"{observation.outcome.value} {errno}" if errno else observation.outcome.value
 
 
+def stored_outcome_key(observation: dict[str, Any]) -> str:
+    """outcome_key of a stored observation (a results file's dict), without building an Observation."""
+    outcome = str(observation.get("outcome"))
+    errno = errno_of_outcome(outcome, observation.get("errno_name"), observation.get("bind_errno_name"))
+    return f"{outcome} {errno}" if errno else outcome
+
+
 def flip_between_keys(before: str, after: str) -> str | None:
     """flip_between for two outcome_key texts, so a history of keys flips exactly where a run does."""
-    def parse(key: str) -> Observation:
-        outcome, _, errno = key.partition(" ")
-        parsed = Outcome.parse(outcome)
-        return Observation(parsed, errno_name=errno or None, bind_errno_name=errno or None)
+    return flip_between(_parse_key(before), _parse_key(after))
 
-    return flip_between(parse(before), parse(after))
+
+@dataclass(frozen=True)
+class _Documented:
+    expected: Outcome | None
+    expected_errno: str | None
+    source: str | None = None
+
+
+def key_agrees(key: str, reference: str) -> bool:
+    """An outcome_key agrees with a documented reference key (`X`, `X ECONNRESET`) as `mismatch` judges:
+    the same outcome, and the reference's errno when it names one."""
+    outcome, _, errno = reference.partition(" ")
+    return not mismatch(_Documented(Outcome.parse(outcome), errno or None), _parse_key(key))
+
+
+def _parse_key(key: str) -> Observation:
+    outcome, _, errno = key.partition(" ")
+    return Observation(Outcome.parse(outcome), errno_name=errno or None, bind_errno_name=errno or None)
 
 
 def mismatch(expected: Expected, observation: Observation) -> bool:

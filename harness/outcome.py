@@ -36,6 +36,18 @@ class Outcome(str, enum.Enum):  # noqa: UP042  not StrEnum: str() and format() s
         raise ValueError(f"unknown outcome {text!r} (expected O, X, B, E or n/a)")
 
 
+def errno_of_outcome(outcome: str, errno_name: str | None, bind_errno_name: str | None) -> str | None:
+    """The errno that goes with an outcome symbol: the connect errno of an X, the bind errno of a B.
+
+    On plain fields, so readers of stored results (history) apply it without building observations.
+    """
+    if outcome == Outcome.X.value:
+        return errno_name
+    if outcome == Outcome.B.value:
+        return bind_errno_name
+    return None
+
+
 @dataclass
 class Observation:
     """One cell's measured result; serialisable with to_dict()/from_dict()."""
@@ -70,11 +82,7 @@ class Observation:
     @property
     def outcome_errno(self) -> str | None:
         """The errno that goes with the outcome: the connect errno of an X, the bind errno of a B."""
-        if self.outcome is Outcome.X:
-            return self.errno_name
-        if self.outcome is Outcome.B:
-            return self.bind_errno_name
-        return None
+        return errno_of_outcome(self.outcome.value, self.errno_name, self.bind_errno_name)
 
     def summary(self) -> str:
         """The short form shown in a matrix cell or a failure message."""

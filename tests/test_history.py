@@ -186,3 +186,45 @@ def test_the_nightly_matrix_links_its_history_and_lists_flaky_cells_on_top(tmp_p
     assert f'data-cell="{wobbly.id}" data-pattern="flaky"' in history
     assert f'data-cell="{steady.id}" data-pattern="stable"' in history
     assert history.count('class="run') == 5  # every night so far, this one included
+
+
+def _run(index: int, observations: dict[str, dict]) -> dict:
+    return {"run_id": run_id(index), "meta": {},
+            "cells": [{"id": cid, "scenario": "S", "label": cid, "expected": None, "observation": obs}
+                      for cid, obs in observations.items()]}
+
+
+def test_history_changes_exactly_where_a_run_would_flip():
+    """History's "changed" is the judgement's flip, not its own comparison: an errno change is a
+    change; a run recorded before errnos were kept (X with no errno) next to X ECONNRESET is not."""
+    from harness.judgement import flip_between
+    from harness.outcome import Observation
+
+    legacy = {"outcome": "X"}
+    reset = {"outcome": "X", "errno_name": "ECONNRESET"}
+    timedout = {"outcome": "X", "errno_name": "ETIMEDOUT"}
+    bind = {"outcome": "B", "bind_errno_name": "EADDRINUSE", "errno_name": "ECONNRESET"}
+    sequences = {"C-LEGACY": [legacy, reset, reset, reset], "C-ERRNO": [reset, reset, timedout, timedout],
+                 "C-BIND": [bind, bind, bind, bind]}
+    runs = [summary_from_data(_run(i, {cid: seq[i] for cid, seq in sequences.items()})) for i in range(4)]
+    history = build_history(runs)
+    got = {c.id: (c.pattern, c.since, c.flips) for c in history.cells}
+    assert got["C-LEGACY"] == ("stable", None, [])
+    assert got["C-ERRNO"] == ("changed", run_id(2), [2])
+    assert got["C-BIND"] == ("stable", None, [])
+    assert history.cell("C-BIND").latest == "B EADDRINUSE"  # a B's key carries the bind errno, not the connect one
+    for seq in sequences.values():  # the same answer as judging each run against the one before
+        runs_flip = [i for i in range(1, 4)
+                     if flip_between(Observation.from_dict(seq[i - 1]), Observation.from_dict(seq[i]))]
+        assert runs_flip == next(c.flips for c in history.cells if sequences[c.id] is seq)
+
+
+def test_agreement_is_the_judgements_mismatch():
+    """A documented X (no errno) agrees with any X; a documented X ECONNRESET only with that errno."""
+    documented_any = {"outcome": "X", "errno_name": "ETIMEDOUT"}
+    data = _run(0, {"D-ANY": documented_any, "D-ERRNO": documented_any})
+    data["cells"][0]["expected"] = "X"
+    data["cells"][1]["expected"], data["cells"][1]["expected_errno"] = "X", "ECONNRESET"
+    history = build_history([summary_from_data(data)])
+    assert history.cell("D-ANY").agree_all == (1, 1)
+    assert history.cell("D-ERRNO").agree_all == (0, 1)

@@ -11,12 +11,14 @@ Observation objects; that summary is also kept next to it (history/.summary/<run
 to the file's size and mtime), so the next reading parses a twentieth of the bytes
 (benchmarks/bench_history.py).
 
-Rules, in one place:
-- a cell's *key* in a run is its outcome with the errno that goes with it (`X ECONNREFUSED`), the
-  same thing a flip compares (harness/results.py, flip_between); `.` = the cell was not in that run.
-- *agreement*: a run agrees when its key matches the cell's reference: the documented expectation
-  (with its errno when one is documented), else the cell's latest non-E key. E never agrees.
-  Rates count only runs that had the cell.
+Rules (the comparisons are harness/judgement.py's, the ones every run's verdict uses):
+- a cell's *key* in a run is its outcome with the errno that goes with it (`X ECONNREFUSED`,
+  judgement.stored_outcome_key); `.` = the cell was not in that run. Two runs' keys differ exactly
+  when a run judged against the other would call it a flip (judgement.flip_between_keys: an errno
+  missing on one side, from a run before errnos were kept, is no change).
+- *agreement*: a run agrees when its key does not mismatch the cell's reference
+  (judgement.key_agrees): the documented expectation (with its errno when one is documented), else
+  the cell's latest non-E key. E never agrees. Rates count only runs that had the cell.
 - *pattern* over the window, E set aside: no change = stable (infra when any E); one change =
   changed, since the first run of the new key; two or more = flaky. Only E = infra.
 """
@@ -33,6 +35,7 @@ from typing import Any, Literal
 from harness import textfile
 from harness.cell import current_id
 from harness.errors import InputError
+from harness.judgement import flip_between_keys, key_agrees, stored_outcome_key
 from harness.results.model import RUN_ID
 from harness.results.reader import check_nesting
 
@@ -71,14 +74,6 @@ class RunSummary:
     cells: dict[str, dict[str, Any]]  # cell id -> scenario, label, expected, expected_errno
 
 
-def observation_key(observation: dict[str, Any]) -> str:
-    """`X ECONNREFUSED`, `B EADDRINUSE`, `O`, `E`, `n/a` from an observation's dict."""
-    outcome = str(observation.get("outcome"))
-    errno = observation.get("errno_name") if outcome == "X" else \
-        observation.get("bind_errno_name") if outcome == "B" else None
-    return f"{outcome} {errno}" if errno else outcome
-
-
 def summary_from_data(data: dict[str, Any]) -> RunSummary:
     """A results file's dict (harness/results.py Run.to_dict) -> RunSummary; KeyError/TypeError if malformed."""
     meta = data.get("meta") or {}
@@ -94,7 +89,7 @@ def summary_from_data(data: dict[str, Any]) -> RunSummary:
         if isinstance(extra, dict) and extra.get("not_run"):
             continue  # a documented cell this lab cannot run: no history of its own
         cell_id = current_id(cell["id"])
-        keys[cell_id] = observation_key(cell["observation"])
+        keys[cell_id] = stored_outcome_key(cell["observation"])
         cells[cell_id] = {"scenario": cell.get("scenario"), "label": cell.get("label"),
                           "expected": cell.get("expected"), "expected_errno": cell.get("expected_errno")}
     return RunSummary(head, keys, cells)
@@ -232,20 +227,13 @@ class History:
         return index > 0 and bool(self.runs[index].kernels) and self.runs[index].kernels != self.runs[index - 1].kernels
 
 
-def matches(key: str, reference: str) -> bool:
-    """A key agrees with a reference; a reference without an errno takes any errno of its outcome."""
-    if key == reference:
-        return True
-    return " " not in reference and key.split(" ", 1)[0] == reference
-
-
 def classify(keys: list[str]) -> tuple[Pattern, int | None]:
     """(pattern, index of the run from which a changed cell's new key holds)."""
     measured = [(i, k) for i, k in enumerate(keys) if k not in (ABSENT, "E")]
     has_e = "E" in keys
     if not measured:
         return ("infra" if has_e else "absent"), None
-    changes = [i for (_, a), (i, b) in itertools.pairwise(measured) if a != b]
+    changes = [i for (_, a), (i, b) in itertools.pairwise(measured) if flip_between_keys(a, b)]
     if not changes:
         return ("infra" if has_e else "stable"), None
     if len(changes) == 1:
@@ -268,13 +256,13 @@ def cell_history(cell_id: str, info: dict[str, Any], keys: list[str], runs: list
     for index, key in enumerate(keys):
         if key == ABSENT:
             continue
-        if previous is not None and key != previous:
+        if previous is not None and flip_between_keys(previous, key):
             flips.append(index)
         previous = key
 
     def rate(window: list[str]) -> tuple[int, int]:
         present = [k for k in window if k != ABSENT]
-        agree = sum(1 for k in present if reference is not None and k != "E" and matches(k, reference))
+        agree = sum(1 for k in present if reference is not None and k != "E" and key_agrees(k, reference))
         return agree, len(present)
 
     return CellHistory(id=cell_id, scenario=info.get("scenario"), label=info.get("label"),
