@@ -24,6 +24,12 @@ from harness.lab import netns as lab_netns
 from harness.lab.paths import KernelPaths, LabPaths
 
 QEMU = "qemu-system-x86_64"
+# l1's kernel words; its init hands the same to every guest (files/init.sh gboot), so they live here only.
+# damon_stat.enabled=N: Linux >= 6.17's DAMON_STAT is on by default in Debian's 7.x kernels; its
+# kdamond samples memory every few ms, measured at 17% of an idle sid l1's vCPU under TCG (and the
+# same in each sid guest), CPU the nested guests need. Kernels without it ignore the word.
+BOOT_WORDS = ("console=ttyS0", "quiet", "loglevel=3", "panic=-1", "tsc=reliable", "mitigations=off",
+              "damon_stat.enabled=N")
 DEFAULT_TTL = int(os.environ.get("HVSOCK_MATRIX_LAB_TTL", 4 * 3600))
 
 
@@ -46,7 +52,7 @@ def l1_argv(paths: LabPaths, port: int, guests: int, host: KernelPaths, guest: K
     """
     memory_mb = memory_mb or 1536 + 768 * (guests + hybrid)
     append = " ".join([
-        "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable mitigations=off", f"tsc_early_khz={host_tsc_khz()}",
+        *BOOT_WORDS, f"tsc_early_khz={host_tsc_khz()}",
         "hvlab.name=l1 hvlab.level=1", f"hvlab.cache={paths.root}", f"hvlab.guests={guests}",
         f"hvlab.ttl={ttl}", f"hvlab.gkernel={guest.vmlinux}", f"hvlab.ginitrd={guest.initramfs}",
         *(lab_netns.cmdline(guests) if netns else []),

@@ -18,7 +18,11 @@ mount -t devtmpfs dev /dev
 
 name=guest; level=2; cache=; guests=0; cid=; loopback=0; ttl=14400; gkernel=; ginitrd=; netns=0; gnetns=
 hybrid=0; vdv=; hmode=shared
+gboot=  # the guests boot with l1's own kernel words (harness/lab/qemu.py BOOT_WORDS) but its hvlab.* ones
 for w in $(cat /proc/cmdline); do
+  case "$w" in
+    hvlab.*|tsc_early_khz=*) ;; *) gboot="$gboot $w";;
+  esac
   case "$w" in
     hvlab.name=*) name=${w#*=};; hvlab.level=*) level=${w#*=};; hvlab.cache=*) cache=${w#*=};;
     hvlab.guests=*) guests=${w#*=};; hvlab.cid=*) cid=${w#*=};; hvlab.loopback=*) loopback=${w#*=};;
@@ -153,7 +157,7 @@ if [ "$level" = 1 ] && [ "$guests" -gt 0 ]; then
       -nodefaults -no-user-config -display none \
       -serial "file:$cache/run/$gname.console.log" \
       -kernel "$gkernel" -initrd "$ginitrd" \
-      -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable mitigations=off tsc_early_khz=$khz hvlab.name=$gname hvlab.level=2 hvlab.cache=$cache hvlab.cid=$gcid hvlab.loopback=$lb" \
+      -append "${gboot# } tsc_early_khz=$khz hvlab.name=$gname hvlab.level=2 hvlab.cache=$cache hvlab.cid=$gcid hvlab.loopback=$lb" \
       -fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
       -device virtio-9p-device,fsdev=root,mount_tag=root \
       -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$((22000 + gcid))-:22" \
@@ -216,7 +220,7 @@ if [ "$level" = 1 ] && [ "$hybrid" -gt 0 ]; then
       -nodefaults -no-user-config -display none \
       -serial "file:$cache/run/$hname.console.log" \
       -kernel "$gkernel" -initrd "$ginitrd" \
-      -append "console=ttyS0 quiet loglevel=3 panic=-1 tsc=reliable mitigations=off tsc_early_khz=$khz hvlab.name=$hname hvlab.level=2 hvlab.cache=$cache hvlab.cid=$hcid hvlab.loopback=$lb" \
+      -append "${gboot# } tsc_early_khz=$khz hvlab.name=$hname hvlab.level=2 hvlab.cache=$cache hvlab.cid=$hcid hvlab.loopback=$lb" \
       -fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap \
       -device virtio-9p-device,fsdev=root,mount_tag=root \
       -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$((22000 + hcid))-:22" \
