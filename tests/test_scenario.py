@@ -324,3 +324,19 @@ def test_defined_at_points_at_the_cell_or_axes(tmp_path):
         """)
     c1, c2 = expand(load_scenario(path), None)
     assert (c1.defined_at, c2.defined_at) == (f"{path}:4", f"{path}:6")
+
+
+def test_needs_nodes_leaves_every_cell_not_run_on_a_lab_without_them(tmp_path):
+    """vsock-netns.yaml names l1/vm21/vm22 too: on a lab without the namespace nodes those cells
+    would run and contradict their namespace expectations; needs_nodes skips the whole scenario."""
+    lab = load_inventory(str(Path(__file__).resolve().parent.parent / "inventory" / "lab-in-a-box.yaml"))
+    netns = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "vsock-netns.yaml")
+    cells = expand(netns, lab)
+    assert cells and all(c.skip_reason for c in cells)
+    own_nodes_here = [c for c in cells if {c.server_on, c.client_on} <= set(lab.nodes)]
+    assert any(c.server_on == "vm22" and c.client_on == "l1" for c in own_nodes_here)
+    assert all("no l1-global0 node (needs_nodes)" in str(c.skip_reason) for c in own_nodes_here)
+    bad = tmp_path / "s.yaml"
+    bad.write_text("scenario: S\nport_base: 30000\nneeds_nodes: [l1]\ncells:\n"
+                   "  - {server: {on: l1, bind: any}, client: {on: l1, target: loopback}}\n")
+    assert [c.skip_reason for c in expand(load_scenario(bad), lab)] == [None]  # present: runs

@@ -112,6 +112,8 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
     index: dict[tuple, int] = {}
     where_cache: dict[tuple, str] = {}
     pairs_seen = 0
+    missing = [n for n in m.needs_nodes if inventory is not None and n not in inventory.nodes]
+    lacking = f"inventory {inventory.name} has no {missing[0]} node (needs_nodes)" if missing and inventory else None
     for spec in _specs(scenario):
         c = spec.cell
         driver = (c.driver if c is not None and c.driver is not None else m.driver)
@@ -160,7 +162,7 @@ def expand(scenario: Scenario, inventory: Inventory | None) -> list[Cell]:
                 service=c.service if c is not None else None,
                 payload=(c.payload if c is not None and c.payload is not None else m.payload),
                 timeout=(c.timeout if c is not None and c.timeout is not None else m.timeout),
-                skip_reason=skip, defined_at=defined_at,
+                skip_reason=skip or lacking, defined_at=defined_at,
                 server_phase=spec.server_phase, client_phase=spec.client_phase, unprivileged=unprivileged,
                 expect_peer=c.expect_peer if c is not None else None,
             ))

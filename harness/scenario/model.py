@@ -285,6 +285,10 @@ class ScenarioModel(_Strict):
     timeout: Annotated[float, BeforeValidator(seconds)] = DEFAULT_TIMEOUT
     socket: SocketField = "stream"
     pairs: Literal["related", "any"] = "related"
+    # nodes the whole scenario is about (e.g. a --netns lab's namespace nodes): on an inventory
+    # without any of them every cell is "not run here", even one whose own nodes exist (vm22 on a
+    # lab without namespaces is not vm22 in local0)
+    needs_nodes: list[Annotated[str, BeforeValidator(_name)]] = []
     max_cells: StrictInt = DEFAULT_MAX_CELLS
     axes: AxesModel | None = None
     cells: list[CellModel] = []
