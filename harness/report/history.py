@@ -233,7 +233,7 @@ def classify(keys: list[str]) -> tuple[Pattern, int | None]:
     has_e = "E" in keys
     if not measured:
         return ("infra" if has_e else "absent"), None
-    changes = [i for (_, a), (i, b) in itertools.pairwise(measured) if flip_between_keys(a, b)]
+    changes = [i for (_, a), (i, b) in itertools.pairwise(measured) if a != b and flip_between_keys(a, b)]  # equal keys never flip: skip the parse
     if not changes:
         return ("infra" if has_e else "stable"), None
     if len(changes) == 1:
@@ -256,13 +256,13 @@ def cell_history(cell_id: str, info: dict[str, Any], keys: list[str], runs: list
     for index, key in enumerate(keys):
         if key == ABSENT:
             continue
-        if previous is not None and flip_between_keys(previous, key):
+        if previous is not None and key != previous and flip_between_keys(previous, key):
             flips.append(index)
         previous = key
 
     def rate(window: list[str]) -> tuple[int, int]:
         present = [k for k in window if k != ABSENT]
-        agree = sum(1 for k in present if reference is not None and k != "E" and key_agrees(k, reference))
+        agree = sum(1 for k in present if reference is not None and k != "E" and (k == reference or key_agrees(k, reference)))
         return agree, len(present)
 
     return CellHistory(id=cell_id, scenario=info.get("scenario"), label=info.get("label"),
